@@ -1,0 +1,49 @@
+"""Every error livingai raises, in one tree.
+
+LivingAIError
+├── InvalidNodeError (ValueError)        a node field cannot be stored (not JSON, bad enum)
+├── CheckpointCorruptError (ValueError)  a stored blob cannot be decoded: bad codec byte,
+│                                        truncated or corrupt payload; names the node id
+├── ExecutionNotFoundError (LookupError) no node of that execution is stored
+├── ClosedError (RuntimeError)           an engine or store used after close()
+├── BacklogFullError (RuntimeError)      the durable write backlog stayed full for a whole
+│                                        budget; the save was refused, nothing was stored
+├── StoreError                           the store failed (down, refused, locked); the
+│                                        engine retries these itself
+└── MissingExtraError (ImportError)      an optional extra is not installed; names the
+                                         `pip install "livingai[extra]"` to run
+"""
+
+from __future__ import annotations
+
+
+class LivingAIError(Exception):
+    """Root of every error raised by livingai."""
+
+
+class InvalidNodeError(LivingAIError, ValueError):
+    """A node cannot be stored as given; the message names the field and the value."""
+
+
+class CheckpointCorruptError(LivingAIError, ValueError):
+    """A stored state blob cannot be decoded; the message names the node id."""
+
+
+class ExecutionNotFoundError(LivingAIError, LookupError):
+    """No node of the execution is stored."""
+
+
+class ClosedError(LivingAIError, RuntimeError):
+    """An engine or a store was used after close()."""
+
+
+class BacklogFullError(LivingAIError, RuntimeError):
+    """The durable-write backlog stayed full for a whole budget; the save was refused."""
+
+
+class StoreError(LivingAIError):
+    """The store failed to read or write; the message names the store."""
+
+
+class MissingExtraError(LivingAIError, ImportError):
+    """An optional dependency is missing; the message names the extra to install."""

@@ -1,0 +1,219 @@
+"""The execution log's data model and its mapping to store records (no I/O here)."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import traceback as tb
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from ._errors import InvalidNodeError
+
+_E = TypeVar("_E", "NodeType", "Status")
+
+
+class NodeType(StrEnum):
+    PROMPT = "PROMPT"
+    TOOL = "TOOL"
+    MEMORY = "MEMORY"
+    BRANCH = "BRANCH"
+
+
+class Status(StrEnum):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    SUCCESS = "SUCCESS"
+    FAILED = "FAILED"
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True)
+class ErrorInfo:
+    """What went wrong in a failed step."""
+
+    type: str
+    message: str
+    traceback: str | None = None
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> ErrorInfo:
+        return cls(
+            type=type(exc).__name__,
+            message=str(exc),
+            traceback="".join(tb.format_exception(exc)),
+        )
+
+
+@dataclass
+class ExecutionNode:
+    """One step of an agent run; every save appends a new version of it."""
+
+    execution_id: str
+    type: NodeType
+    id: str = field(default_factory=new_id)
+    parent_id: str | None = None
+    status: Status = Status.PENDING
+    created_at: datetime = field(default_factory=utcnow)
+    completed_at: datetime | None = None
+    input: Any = None
+    output: Any = None
+    error: ErrorInfo | None = None
+    cost_tokens: int | None = None
+    latency_ms: float | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    checkpoint: bytes | None = None
+
+    def __post_init__(self) -> None:
+        self.type = _enum(NodeType, self.type, "type")
+        self.status = _enum(Status, self.status, "status")
+
+    def is_idempotent(self) -> bool:
+        """Safe to run again on recovery: an explicit metadata flag wins, else not for TOOL."""
+        flag = self.metadata.get("idempotent")
+        if isinstance(flag, bool):
+            return flag
+        return self.type is not NodeType.TOOL
+
+
+def _enum(kind: type[_E], value: object, name: str) -> _E:
+    if isinstance(value, kind):
+        return value
+    if isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            return kind(value)
+    allowed = ", ".join(member.value for member in kind)
+    raise InvalidNodeError(f"{name} must be one of {allowed}; got {value!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRecord:
+    """One stored version of a node, as stores hold it: plain strings and bytes.
+
+    `version_id` is unique per save, so a store can ignore a batch it is sent again after
+    a lost acknowledgement. `body` is a JSON object with input, output, error,
+    cost_tokens, latency_ms and metadata; `checkpoint` is the codec-framed blob or None.
+    """
+
+    version_id: str
+    node_id: str
+    execution_id: str
+    parent_id: str | None
+    type: str
+    status: str
+    created_at: str
+    completed_at: str | None
+    body: str
+    checkpoint: bytes | None
+
+    @property
+    def size(self) -> int:
+        return len(self.body) + (len(self.checkpoint) if self.checkpoint else 0)
+
+
+def _json_field(node: ExecutionNode, name: str, value: Any) -> str:
+    def refuse(obj: object) -> Any:
+        raise TypeError(type(obj).__name__)
+
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"), default=refuse)
+    except TypeError as exc:
+        raise InvalidNodeError(
+            f"node {node.id}: {name} must be JSON-serialisable; "
+            f"it holds a value of type {exc.args[0]}"
+        ) from None
+    except ValueError as exc:  # NaN or infinity, or a reference cycle
+        raise InvalidNodeError(f"node {node.id}: {name} is not valid JSON: {exc}") from None
+
+
+def _check_id(value: object, name: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise InvalidNodeError(f"{name} must be a non-empty string; got {value!r}")
+    return value
+
+
+def _check_time(value: object, name: str) -> datetime:
+    if not isinstance(value, datetime):
+        raise InvalidNodeError(f"{name} must be a datetime; got {type(value).__name__}")
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def to_record(node: ExecutionNode, checkpoint: bytes | None) -> NodeRecord:
+    """Validate and snapshot `node`, so later changes to it do not alter what is stored."""
+    _check_id(node.id, "id")
+    _check_id(node.execution_id, "execution_id")
+    if node.parent_id is not None:
+        _check_id(node.parent_id, "parent_id")
+    node_type = _enum(NodeType, node.type, "type")
+    status = _enum(Status, node.status, "status")
+    if not isinstance(node.metadata, dict):
+        raise InvalidNodeError(
+            f"node {node.id}: metadata must be a dict; got {type(node.metadata).__name__}"
+        )
+    error = node.error
+    if error is not None and not isinstance(error, ErrorInfo):
+        raise InvalidNodeError(
+            f"node {node.id}: error must be an ErrorInfo; got {type(error).__name__}"
+        )
+    parts = {
+        "input": _json_field(node, "input", node.input),
+        "output": _json_field(node, "output", node.output),
+        "error": _json_field(
+            node,
+            "error",
+            None if error is None else [error.type, error.message, error.traceback],
+        ),
+        "cost_tokens": _json_field(node, "cost_tokens", node.cost_tokens),
+        "latency_ms": _json_field(node, "latency_ms", node.latency_ms),
+        "metadata": _json_field(node, "metadata", node.metadata),
+    }
+    body = "{" + ",".join(f'"{key}":{value}' for key, value in parts.items()) + "}"
+    completed = node.completed_at
+    return NodeRecord(
+        version_id=new_id(),
+        node_id=node.id,
+        execution_id=node.execution_id,
+        parent_id=node.parent_id,
+        type=node_type.value,
+        status=status.value,
+        created_at=_check_time(node.created_at, "created_at").isoformat(),
+        completed_at=None
+        if completed is None
+        else _check_time(completed, "completed_at").isoformat(),
+        body=body,
+        checkpoint=checkpoint,
+    )
+
+
+def from_record(record: NodeRecord) -> ExecutionNode:
+    """Rebuild a fresh ExecutionNode from a stored version."""
+    body = json.loads(record.body)
+    error = body.get("error")
+    return ExecutionNode(
+        id=record.node_id,
+        execution_id=record.execution_id,
+        parent_id=record.parent_id,
+        type=NodeType(record.type),
+        status=Status(record.status),
+        created_at=datetime.fromisoformat(record.created_at),
+        completed_at=None
+        if record.completed_at is None
+        else datetime.fromisoformat(record.completed_at),
+        input=body.get("input"),
+        output=body.get("output"),
+        error=None if error is None else ErrorInfo(*error),
+        cost_tokens=body.get("cost_tokens"),
+        latency_ms=body.get("latency_ms"),
+        metadata=body.get("metadata") or {},
+        checkpoint=record.checkpoint,
+    )

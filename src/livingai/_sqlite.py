@@ -1,0 +1,237 @@
+"""SQLiteStore: the embedded, zero-config default store.
+
+One writer thread owns the write connection and commits each batch in one transaction;
+one reader thread owns a read connection, so reads never wait behind writes (WAL).
+Several processes may open the same file: writes take the lock up front
+(BEGIN IMMEDIATE) and wait for it under a busy timeout, so no "database is locked"
+reaches the caller while another process commits.
+
+Durability: every committed batch survives a crash of the process. With
+synchronous="NORMAL" (the default, WAL) a power loss or OS crash can roll back the
+batches committed since the last WAL checkpoint, never corrupting the file; with
+synchronous="FULL" each commit is fsynced and survives power loss too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+from typing import Any, TypeVar
+
+from . import _sqlite_schema as schema
+from ._errors import ClosedError, StoreError
+from ._model import NodeRecord
+
+T = TypeVar("T")
+
+_SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+class _Worker:
+    """One daemon thread running calls in order: it owns one connection.
+
+    A daemon thread, unlike an executor's, still runs at interpreter exit, so an engine
+    can flush what is queued from an atexit hook.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._calls: queue.SimpleQueue[tuple[Callable[[], Any], Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while (call := self._calls.get()) is not None:
+            fn, future = call
+            if future.set_running_or_notify_cancel():
+                try:
+                    future.set_result(fn())
+                except BaseException as exc:
+                    future.set_exception(exc)
+
+    def submit(self, fn: Callable[[], T]) -> Future[T]:
+        future: Future[T] = Future()
+        self._calls.put((fn, future))
+        return future
+
+    def stop(self) -> None:
+        self._calls.put(None)
+
+
+class SQLiteStore:
+    """A store in one SQLite file; the schema is created and migrated on first use."""
+
+    def __init__(
+        self,
+        path: str | Path = "livingai.db",
+        *,
+        synchronous: str = "NORMAL",
+        busy_timeout_seconds: float = 30.0,
+    ) -> None:
+        if synchronous.upper() not in _SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {_SYNCHRONOUS}; got {synchronous!r}")
+        self.path = str(path)
+        self.synchronous = synchronous.upper()
+        self.busy_timeout_seconds = busy_timeout_seconds
+        self._memory = self.path == ":memory:"
+        self._writer = _Worker("livingai-sqlite-writer")
+        # An in-memory database exists only on its own connection: read through the writer.
+        self._reader = self._writer if self._memory else _Worker("livingai-sqlite-reader")
+        self._write_conn: sqlite3.Connection | None = None
+        self._read_conn: sqlite3.Connection | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"
+
+    # -- connections (each touched only by its own thread) --------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self.path,
+            timeout=self.busy_timeout_seconds,
+            isolation_level=None,  # we issue BEGIN/COMMIT ourselves
+            check_same_thread=False,  # each connection stays on its own worker thread
+        )
+        conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_seconds * 1000)}")
+        return conn
+
+    def _writer_conn(self) -> sqlite3.Connection:
+        if self._write_conn is None:
+            conn = self._connect()
+            if not self._memory:
+                _retry_locked(
+                    lambda: conn.execute("PRAGMA journal_mode = WAL"), self.busy_timeout_seconds
+                )
+            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            _migrate(conn, self.path)
+            self._write_conn = conn
+        return self._write_conn
+
+    def _reader_conn(self) -> sqlite3.Connection:
+        if self._memory:
+            return self._writer_conn()
+        if self._read_conn is None:
+            conn = self._connect()
+            conn.execute("PRAGMA query_only = 1")
+            self._read_conn = conn
+        return self._read_conn
+
+    async def _run(self, worker: _Worker, fn: Callable[[], T]) -> T:
+        if self._closed:
+            raise ClosedError(f"{self!r} was used after close()")
+        try:
+            return await asyncio.wrap_future(worker.submit(fn))
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self!r}: {exc}") from exc
+
+    async def _ensure_schema(self) -> None:
+        if self._write_conn is None:
+            await self._run(self._writer, self._writer_conn)
+
+    # -- the store contract -----------------------------------------------------------
+
+    async def append(self, records: Sequence[NodeRecord]) -> None:
+        rows = [schema.to_row(r) for r in records]
+        executions = [(e,) for e in dict.fromkeys(r.execution_id for r in records)]
+
+        def write() -> None:
+            conn = self._writer_conn()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(schema.INSERT_NODE, rows)
+                conn.executemany(schema.INSERT_EXECUTION, executions)
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+        if rows:
+            await self._run(self._writer, write)
+
+    async def _query(self, sql: str, args: tuple[str, ...]) -> list[NodeRecord]:
+        await self._ensure_schema()
+        rows = await self._run(
+            self._reader, lambda: self._reader_conn().execute(sql, args).fetchall()
+        )
+        return [schema.from_row(row) for row in rows]
+
+    async def read(self, node_id: str) -> NodeRecord | None:
+        rows = await self._query(schema.READ_NODE, (node_id,))
+        return rows[0] if rows else None
+
+    async def list_nodes(self, execution_id: str) -> list[NodeRecord]:
+        return await self._query(schema.LIST_NODES, (execution_id,))
+
+    async def latest_checkpoint(self, execution_id: str) -> NodeRecord | None:
+        rows = await self._query(schema.LATEST_CHECKPOINT, (execution_id,))
+        return rows[0] if rows else None
+
+    async def list_executions(self) -> list[str]:
+        await self._ensure_schema()
+        rows = await self._run(
+            self._reader,
+            lambda: self._reader_conn().execute(schema.LIST_EXECUTIONS).fetchall(),
+        )
+        return [str(row[0]) for row in rows]
+
+    async def history(self, node_id: str) -> list[NodeRecord]:
+        return await self._query(schema.NODE_HISTORY, (node_id,))
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        for worker, conn in ((self._reader, self._read_conn), (self._writer, self._write_conn)):
+            if conn is not None:
+                await asyncio.wrap_future(worker.submit(conn.close))
+        self._writer.stop()
+        self._reader.stop()
+
+
+def _retry_locked(action: Callable[[], object], seconds: float) -> None:
+    """Repeat `action` while another process holds a lock the busy handler does not cover."""
+    deadline = time.monotonic() + seconds
+    delay = 0.005
+    while True:
+        try:
+            action()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)  # on the store's own thread, never the event loop
+        delay = min(delay * 2, 0.2)
+
+
+def _migrate(conn: sqlite3.Connection, path: str) -> None:
+    """Bring the schema to SCHEMA_VERSION in one transaction; safe when processes race."""
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version == schema.SCHEMA_VERSION:
+        return
+    _retry_locked(lambda: conn.execute("BEGIN IMMEDIATE"), 60.0)
+    try:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        if version > schema.SCHEMA_VERSION:
+            raise StoreError(
+                f"SQLiteStore({path!r}) has schema version {version}, newer than this "
+                f"livingai knows ({schema.SCHEMA_VERSION}); upgrade livingai"
+            )
+        for number in range(version, schema.SCHEMA_VERSION):
+            for statement in schema.MIGRATIONS[number].split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+        conn.execute(f"PRAGMA user_version = {schema.SCHEMA_VERSION}")
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise

@@ -1,0 +1,96 @@
+"""SQLite schema, migrations, queries and row mapping (no I/O here).
+
+Layout: `nodes` holds one row per node version; its rowid `seq` is the global append
+order. `executions` holds one row per execution, its rowid giving first-seen order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ._model import NodeRecord
+
+# Each entry upgrades the schema by one version; its index + 1 is the version it makes.
+# Never edit a released entry: append a new one.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE nodes (
+        seq INTEGER PRIMARY KEY,
+        version_id TEXT NOT NULL UNIQUE,
+        node_id TEXT NOT NULL,
+        execution_id TEXT NOT NULL,
+        parent_id TEXT,
+        type TEXT NOT NULL,
+        status TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        completed_at TEXT,
+        body TEXT NOT NULL,
+        checkpoint BLOB
+    );
+    CREATE INDEX nodes_by_node ON nodes(node_id);
+    CREATE INDEX nodes_by_execution ON nodes(execution_id, node_id);
+    CREATE INDEX checkpoints_by_execution ON nodes(execution_id) WHERE checkpoint IS NOT NULL;
+    CREATE TABLE executions (execution_id TEXT PRIMARY KEY);
+    """,
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+_COLUMNS = (
+    "version_id, node_id, execution_id, parent_id, type, status,"
+    " created_at, completed_at, body, checkpoint"
+)
+
+# A version sent twice (a retry after a lost acknowledgement) is stored once.
+INSERT_NODE = f"INSERT OR IGNORE INTO nodes ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+INSERT_EXECUTION = "INSERT OR IGNORE INTO executions (execution_id) VALUES (?)"
+
+READ_NODE = f"SELECT {_COLUMNS} FROM nodes WHERE node_id = ? ORDER BY seq DESC LIMIT 1"
+NODE_HISTORY = f"SELECT {_COLUMNS} FROM nodes WHERE node_id = ? ORDER BY seq"
+LIST_NODES = f"""
+    SELECT {", ".join("n." + c.strip() for c in _COLUMNS.split(","))}
+    FROM nodes AS n
+    JOIN (SELECT MIN(seq) AS first, MAX(seq) AS last FROM nodes
+          WHERE execution_id = ? GROUP BY node_id) AS g ON n.seq = g.last
+    ORDER BY g.first
+"""
+LATEST_CHECKPOINT = f"""
+    SELECT {_COLUMNS} FROM nodes
+    WHERE execution_id = ? AND checkpoint IS NOT NULL ORDER BY seq DESC LIMIT 1
+"""
+LIST_EXECUTIONS = "SELECT execution_id FROM executions ORDER BY rowid"
+
+Row = tuple[str, str, str, str | None, str, str, str, str | None, str, bytes | None]
+
+
+def to_row(record: NodeRecord) -> Row:
+    return (
+        record.version_id,
+        record.node_id,
+        record.execution_id,
+        record.parent_id,
+        record.type,
+        record.status,
+        record.created_at,
+        record.completed_at,
+        record.body,
+        record.checkpoint,
+    )
+
+
+def from_row(row: Sequence[object]) -> NodeRecord:
+    version_id, node_id, execution_id, parent_id, type_, status, created, completed, body, blob = (
+        row
+    )
+    return NodeRecord(
+        version_id=str(version_id),
+        node_id=str(node_id),
+        execution_id=str(execution_id),
+        parent_id=None if parent_id is None else str(parent_id),
+        type=str(type_),
+        status=str(status),
+        created_at=str(created),
+        completed_at=None if completed is None else str(completed),
+        body=str(body),
+        checkpoint=bytes(blob) if isinstance(blob, bytes | memoryview) else None,
+    )
