@@ -1,0 +1,186 @@
+"""The store conformance suite: every store, ours or a third party's, must pass it.
+
+Each test is a plain `async def test_x(store)` taking a fresh, empty, open store. Run
+them all against your store with pytest:
+
+    import pytest
+    from livingai.testing import CONFORMANCE_TESTS
+
+    @pytest.mark.parametrize("check", CONFORMANCE_TESTS, ids=lambda t: t.__name__)
+    async def test_my_store(check, my_store):
+        await check(my_store)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from .._errors import ClosedError
+from .._model import ExecutionNode, NodeRecord, NodeType, Status, to_record
+from .._store import CheckpointStore
+
+Check = Callable[[CheckpointStore], Awaitable[None]]
+
+
+def make_record(
+    execution_id: str,
+    node_id: str | None = None,
+    *,
+    checkpoint: bytes | None = None,
+    output: Any = None,
+    type: NodeType = NodeType.PROMPT,
+) -> NodeRecord:
+    """A valid record, as the engine would hand it to a store."""
+    node = ExecutionNode(execution_id=execution_id, type=type, status=Status.SUCCESS, output=output)
+    if node_id is not None:
+        node.id = node_id
+    return to_record(node, checkpoint)
+
+
+def assert_same(got: NodeRecord | None, want: NodeRecord) -> None:
+    """Equal as stored data; the JSON body may be re-formatted by the store (JSONB)."""
+    assert got is not None, f"node {want.node_id} version {want.version_id} is missing"
+    for name in ("version_id", "node_id", "execution_id", "parent_id", "type", "status",
+                 "created_at", "completed_at", "checkpoint"):  # fmt: skip
+        assert getattr(got, name) == getattr(want, name), f"{name} differs"
+    assert json.loads(got.body) == json.loads(want.body), "body differs"
+
+
+def _ids(records: list[NodeRecord]) -> list[str]:
+    return [record.node_id for record in records]
+
+
+async def test_read_returns_appended_record(store: CheckpointStore) -> None:
+    record = make_record("exec-read", output={"answer": 42, "text": "héllo ✓"}, checkpoint=b"\x00s")
+    await store.append([record])
+    assert_same(await store.read(record.node_id), record)
+
+
+async def test_read_of_unknown_node_is_none(store: CheckpointStore) -> None:
+    assert await store.read("no-such-node") is None
+    assert await store.history("no-such-node") == []
+    assert await store.latest_checkpoint("no-such-execution") is None
+    assert await store.list_nodes("no-such-execution") == []
+
+
+async def test_new_version_never_changes_an_old_one(store: CheckpointStore) -> None:
+    first = make_record("exec-versions", "node-v", output="first", checkpoint=b"\x00one")
+    second = make_record("exec-versions", "node-v", output="second")
+    await store.append([first])
+    await store.append([second])
+    assert_same(await store.read("node-v"), second)
+    history = await store.history("node-v")
+    assert len(history) == 2
+    assert_same(history[0], first)
+    assert_same(history[1], second)
+
+
+async def test_list_nodes_gives_latest_versions_in_first_seen_order(
+    store: CheckpointStore,
+) -> None:
+    a1 = make_record("exec-list", "a", output=1)
+    b = make_record("exec-list", "b", output=2)
+    a2 = make_record("exec-list", "a", output=3)
+    c = make_record("exec-list", "c", output=4)
+    other = make_record("exec-other", "z")
+    await store.append([a1, b])
+    await store.append([other, a2, c])
+    nodes = await store.list_nodes("exec-list")
+    assert _ids(nodes) == ["a", "b", "c"]
+    assert_same(nodes[0], a2)
+    assert _ids(await store.list_nodes("exec-other")) == ["z"]
+
+
+async def test_latest_checkpoint_is_the_last_version_with_a_blob(store: CheckpointStore) -> None:
+    checkpointed = [make_record("exec-ckpt", f"n{i}", checkpoint=bytes([0, i])) for i in range(30)]
+    await store.append(checkpointed[:10])
+    await store.append(checkpointed[10:])
+    await store.append([make_record("exec-ckpt", "no-blob")])  # later, but without a checkpoint
+    await store.append([make_record("exec-elsewhere", "x", checkpoint=b"\x00x")])
+    assert_same(await store.latest_checkpoint("exec-ckpt"), checkpointed[-1])
+    # An earlier node checkpointed again becomes the latest.
+    again = make_record("exec-ckpt", "n3", checkpoint=b"\x00again")
+    await store.append([again])
+    assert_same(await store.latest_checkpoint("exec-ckpt"), again)
+
+
+async def test_list_executions_in_first_seen_order(store: CheckpointStore) -> None:
+    await store.append([make_record("exec-b"), make_record("exec-a")])
+    await store.append([make_record("exec-b"), make_record("exec-c")])
+    assert await store.list_executions() == ["exec-b", "exec-a", "exec-c"]
+
+
+async def test_batch_keeps_its_order(store: CheckpointStore) -> None:
+    batch = [make_record(f"exec-batch-{i % 3}", f"node-{i}", output=i) for i in range(120)]
+    await store.append(batch)
+    for execution in range(3):
+        want = [r.node_id for r in batch if r.execution_id == f"exec-batch-{execution}"]
+        assert _ids(await store.list_nodes(f"exec-batch-{execution}")) == want
+
+
+async def test_a_batch_sent_twice_is_stored_once(store: CheckpointStore) -> None:
+    batch = [make_record("exec-retry", f"r{i}", checkpoint=b"\x00r") for i in range(5)]
+    await store.append(batch)
+    await store.append(batch)  # a retry after a lost acknowledgement
+    for record in batch:
+        assert len(await store.history(record.node_id)) == 1
+    assert len(await store.list_nodes("exec-retry")) == 5
+
+
+async def test_blobs_round_trip_byte_exact(store: CheckpointStore) -> None:
+    blobs = [b"\x00", b"\x01\x00\x00\xff" * 3, os.urandom(1024 * 1024), bytes(range(256)) * 64]
+    records = [make_record("exec-blobs", f"blob-{i}", checkpoint=b) for i, b in enumerate(blobs)]
+    await store.append(records)
+    for record in records:
+        got = await store.read(record.node_id)
+        assert got is not None
+        assert got.checkpoint == record.checkpoint
+
+
+async def test_empty_append_is_a_no_op(store: CheckpointStore) -> None:
+    await store.append([])
+    assert await store.list_executions() == []
+
+
+async def test_concurrent_appends_all_land_in_order(store: CheckpointStore) -> None:
+    async def agent(number: int) -> None:
+        for step in range(10):
+            await store.append([make_record(f"exec-agent-{number}", f"a{number}-s{step}")])
+
+    await asyncio.gather(*(agent(n) for n in range(20)))
+    for number in range(20):
+        nodes = await store.list_nodes(f"exec-agent-{number}")
+        assert _ids(nodes) == [f"a{number}-s{step}" for step in range(10)]
+
+
+async def test_use_after_close_raises_closed_error(store: CheckpointStore) -> None:
+    await store.append([make_record("exec-close")])
+    await store.close()
+    await store.close()  # closing twice is harmless
+    try:
+        await store.append([make_record("exec-close")])
+    except ClosedError:
+        return
+    raise AssertionError("append after close() did not raise ClosedError")
+
+
+CONFORMANCE_TESTS: list[Check] = [
+    test_read_returns_appended_record,
+    test_read_of_unknown_node_is_none,
+    test_new_version_never_changes_an_old_one,
+    test_list_nodes_gives_latest_versions_in_first_seen_order,
+    test_latest_checkpoint_is_the_last_version_with_a_blob,
+    test_list_executions_in_first_seen_order,
+    test_batch_keeps_its_order,
+    test_a_batch_sent_twice_is_stored_once,
+    test_blobs_round_trip_byte_exact,
+    test_empty_append_is_a_no_op,
+    test_concurrent_appends_all_land_in_order,
+    test_use_after_close_raises_closed_error,
+]
+
+__all__ = ["CONFORMANCE_TESTS", "Check", "assert_same", "make_record"]

@@ -1,0 +1,244 @@
+"""CheckpointEngine: budgets, group commit, retries, backlog, read-your-writes, lifecycle."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+
+import pytest
+
+from livingai import (
+    BacklogFullError,
+    CheckpointCorruptError,
+    CheckpointEngine,
+    CheckpointStore,
+    ClosedError,
+    Codec,
+    ExecutionNode,
+    InvalidNodeError,
+    MemoryStore,
+    NodeType,
+    SQLiteStore,
+    Status,
+)
+from livingai.testing import make_record
+from tests.conftest import StoreFactory
+from tests.faults import FaultyStore
+
+
+def step(execution_id: str = "run", **fields: object) -> ExecutionNode:
+    return ExecutionNode(
+        execution_id=execution_id, type=NodeType.PROMPT, status=Status.SUCCESS, **fields
+    )
+
+
+async def test_save_commits_within_budget_and_loads_back(
+    persistent_factory: StoreFactory,
+) -> None:
+    async with CheckpointEngine(persistent_factory()) as engine:
+        node = step(output={"plan": ["a", "b"]})
+        assert await engine.save(node, state=b"state-1") is True
+        loaded = await engine.load(node.id)
+        assert loaded is not None
+        assert loaded.state == b"state-1"
+        assert loaded.node.output == {"plan": ["a", "b"]}
+    # A fresh engine reads it back from the store, not from any cache.
+    async with CheckpointEngine(persistent_factory()) as fresh:
+        cold = await fresh.load(node.id)
+        assert cold is not None
+        assert cold.state == b"state-1"
+        assert cold.node.checkpoint is not None
+
+
+async def test_hot_read_does_not_touch_the_store() -> None:
+    store = FaultyStore(MemoryStore())
+    async with CheckpointEngine(store) as engine:
+        node = step()
+        await engine.save(node, state=b"hot")
+        for _ in range(3):
+            loaded = await engine.load(node.id)
+            assert loaded is not None
+            assert loaded.state == b"hot"
+        assert store.reads == 0
+
+
+async def test_slow_store_returns_false_but_never_drops_the_write() -> None:
+    store = FaultyStore(MemoryStore(), gated=True)
+    async with CheckpointEngine(store, overhead_budget_ms=5) as engine:
+        node = step()
+        assert await engine.save(node, state=b"late state") is False
+        assert engine.stats().backlog_writes == 1
+        store.gate.set()
+        await engine.flush()
+        stats = engine.stats()
+        assert (stats.saves, stats.in_budget, stats.late, stats.backlog_writes) == (1, 0, 1, 0)
+        record = await store.inner.read(node.id)
+        assert record is not None
+        assert record.checkpoint is not None
+
+
+async def test_concurrent_saves_share_commits() -> None:
+    store = FaultyStore(MemoryStore(), gated=True)
+    async with CheckpointEngine(store, overhead_budget_ms=5) as engine:
+        nodes = [step(f"agent-{i}") for i in range(50)]
+        results = await asyncio.gather(*(engine.save(n, state=b"s") for n in nodes))
+        assert results == [False] * 50
+        store.gate.set()
+        await engine.flush()
+        assert sum(store.appends) == 50
+        assert len(store.appends) <= 2  # one transaction for everything queued
+        assert engine.stats().commits == len(store.appends)
+
+
+async def test_store_errors_are_retried_counted_and_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = FaultyStore(MemoryStore(), failures=3)
+    engine = CheckpointEngine(store, overhead_budget_ms=5, retry_max_delay_seconds=0.01)
+    node = step()
+    with caplog.at_level(logging.WARNING, logger="livingai"):
+        assert await engine.save(node, state=b"x") is False
+        await engine.flush()
+    assert engine.stats().store_errors == 3
+    assert len(await store.inner.history(node.id)) == 1
+    assert any("retrying" in message for message in caplog.messages)
+    assert any("succeeded after 3 failures" in message for message in caplog.messages)
+    await engine.close()
+
+
+async def test_full_backlog_refuses_the_save_loudly(caplog: pytest.LogCaptureFixture) -> None:
+    store = FaultyStore(MemoryStore(), gated=True)
+    engine = CheckpointEngine(store, overhead_budget_ms=5, max_backlog_bytes=10_000)
+    first = step()
+    assert await engine.save(first, state=b"a" * 6_000) is False
+    second = step()
+    with pytest.raises(BacklogFullError, match="refused"):
+        await engine.save(second, state=b"b" * 6_000)
+    assert "refused a save" in caplog.text
+    assert engine.stats().refused == 1
+    assert await engine.load(second.id) is None  # nothing of the refused save is kept
+    store.gate.set()
+    await engine.flush()
+    assert await store.inner.read(first.id) is not None
+    assert await store.inner.read(second.id) is None
+    await engine.close()
+
+
+async def test_versions_commit_in_save_order_even_when_the_first_is_large() -> None:
+    store = MemoryStore()
+    async with CheckpointEngine(store, overhead_budget_ms=1, offload_bytes=1024) as engine:
+        node = step()
+        big = os.urandom(200_000)
+        await engine.save(node, state=big)  # compressed on a thread
+        node.output = "second"
+        await engine.save(node, state=b"small")  # compressed inline
+        await engine.flush()
+        history = await engine.history(node.id)
+    assert [version.output for version in history] == [None, "second"]
+
+
+async def test_reads_see_writes_still_queued() -> None:
+    store = FaultyStore(MemoryStore(), gated=True)
+    async with CheckpointEngine(store, overhead_budget_ms=1, hot_capacity=0) as engine:
+        node = step("queued-run")
+        assert await engine.save(node, state=b"queued") is False
+        loaded = await engine.load(node.id)
+        assert loaded is not None
+        assert loaded.state == b"queued"
+        latest = await engine.latest("queued-run")
+        assert latest is not None
+        assert latest.node.id == node.id
+        assert [n.id for n in await engine.list_nodes("queued-run")] == [node.id]
+        assert await engine.list_executions() == ["queued-run"]
+        store.gate.set()
+
+
+async def test_unserialisable_output_is_refused_naming_field_and_type() -> None:
+    async with CheckpointEngine(MemoryStore()) as engine:
+        node = step(output={"when": object()})
+        with pytest.raises(InvalidNodeError, match=r"output .* type object"):
+            await engine.save(node)
+        with pytest.raises(InvalidNodeError, match="state must be bytes"):
+            await engine.save(step(), state="not bytes")  # type: ignore[arg-type]
+        assert engine.stats().saves == 0
+
+
+async def test_saving_a_loaded_node_keeps_its_framed_checkpoint() -> None:
+    async with CheckpointEngine(MemoryStore(), codec=Codec.ZLIB) as engine:
+        node = step()
+        await engine.save(node, state=b"kept")
+        loaded = await engine.load(node.id)
+        assert loaded is not None
+        loaded.node.status = Status.FAILED
+        await engine.save(loaded.node)
+        again = await engine.load(node.id)
+        assert again is not None
+        assert (again.node.status, again.state) == (Status.FAILED, b"kept")
+        bad = step(checkpoint=b"\x7fnot framed")
+        with pytest.raises(InvalidNodeError, match="framed"):
+            await engine.save(bad)
+
+
+async def test_corrupt_blob_raises_naming_the_node_and_engine_keeps_working() -> None:
+    store = MemoryStore()
+    corrupt = make_record("run", "broken-node", checkpoint=b"\x01this is not zlib")
+    await store.append([corrupt])
+    async with CheckpointEngine(store) as engine:
+        with pytest.raises(CheckpointCorruptError, match="broken-node"):
+            await engine.load("broken-node")
+        with pytest.raises(CheckpointCorruptError, match="broken-node"):
+            await engine.latest("run")
+        node = step("run")
+        assert await engine.save(node, state=b"fine") is True
+        loaded = await engine.load(node.id)
+        assert loaded is not None
+        assert loaded.state == b"fine"
+
+
+async def test_lifecycle_errors_are_exact() -> None:
+    engine = CheckpointEngine(MemoryStore())
+    await engine.close()
+    await engine.close()
+    with pytest.raises(ClosedError, match=r"CheckpointEngine\(.*\) was used after close\(\)"):
+        await engine.save(step())
+    with pytest.raises(ClosedError):
+        await engine.load("anything")
+
+
+async def test_close_gives_up_on_a_dead_store_counting_and_logging(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = FaultyStore(MemoryStore(), failures=10**9)
+    engine = CheckpointEngine(store, overhead_budget_ms=1, retry_max_delay_seconds=0.01)
+    for _ in range(3):
+        assert await engine.save(step(), state=b"doomed") is False
+    await engine.close(abandon_after_seconds=0.2)
+    assert engine.stats().abandoned == 3
+    assert "3 queued writes were NOT stored" in caplog.text
+
+
+def test_engine_works_across_event_loops() -> None:
+    store: CheckpointStore = MemoryStore()
+    engine = CheckpointEngine(store)
+    node = step()
+    assert asyncio.run(engine.save(node, state=b"first loop")) is True
+
+    async def second() -> bytes | None:
+        loaded = await engine.load(node.id)
+        await engine.save(step(), state=b"second loop")
+        await engine.close()
+        return None if loaded is None else loaded.state
+
+    assert asyncio.run(second()) == b"first loop"
+
+
+async def test_stats_report_latency_percentiles() -> None:
+    async with CheckpointEngine(SQLiteStore(":memory:")) as engine:
+        for _ in range(20):
+            await engine.save(step(), state=os.urandom(100))
+        stats = engine.stats()
+        assert stats.saves == 20
+        assert stats.save_ms["count"] == 20
+        assert 0 < stats.save_ms["p50_ms"] <= stats.save_ms["max_ms"]
+        assert stats.durable_ms["count"] == 20

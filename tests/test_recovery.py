@@ -1,0 +1,74 @@
+"""RecoveryEngine.plan: resume point, idempotent replays, side effects skipped."""
+
+from __future__ import annotations
+
+import pytest
+
+from livingai import (
+    CheckpointEngine,
+    ExecutionNode,
+    ExecutionNotFoundError,
+    NodeType,
+    RecoveryEngine,
+    Status,
+)
+from tests.conftest import StoreFactory
+
+
+def node(kind: NodeType, **fields: object) -> ExecutionNode:
+    return ExecutionNode(execution_id="trip", type=kind, status=Status.SUCCESS, **fields)
+
+
+async def test_plan_resumes_from_latest_checkpoint_and_skips_side_effects(
+    store_factory: StoreFactory,
+) -> None:
+    async with CheckpointEngine(store_factory()) as engine:
+        plan_step = node(NodeType.PROMPT)
+        early_tool = node(NodeType.TOOL)  # before the checkpoint: not part of the plan
+        resume = node(NodeType.MEMORY)
+        charge = node(NodeType.TOOL, output={"receipt": "R-1"})
+        lookup = node(NodeType.TOOL, metadata={"idempotent": True})
+        summary = node(NodeType.PROMPT, metadata={"idempotent": False})
+        think = node(NodeType.PROMPT)
+        await engine.save(plan_step, state=b"s0")
+        await engine.save(early_tool)
+        await engine.save(resume, state=b"s1")
+        for later in (charge, lookup, summary, think):
+            await engine.save(later)
+        plan = await RecoveryEngine(engine).plan("trip")
+        assert plan.resume_node_id == resume.id
+        assert plan.state == b"s1"
+        assert [n.id for n in plan.replay_nodes] == [lookup.id, think.id]
+        assert [n.id for n in plan.skipped_nodes] == [charge.id, summary.id]
+        assert plan.skipped_nodes[0].output == {"receipt": "R-1"}
+
+
+async def test_plan_without_checkpoint_covers_every_step(store_factory: StoreFactory) -> None:
+    async with CheckpointEngine(store_factory()) as engine:
+        tool = node(NodeType.TOOL)
+        prompt = node(NodeType.PROMPT)
+        await engine.save(tool)
+        await engine.save(prompt)
+        plan = await RecoveryEngine(engine).plan("trip")
+        assert plan.resume_node is None
+        assert plan.state is None
+        assert [n.id for n in plan.replay_nodes] == [prompt.id]
+        assert [n.id for n in plan.skipped_nodes] == [tool.id]
+
+
+async def test_plan_of_a_missing_execution_names_it(store_factory: StoreFactory) -> None:
+    async with CheckpointEngine(store_factory()) as engine:
+        with pytest.raises(ExecutionNotFoundError, match="'nowhere'"):
+            await RecoveryEngine(engine).plan("nowhere")
+
+
+async def test_plan_from_a_fresh_engine_reads_the_store(persistent_factory: StoreFactory) -> None:
+    async with CheckpointEngine(persistent_factory()) as engine:
+        first = node(NodeType.PROMPT)
+        await engine.save(first, state=b"disk")
+        await engine.save(node(NodeType.TOOL))
+    async with CheckpointEngine(persistent_factory()) as fresh:
+        plan = await RecoveryEngine(fresh).plan("trip")
+        assert plan.resume_node_id == first.id
+        assert plan.state == b"disk"
+        assert len(plan.skipped_nodes) == 1
