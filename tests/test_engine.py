@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from typing import Any
 
 import pytest
 
@@ -27,7 +28,7 @@ from tests.conftest import StoreFactory
 from tests.faults import FaultyStore
 
 
-def step(execution_id: str = "run", **fields: object) -> ExecutionNode:
+def step(execution_id: str = "run", **fields: Any) -> ExecutionNode:
     return ExecutionNode(
         execution_id=execution_id, type=NodeType.PROMPT, status=Status.SUCCESS, **fields
     )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from livingai import (
@@ -15,7 +17,7 @@ from livingai import (
 from tests.conftest import StoreFactory
 
 
-def node(kind: NodeType, **fields: object) -> ExecutionNode:
+def node(kind: NodeType, **fields: Any) -> ExecutionNode:
     return ExecutionNode(execution_id="trip", type=kind, status=Status.SUCCESS, **fields)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import subprocess
 import sys
@@ -78,7 +79,7 @@ _WRITER = textwrap.dedent(
 )
 
 
-async def test_several_processes_write_one_file_without_errors(tmp_path: Path) -> None:
+def test_several_processes_write_one_file_without_errors(tmp_path: Path) -> None:
     path = tmp_path / "shared.db"
     workers = [
         subprocess.Popen(
@@ -94,8 +95,9 @@ async def test_several_processes_write_one_file_without_errors(tmp_path: Path) -
         assert worker.returncode == 0, err
         assert out.split() == ["done", "200", "0"]
         assert "locked" not in err
-    async with CheckpointEngine(SQLiteStore(path)) as engine:
-        executions = await engine.list_executions()
-        assert len(executions) == 32
-        for execution in executions:
-            assert len(await engine.list_nodes(execution)) == 25
+
+    async def count() -> list[int]:
+        async with CheckpointEngine(SQLiteStore(path)) as engine:
+            return [len(await engine.list_nodes(e)) for e in await engine.list_executions()]
+
+    assert asyncio.run(count()) == [25] * 32

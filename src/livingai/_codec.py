@@ -41,7 +41,7 @@ def _zstd() -> Any:
     return require("zstandard", "zstd")
 
 
-def encode(state: bytes, codec: Codec) -> bytes:
+def encode(state: bytes | bytearray | memoryview, codec: Codec) -> bytes:
     """Frame `state` with `codec`; releases the GIL while compressing."""
     if not isinstance(state, bytes | bytearray | memoryview):
         raise InvalidNodeError(f"state must be bytes; got {type(state).__name__}")
@@ -82,8 +82,13 @@ def decode(blob: bytes, node_id: str) -> bytes:
             if not inflater.eof or inflater.unused_data:
                 raise ValueError("truncated or trailing bytes")
             return state
-        zstd = _zstd()
-        return bytes(zstd.ZstdDecompressor().decompress(payload))
+        # Streaming: one-shot decompress() trusts a header saying "content size 0" without
+        # reading on, and ignores bytes after the frame.
+        stream = _zstd().ZstdDecompressor().decompressobj()
+        state = stream.decompress(payload)
+        if not stream.eof or stream.unused_data:
+            raise ValueError("truncated or trailing bytes")
+        return bytes(state)
     except ImportError:  # zstd blob, zstandard not installed: MissingExtraError says so
         raise
     except Exception as exc:  # each codec library raises its own error types

@@ -279,7 +279,18 @@ class CheckpointEngine:
         assert self._loop is not None
         if self._codec_pool is None:
             self._codec_pool = ThreadPoolExecutor(2, thread_name_prefix="livingai-codec")
-        blob = await self._loop.run_in_executor(self._codec_pool, encode, write.state, self.codec)
+        try:
+            blob = await self._loop.run_in_executor(
+                self._codec_pool, encode, write.state, self.codec
+            )
+        except Exception:  # never leave the write unready: that would stall the queue
+            logger.exception(
+                "%r: %s failed; storing node %s uncompressed",
+                self,
+                self.codec.name,
+                write.record.node_id,
+            )
+            blob = encode(write.state, Codec.NONE)
         write.record = dataclasses.replace(write.record, checkpoint=blob)
         self._wake.set()
 
@@ -314,6 +325,8 @@ class CheckpointEngine:
                     await self._wake.wait()
                     continue
                 await self._commit(batch, retry=True)
+        except ClosedError as exc:  # the store was closed under us: nothing can land now
+            self._abandon(str(exc))
         except asyncio.CancelledError:
             # The loop is shutting down (asyncio.run returned without close()):
             # commit what is queued before the process goes, within a bound.

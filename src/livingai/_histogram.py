@@ -18,6 +18,8 @@ class Histogram:
         self.max_ms = 0.0
 
     def record(self, ms: float) -> None:
+        if not math.isfinite(ms):
+            ms = 600_000.0  # counted in the top bucket rather than crash the caller
         index = 0 if ms <= _MIN_MS else min(int(math.log(ms / _MIN_MS, _GROWTH)) + 1, _BUCKETS - 1)
         self._counts[index] += 1
         self.count += 1

@@ -125,8 +125,21 @@ def _json_field(node: ExecutionNode, name: str, value: Any) -> str:
     def refuse(obj: object) -> Any:
         raise TypeError(type(obj).__name__)
 
+    def check_keys(obj: Any) -> None:  # json.dumps would turn 1 or None keys into strings
+        if isinstance(obj, dict):
+            for key, item in obj.items():
+                if not isinstance(key, str):
+                    raise TypeError(f"{type(key).__name__} (as a dict key)")
+                check_keys(item)
+        elif isinstance(obj, list | tuple):
+            for item in obj:
+                check_keys(item)
+
     try:
+        check_keys(value)
         return json.dumps(value, allow_nan=False, separators=(",", ":"), default=refuse)
+    except RecursionError:
+        raise InvalidNodeError(f"node {node.id}: {name} is not valid JSON: it is cyclic") from None
     except TypeError as exc:
         raise InvalidNodeError(
             f"node {node.id}: {name} must be JSON-serialisable; "

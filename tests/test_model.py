@@ -1,0 +1,395 @@
+"""The data model: enums, idempotence, record round trips, validation, snapshots."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any, cast
+
+import pytest
+
+from livingai import ErrorInfo, ExecutionNode, InvalidNodeError, NodeRecord, NodeType, Status
+from livingai._model import from_record, to_record
+
+
+def _node(**fields: Any) -> ExecutionNode:
+    """Build a node from loosely typed fields (strings where enums are expected)."""
+    fields.setdefault("execution_id", "exec-1")
+    fields.setdefault("type", NodeType.PROMPT)
+    return ExecutionNode(**fields)
+
+
+# -- enums ----------------------------------------------------------------------------------
+
+
+def test_enums_accept_their_string_values() -> None:
+    node = _node(type="TOOL", status="SUCCESS")
+    assert node.type is NodeType.TOOL
+    assert node.status is Status.SUCCESS
+
+
+@pytest.mark.parametrize("value", [t.value for t in NodeType])
+def test_every_node_type_string_is_accepted(value: str) -> None:
+    assert _node(type=value).type is NodeType(value)
+
+
+@pytest.mark.parametrize("value", [s.value for s in Status])
+def test_every_status_string_is_accepted(value: str) -> None:
+    assert _node(status=value).status is Status(value)
+
+
+def test_enum_members_are_kept() -> None:
+    node = _node(type=NodeType.BRANCH, status=Status.RUNNING)
+    assert node.type is NodeType.BRANCH
+    assert node.status is Status.RUNNING
+
+
+def test_defaults() -> None:
+    node = _node()
+    assert node.status is Status.PENDING
+    assert node.parent_id is None
+    assert node.metadata == {}
+    assert node.created_at.tzinfo is not None
+    assert isinstance(node.id, str)
+    assert node.id
+    assert _node().id != node.id
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("type", "tool"),
+        ("type", "WEB"),
+        ("type", 3),
+        ("type", None),
+        ("type", Status.SUCCESS),
+        ("status", "DONE"),
+        ("status", "success"),
+        ("status", 1),
+        ("status", NodeType.TOOL),
+    ],
+)
+def test_bad_enum_raises_naming_the_field(field: str, value: object) -> None:
+    with pytest.raises(InvalidNodeError, match=rf"^{field} must be one of ") as info:
+        _node(**{field: value})
+    assert repr(value) in str(info.value)
+
+
+def test_to_record_revalidates_enums_set_after_construction() -> None:
+    node = _node()
+    node.status = cast(Status, "FINISHED")
+    with pytest.raises(InvalidNodeError, match="status"):
+        to_record(node, None)
+
+
+# -- idempotence ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("node_type", "expected"),
+    [
+        (NodeType.TOOL, False),
+        (NodeType.PROMPT, True),
+        (NodeType.MEMORY, True),
+        (NodeType.BRANCH, True),
+    ],
+)
+def test_idempotent_by_type(node_type: NodeType, expected: bool) -> None:
+    assert _node(type=node_type).is_idempotent() is expected
+
+
+@pytest.mark.parametrize("node_type", list(NodeType))
+@pytest.mark.parametrize("flag", [True, False])
+def test_explicit_metadata_flag_wins(node_type: NodeType, flag: bool) -> None:
+    assert _node(type=node_type, metadata={"idempotent": flag}).is_idempotent() is flag
+
+
+@pytest.mark.parametrize("flag", [1, 0, "yes", "false", None, [True]])
+@pytest.mark.parametrize(
+    ("node_type", "expected"), [(NodeType.TOOL, False), (NodeType.PROMPT, True)]
+)
+def test_non_bool_metadata_flag_is_ignored(
+    flag: object, node_type: NodeType, expected: bool
+) -> None:
+    assert _node(type=node_type, metadata={"idempotent": flag}).is_idempotent() is expected
+
+
+# -- records ----------------------------------------------------------------------------------
+
+
+def _full_node() -> ExecutionNode:
+    return ExecutionNode(
+        execution_id="exec-42",
+        type=NodeType.TOOL,
+        id="node-7",
+        parent_id="node-6",
+        status=Status.FAILED,
+        created_at=datetime(2024, 5, 1, 12, 30, 15, 123456, tzinfo=timezone(timedelta(hours=5))),
+        completed_at=datetime(2024, 5, 1, 7, 31, 0, 1, tzinfo=UTC),
+        input={"query": "weather in Zürich", "args": [1, 2.5, None, True, {"nested": ["x"]}]},
+        output=["partial", {"rows": 3}],
+        error=ErrorInfo(type="TimeoutError", message="took too long", traceback="Traceback..."),
+        cost_tokens=1234,
+        latency_ms=87.25,
+        metadata={"idempotent": False, "tool": "http", "retries": 2, "ratio": 0.5},
+        checkpoint=b"\x01framed-blob",
+    )
+
+
+def test_round_trip_of_every_field() -> None:
+    node = _full_node()
+    record = to_record(node, node.checkpoint)
+    back = from_record(record)
+    assert back == node
+    assert back is not node
+    assert back.created_at.utcoffset() == timedelta(hours=5)
+    assert back.completed_at is not None
+    assert back.completed_at.utcoffset() == timedelta(0)
+    assert back.error == ErrorInfo("TimeoutError", "took too long", "Traceback...")
+    assert back.checkpoint == b"\x01framed-blob"
+
+
+def test_record_fields() -> None:
+    node = _full_node()
+    record = to_record(node, b"\x00blob")
+    assert isinstance(record, NodeRecord)
+    assert record.node_id == "node-7"
+    assert record.execution_id == "exec-42"
+    assert record.parent_id == "node-6"
+    assert record.type == "TOOL"
+    assert record.status == "FAILED"
+    assert record.created_at == "2024-05-01T12:30:15.123456+05:00"
+    assert record.completed_at == "2024-05-01T07:31:00.000001+00:00"
+    assert record.checkpoint == b"\x00blob"
+    body = json.loads(record.body)
+    assert set(body) == {"input", "output", "error", "cost_tokens", "latency_ms", "metadata"}
+    assert body["error"] == ["TimeoutError", "took too long", "Traceback..."]
+    assert record.size == len(record.body) + len(b"\x00blob")
+
+
+def test_round_trip_of_a_minimal_node() -> None:
+    node = _node(type=NodeType.MEMORY)
+    back = from_record(to_record(node, None))
+    assert back == node
+    assert back.parent_id is None
+    assert back.completed_at is None
+    assert back.error is None
+    assert back.input is None
+    assert back.output is None
+    assert back.cost_tokens is None
+    assert back.latency_ms is None
+    assert back.metadata == {}
+    assert back.checkpoint is None
+
+
+def test_round_trip_of_error_without_traceback() -> None:
+    node = _node(status=Status.FAILED, error=ErrorInfo("KeyError", "'k'"))
+    back = from_record(to_record(node, None))
+    assert back.error == ErrorInfo("KeyError", "'k'", None)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["text", 0, -3, 2.5, True, None, [], {}, {"a": {"b": [1, "two", None]}}, "ünïcødé ✓"],
+)
+def test_round_trip_of_json_values(value: Any) -> None:
+    node = _node(input=value, output=value, metadata={"value": value})
+    back = from_record(to_record(node, None))
+    assert back.input == value
+    assert back.output == value
+    assert back.metadata == {"value": value}
+
+
+def test_naive_datetimes_are_treated_as_utc() -> None:
+    created = datetime(2024, 1, 2, 3, 4, 5)
+    completed = datetime(2024, 1, 2, 3, 4, 6, 500)
+    node = _node(created_at=created, completed_at=completed)
+    record = to_record(node, None)
+    assert record.created_at == "2024-01-02T03:04:05+00:00"
+    back = from_record(record)
+    assert back.created_at == created.replace(tzinfo=UTC)
+    assert back.created_at.tzinfo is not None
+    assert back.completed_at == completed.replace(tzinfo=UTC)
+
+
+@pytest.mark.parametrize("field", ["created_at", "completed_at"])
+@pytest.mark.parametrize("value", ["2024-01-01T00:00:00", 1700000000.0])
+def test_non_datetime_times_are_rejected(field: str, value: object) -> None:
+    node = _node()
+    setattr(node, field, value)
+    with pytest.raises(InvalidNodeError, match=field):
+        to_record(node, None)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("id", ""), ("id", None), ("execution_id", ""), ("execution_id", 7), ("parent_id", "")],
+)
+def test_bad_ids_are_rejected(field: str, value: object) -> None:
+    node = _node()
+    setattr(node, field, value)
+    with pytest.raises(InvalidNodeError, match=field):
+        to_record(node, None)
+
+
+# -- unserialisable values ----------------------------------------------------------------------
+
+
+class _Opaque:
+    pass
+
+
+UNSERIALISABLE = [
+    pytest.param({1, 2}, "set", id="set"),
+    pytest.param(object(), "object", id="object"),
+    pytest.param(datetime(2024, 1, 1, tzinfo=UTC), "datetime", id="datetime"),
+    pytest.param(b"raw", "bytes", id="bytes"),
+    pytest.param(_Opaque(), "_Opaque", id="custom-class"),
+    pytest.param(frozenset(), "frozenset", id="frozenset"),
+    pytest.param(1 + 2j, "complex", id="complex"),
+]
+
+
+@pytest.mark.parametrize(("value", "type_name"), UNSERIALISABLE)
+@pytest.mark.parametrize("field", ["input", "output"])
+@pytest.mark.parametrize("nested", [False, True], ids=["top", "nested"])
+def test_unserialisable_input_output_rejected(
+    field: str, value: object, type_name: str, nested: bool
+) -> None:
+    node = _node(**{field: {"deep": [value]} if nested else value})
+    with pytest.raises(InvalidNodeError) as info:
+        to_record(node, None)
+    message = str(info.value)
+    assert f": {field} must be JSON-serialisable" in message
+    assert message.endswith(f"type {type_name}")
+    assert node.id in message
+
+
+@pytest.mark.parametrize(("value", "type_name"), UNSERIALISABLE)
+def test_unserialisable_metadata_rejected(value: object, type_name: str) -> None:
+    node = _node(metadata={"ok": 1, "bad": value})
+    with pytest.raises(InvalidNodeError) as info:
+        to_record(node, None)
+    message = str(info.value)
+    assert ": metadata must be JSON-serialisable" in message
+    assert message.endswith(f"type {type_name}")
+
+
+def test_metadata_must_be_a_dict() -> None:
+    node = _node()
+    node.metadata = cast(dict[str, Any], ["idempotent"])
+    with pytest.raises(InvalidNodeError, match="metadata must be a dict; got list"):
+        to_record(node, None)
+
+
+def test_error_must_be_error_info() -> None:
+    node = _node()
+    node.error = cast(ErrorInfo, ValueError("boom"))
+    with pytest.raises(InvalidNodeError, match="error must be an ErrorInfo; got ValueError"):
+        to_record(node, None)
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
+@pytest.mark.parametrize("field", ["input", "output", "metadata", "latency_ms"])
+def test_nan_and_infinity_rejected(field: str, bad: float) -> None:
+    value: Any = {"score": bad} if field == "metadata" else bad
+    if field in ("input", "output"):
+        value = [1.0, {"x": bad}]
+    node = _node(**{field: value})
+    with pytest.raises(InvalidNodeError, match=rf": {field} is not valid JSON"):
+        to_record(node, None)
+
+
+def test_reference_cycle_rejected() -> None:
+    loop: list[Any] = []
+    loop.append(loop)
+    with pytest.raises(InvalidNodeError, match="input"):
+        to_record(_node(input=loop), None)
+
+
+def test_non_string_dict_key_of_unsupported_type_rejected() -> None:
+    with pytest.raises(InvalidNodeError, match="output"):
+        to_record(_node(output={(1, 2): "tuple key"}), None)
+
+
+def test_non_string_dict_keys_are_not_silently_changed() -> None:
+    node = _node(metadata={1: "one", None: "none"})
+    try:
+        back = from_record(to_record(node, None))
+    except InvalidNodeError:
+        return  # refusing the node is also correct
+    assert back.metadata == node.metadata
+
+
+# -- snapshots and version ids ---------------------------------------------------------------------
+
+
+def test_record_is_a_snapshot() -> None:
+    node = _node(input={"messages": ["hi"]}, output=None, metadata={"step": 1})
+    record = to_record(node, None)
+    body = record.body
+    node.input["messages"].append("mutated")
+    node.metadata["step"] = 2
+    node.metadata["new"] = True
+    node.output = "changed"
+    node.status = Status.SUCCESS
+    node.parent_id = "someone-else"
+    assert record.body == body
+    back = from_record(record)
+    assert back.input == {"messages": ["hi"]}
+    assert back.metadata == {"step": 1}
+    assert back.output is None
+    assert back.status is Status.PENDING
+    assert back.parent_id is None
+
+
+def test_rebuilt_node_does_not_share_state_with_the_record() -> None:
+    record = to_record(_node(input={"k": [1]}), None)
+    first = from_record(record)
+    first.input["k"].append(2)
+    assert from_record(record).input == {"k": [1]}
+
+
+def test_each_record_gets_a_fresh_version_id() -> None:
+    node = _node()
+    ids = {to_record(node, None).version_id for _ in range(100)}
+    assert len(ids) == 100
+    assert all(isinstance(i, str) and i for i in ids)
+
+
+# -- ErrorInfo -----------------------------------------------------------------------------------
+
+
+def _fail_deep() -> None:
+    raise ValueError("the tool returned garbage")
+
+
+def test_error_info_from_raised_exception() -> None:
+    try:
+        _fail_deep()
+    except ValueError as exc:
+        info = ErrorInfo.from_exception(exc)
+    else:  # pragma: no cover
+        pytest.fail("did not raise")
+    assert info.type == "ValueError"
+    assert info.message == "the tool returned garbage"
+    assert info.traceback is not None
+    assert info.traceback.startswith("Traceback (most recent call last):")
+    assert "_fail_deep" in info.traceback
+    assert info.traceback.rstrip().endswith("ValueError: the tool returned garbage")
+
+
+def test_error_info_from_unraised_exception() -> None:
+    info = ErrorInfo.from_exception(KeyError("missing"))
+    assert info.type == "KeyError"
+    assert info.message == "'missing'"
+    assert info.traceback == "KeyError: 'missing'\n"
+
+
+def test_error_info_is_frozen_and_round_trips() -> None:
+    info = ErrorInfo.from_exception(RuntimeError("x"))
+    with pytest.raises(AttributeError):
+        info.message = "changed"  # type: ignore[misc]
+    node = _node(status=Status.FAILED, error=info)
+    assert from_record(to_record(node, None)).error == info

@@ -1,0 +1,271 @@
+"""The package surface: exports, typing marker, and a core that needs no extras."""
+
+from __future__ import annotations
+
+import importlib
+import importlib.resources
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import livingai
+
+EXPECTED_ALL = [
+    "BacklogFullError",
+    "CheckpointCorruptError",
+    "CheckpointEngine",
+    "CheckpointStore",
+    "ClosedError",
+    "Codec",
+    "EngineStats",
+    "ErrorInfo",
+    "ExecutionNode",
+    "ExecutionNotFoundError",
+    "InvalidNodeError",
+    "LivingAIError",
+    "MemoryStore",
+    "MissingExtraError",
+    "NodeRecord",
+    "NodeState",
+    "NodeType",
+    "RecoveryEngine",
+    "RecoveryPlan",
+    "SQLiteStore",
+    "Status",
+    "StoreError",
+    "__version__",
+]
+
+BLOCKED = [
+    "zstandard",
+    "redis",
+    "psycopg",
+    "psycopg_pool",
+    "asyncpg",
+    "langgraph",
+    "crewai",
+    "agents",
+    "fastapi",
+]
+
+
+def _run_python(
+    script: str, *args: str, flags: tuple[str, ...] = (), cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, *flags, "-W", "error", "-", *args],
+        input=script,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=cwd,
+        check=False,
+    )
+    assert result.returncode == 0, f"child failed:\n{result.stdout}\n{result.stderr}"
+    return result
+
+
+def _marked_lines(stdout: str) -> dict[str, str]:
+    lines: dict[str, str] = {}
+    for line in stdout.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            lines[key] = value
+    return lines
+
+
+# -- (a) exports ------------------------------------------------------------------------------
+
+
+def test_all_is_pinned_and_sorted() -> None:
+    assert livingai.__all__ == EXPECTED_ALL
+    assert sorted(EXPECTED_ALL) == EXPECTED_ALL
+    assert len(set(EXPECTED_ALL)) == len(EXPECTED_ALL)
+
+
+def test_every_exported_name_is_importable() -> None:
+    module = importlib.import_module("livingai")
+    for name in EXPECTED_ALL:
+        assert hasattr(module, name), name
+        exec(f"from livingai import {name}", {})  # the from-import form works too
+
+
+def test_version_matches_distribution_metadata() -> None:
+    from importlib.metadata import version
+
+    assert livingai.__version__ == version("livingai")
+
+
+# -- (b) py.typed ---------------------------------------------------------------------------------
+
+
+def test_py_typed_ships_in_the_package_dir() -> None:
+    marker = importlib.resources.files("livingai").joinpath("py.typed")
+    assert marker.is_file()
+    assert (Path(livingai.__file__).parent / "py.typed").is_file()
+
+
+# -- (c) the core works with every extra blocked --------------------------------------------
+
+_BLOCKING_PRELUDE = """
+import importlib.abc
+import sys
+
+BLOCKED = set(sys.argv[1].split(","))
+
+
+class Blocker(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {name!r} (blocked)", name=name)
+        return None
+
+
+already = [name for name in sys.modules if name.partition(".")[0] in BLOCKED]
+assert not already, already
+sys.meta_path.insert(0, Blocker())
+"""
+
+_CORE_SCRIPT = (
+    _BLOCKING_PRELUDE
+    + """
+import asyncio
+import json
+import os
+import tempfile
+
+import livingai
+from livingai import (
+    CheckpointEngine,
+    Codec,
+    ExecutionNode,
+    MemoryStore,
+    MissingExtraError,
+    NodeType,
+    RecoveryEngine,
+    SQLiteStore,
+    Status,
+)
+
+
+async def main(path):
+    engine = CheckpointEngine(SQLiteStore(path))
+    print(f"DEFAULT_CODEC={engine.codec.name}")
+    prompt = ExecutionNode(execution_id="run-1", type=NodeType.PROMPT, status=Status.SUCCESS)
+    tool = ExecutionNode(execution_id="run-1", type="TOOL", parent_id=prompt.id)
+    memory = ExecutionNode(execution_id="run-1", type=NodeType.MEMORY, parent_id=tool.id)
+    state = b"agent state " * 500
+    await engine.save(prompt, state)
+    await engine.save(tool)
+    await engine.save(memory)
+    await engine.flush()
+    await engine.close()
+
+    # A fresh engine on the same file: everything comes from disk.
+    reader = CheckpointEngine(SQLiteStore(path))
+    raw = await reader.store.read(prompt.id)
+    print(f"STORED_CODEC_BYTE={raw.checkpoint[0]}")
+    loaded = await reader.load(prompt.id)
+    assert loaded is not None and loaded.state == state, loaded
+    plan = await RecoveryEngine(reader).plan("run-1")
+    assert plan.resume_node_id == prompt.id, plan
+    assert plan.state == state
+    assert [n.id for n in plan.skipped_nodes] == [tool.id], plan.skipped_nodes
+    assert [n.id for n in plan.replay_nodes] == [memory.id], plan.replay_nodes
+    await reader.close()
+
+    try:
+        CheckpointEngine(MemoryStore(), codec=Codec.ZSTD)
+    except MissingExtraError as exc:
+        print(f"ZSTD_ERROR={exc}")
+    else:
+        print("ZSTD_ERROR=none raised")
+
+
+with tempfile.TemporaryDirectory() as tmp:
+    asyncio.run(main(os.path.join(tmp, "core.db")))
+
+loaded_blocked = sorted(n for n in sys.modules if n.partition(".")[0] in BLOCKED)
+print(f"BLOCKED_LOADED={json.dumps(loaded_blocked)}")
+print("MARKER=livingai-core-ok")
+"""
+)
+
+
+def test_core_works_with_extras_blocked(tmp_path: Path) -> None:
+    result = _run_python(_CORE_SCRIPT, ",".join(BLOCKED), cwd=tmp_path)
+    lines = _marked_lines(result.stdout)
+    assert lines.get("MARKER") == "livingai-core-ok", result.stdout
+    assert lines["DEFAULT_CODEC"] == "ZLIB"
+    assert lines["STORED_CODEC_BYTE"] == "1"
+    assert json.loads(lines["BLOCKED_LOADED"]) == []
+    assert 'pip install "livingai[zstd]"' in lines["ZSTD_ERROR"]
+    assert result.stderr == ""
+
+
+def test_blocker_really_blocks(tmp_path: Path) -> None:
+    """The prelude must make a blocked import fail, or the test above proves nothing."""
+    script = (
+        _BLOCKING_PRELUDE
+        + """
+import importlib
+for name in BLOCKED:
+    try:
+        importlib.import_module(name)
+    except ModuleNotFoundError:
+        print(f"BLOCKED_{name}=yes")
+    else:
+        print(f"BLOCKED_{name}=no")
+"""
+    )
+    lines = _marked_lines(_run_python(script, ",".join(BLOCKED), cwd=tmp_path).stdout)
+    assert {name: lines.get(f"BLOCKED_{name}") for name in BLOCKED} == dict.fromkeys(BLOCKED, "yes")
+
+
+# -- (d) importing livingai imports nothing outside the stdlib -------------------------------
+
+_FOREIGN_MODULES_SCRIPT = """
+import json
+import sys
+
+if len(sys.argv) > 1:
+    sys.path.insert(0, sys.argv[1])
+before = set(sys.modules)
+import livingai  # noqa: E402
+
+def allowed(name):
+    top = name.partition(".")[0]
+    return (
+        top == "livingai"
+        or top in sys.stdlib_module_names
+        or name in sys.builtin_module_names
+        or name == "__main__"
+    )
+
+everything = sorted(sys.modules)
+added = sorted(set(sys.modules) - before)
+print("FILE=" + livingai.__file__)
+print("ADDED=" + json.dumps(added))
+print("FOREIGN_ALL=" + json.dumps([n for n in everything if not allowed(n)]))
+print("FOREIGN_ADDED=" + json.dumps([n for n in added if not allowed(n)]))
+"""
+
+
+def test_import_loads_only_stdlib_modules_without_site(tmp_path: Path) -> None:
+    """With site disabled nothing but the stdlib and livingai can be in sys.modules."""
+    package_parent = str(Path(livingai.__file__).resolve().parent.parent)
+    result = _run_python(_FOREIGN_MODULES_SCRIPT, package_parent, flags=("-S",), cwd=tmp_path)
+    lines = _marked_lines(result.stdout)
+    assert Path(lines["FILE"]).resolve() == Path(livingai.__file__).resolve()
+    added = json.loads(lines["ADDED"])
+    assert "livingai._engine" in added  # the import really happened in the child
+    assert json.loads(lines["FOREIGN_ALL"]) == []
+
+
+def test_import_adds_only_stdlib_modules_with_site(tmp_path: Path) -> None:
+    """As installed (site enabled): importing livingai adds no third-party module."""
+    result = _run_python(_FOREIGN_MODULES_SCRIPT, cwd=tmp_path)
+    lines = _marked_lines(result.stdout)
+    assert "livingai._sqlite" in json.loads(lines["ADDED"])
+    assert json.loads(lines["FOREIGN_ADDED"]) == []
