@@ -57,8 +57,13 @@ class Agent:
         self.parent: str | None = None
 
     def node(self, kind: NodeType, status: Status = Status.SUCCESS) -> ExecutionNode:
-        node_id = f"{self.execution_id}-n{self.number:03d}"
-        return ExecutionNode(self.execution_id, kind, node_id, self.parent, status)
+        return ExecutionNode(
+            execution_id=self.execution_id,
+            type=kind,
+            id=f"{self.execution_id}-n{self.number:03d}",  # named by its first save
+            parent_id=self.parent,
+            status=status,
+        )
 
     async def save(self, node: ExecutionNode, state: bytes | None) -> None:
         sha = "-" if state is None else digest(state)
@@ -227,7 +232,7 @@ def main() -> None:
             acks = [(e, n, int(k), sha) for _, e, n, k, sha, _ in map(str.split, lines)]
         verdict = asyncio.run(verify(args.db, acks, complete=args.complete))
         json.dump(verdict.__dict__, sys.stdout)
-    elif args.loop == "unclosed":  # tasks are never cancelled: the atexit hook must flush
+    elif args.mode == "exit" and args.loop == "unclosed":  # the atexit hook must flush
         asyncio.new_event_loop().run_until_complete(run_agents(args, close=False))
     else:
         asyncio.run(run_agents(args, close=args.mode == "run"))

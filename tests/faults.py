@@ -38,6 +38,9 @@ class FaultyStore:
     async def list_nodes(self, execution_id: str) -> list[NodeRecord]:
         return await self.inner.list_nodes(execution_id)
 
+    async def list_versions(self, execution_id: str) -> list[NodeRecord]:
+        return await self.inner.list_versions(execution_id)
+
     async def latest_checkpoint(self, execution_id: str) -> NodeRecord | None:
         return await self.inner.latest_checkpoint(execution_id)
 

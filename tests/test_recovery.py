@@ -74,3 +74,34 @@ async def test_plan_from_a_fresh_engine_reads_the_store(persistent_factory: Stor
         assert plan.resume_node_id == first.id
         assert plan.state == b"disk"
         assert len(plan.skipped_nodes) == 1
+
+
+async def test_a_tool_finished_after_the_checkpoint_is_skipped(store_factory: StoreFactory) -> None:
+    async with CheckpointEngine(store_factory()) as engine:
+        charge = node(NodeType.TOOL)
+        charge.status = Status.RUNNING
+        await engine.save(charge)
+        checkpoint = node(NodeType.PROMPT)
+        await engine.save(checkpoint, state=b"mid")
+        charge.status = Status.SUCCESS
+        charge.output = {"receipt": "R-9"}
+        await engine.save(charge)  # first seen before the checkpoint, finished after it
+        plan = await RecoveryEngine(engine).plan("trip")
+        assert plan.resume_node_id == checkpoint.id
+        assert [n.id for n in plan.skipped_nodes] == [charge.id]
+        assert plan.skipped_nodes[0].output == {"receipt": "R-9"}
+
+
+async def test_a_step_before_a_newer_checkpoint_of_an_old_node_is_not_after_it(
+    store_factory: StoreFactory,
+) -> None:
+    async with CheckpointEngine(store_factory()) as engine:
+        thinker = node(NodeType.PROMPT)
+        await engine.save(thinker, state=b"old")
+        await engine.save(node(NodeType.TOOL))  # ran before the newer state was taken
+        await engine.save(thinker, state=b"new")
+        plan = await RecoveryEngine(engine).plan("trip")
+        assert plan.resume_node_id == thinker.id
+        assert plan.state == b"new"
+        assert plan.skipped_nodes == []
+        assert plan.replay_nodes == []

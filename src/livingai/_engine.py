@@ -189,10 +189,7 @@ class CheckpointEngine:
         except TimeoutError:
             self._abandon(f"close() gave up after {abandon_after_seconds}s")
         finally:
-            if self._writer is not None and not self._writer.done():
-                self._writer.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._writer
+            await self._stop_writer()
             if self._codec_pool is not None:
                 self._codec_pool.shutdown(wait=False)
             await self.store.close()
@@ -387,6 +384,17 @@ class CheckpointEngine:
         except Exception as exc:  # includes the timeout
             self._abandon(f"exit flush failed: {exc!r}")
 
+    async def _stop_writer(self) -> None:
+        """Cancel the writer task; with writes queued (not at close()), its cancellation
+        handler flushes them. Only ever one task commits: two would pop each other's writes."""
+        writer = self._writer
+        if writer is not None and not writer.done():
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+        if self._pending and not self._closed:  # no writer, or cancelled before it started
+            await self._flush_at_exit()
+
     def _abandon(self, why: str) -> None:
         if not self._pending:
             return
@@ -475,6 +483,15 @@ class CheckpointEngine:
                     records[index] = write.record
         return [from_record(record) for record in records]
 
+    async def _versions(self, execution_id: str) -> list[NodeRecord]:
+        """Every version of an execution in save order, queued ones included and encoded."""
+        records = await self.store.list_versions(execution_id)
+        queued = [w for w in list(self._pending) if w.record.execution_id == execution_id]
+        self._encode_now(queued)
+        stored = {record.version_id for record in records}
+        records.extend(w.record for w in queued if w.record.version_id not in stored)
+        return records
+
     async def list_executions(self) -> list[str]:
         self._check_open()
         stored = await self.store.list_executions()
@@ -515,7 +532,7 @@ def _flush_engines_at_exit() -> None:
         try:
             loop = engine._loop
             if loop is not None and not loop.is_closed() and not loop.is_running():
-                loop.run_until_complete(engine._flush_at_exit())
+                loop.run_until_complete(engine._stop_writer())
             else:
                 asyncio.run(engine._flush_at_exit())
         except Exception as exc:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from ._engine import CheckpointEngine
 from ._errors import ExecutionNotFoundError
-from ._model import ExecutionNode
+from ._model import ExecutionNode, from_record
 
 
 @dataclass(frozen=True)
@@ -36,21 +36,27 @@ class RecoveryEngine:
         self.engine = engine
 
     async def plan(self, execution_id: str) -> RecoveryPlan:
-        """Resume from the latest checkpoint; with none, every recorded step is 'after'."""
-        nodes = await self.engine.list_nodes(execution_id)
-        if not nodes:
+        """Resume from the latest checkpoint; the steps "after" it are those with a version
+        saved after it (a TOOL marked RUNNING before it and SUCCESS after it counts).
+        With no checkpoint every recorded step is after."""
+        self.engine._check_open()
+        versions = await self.engine._versions(execution_id)
+        if not versions:
             raise ExecutionNotFoundError(
                 f"execution {execution_id!r} has no stored nodes in {self.engine.store!r}"
             )
-        latest = await self.engine.latest(execution_id)
-        after = nodes
-        if latest is not None:
-            ids = [node.id for node in nodes]
-            after = nodes[ids.index(latest.node.id) + 1 :]
+        checkpoints = [i for i, version in enumerate(versions) if version.checkpoint is not None]
+        resume = versions[checkpoints[-1]] if checkpoints else None
+        later = versions[checkpoints[-1] + 1 :] if checkpoints else versions
+        latest = {version.node_id: version for version in versions}
+        after_ids = dict.fromkeys(
+            v.node_id for v in later if resume is None or v.node_id != resume.node_id
+        )
+        after = [from_record(latest[node_id]) for node_id in after_ids]
         return RecoveryPlan(
             execution_id=execution_id,
-            resume_node=None if latest is None else latest.node,
-            state=None if latest is None else latest.state,
+            resume_node=None if resume is None else from_record(resume),
+            state=None if resume is None else await self.engine._decode(resume),
             replay_nodes=[node for node in after if node.is_idempotent()],
             skipped_nodes=[node for node in after if not node.is_idempotent()],
         )

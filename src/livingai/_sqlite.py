@@ -171,6 +171,9 @@ class SQLiteStore:
     async def list_nodes(self, execution_id: str) -> list[NodeRecord]:
         return await self._query(schema.LIST_NODES, (execution_id,))
 
+    async def list_versions(self, execution_id: str) -> list[NodeRecord]:
+        return await self._query(schema.LIST_VERSIONS, (execution_id,))
+
     async def latest_checkpoint(self, execution_id: str) -> NodeRecord | None:
         rows = await self._query(schema.LATEST_CHECKPOINT, (execution_id,))
         return rows[0] if rows else None

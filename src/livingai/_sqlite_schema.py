@@ -54,6 +54,7 @@ LIST_NODES = f"""
           WHERE execution_id = ? GROUP BY node_id) AS g ON n.seq = g.last
     ORDER BY g.first
 """
+LIST_VERSIONS = f"SELECT {_COLUMNS} FROM nodes WHERE execution_id = ? ORDER BY seq"
 LATEST_CHECKPOINT = f"""
     SELECT {_COLUMNS} FROM nodes
     WHERE execution_id = ? AND checkpoint IS NOT NULL ORDER BY seq DESC LIMIT 1

@@ -31,6 +31,9 @@ class CheckpointStore(Protocol):
     async def list_nodes(self, execution_id: str) -> list[NodeRecord]:
         """The latest version of each node of an execution, in first-seen order."""
 
+    async def list_versions(self, execution_id: str) -> list[NodeRecord]:
+        """Every version of every node of an execution, in append order."""
+
     async def latest_checkpoint(self, execution_id: str) -> NodeRecord | None:
         """The most recently appended version with a checkpoint in the execution, or None."""
 
@@ -49,7 +52,8 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self._versions: dict[str, list[NodeRecord]] = {}
-        self._executions: dict[str, list[str]] = {}
+        self._executions: dict[str, list[str]] = {}  # node ids, first-seen order
+        self._execution_versions: dict[str, list[NodeRecord]] = {}
         self._checkpoints: dict[str, NodeRecord] = {}
         self._version_ids: set[str] = set()
         self._lock = asyncio.Lock()
@@ -70,6 +74,7 @@ class MemoryStore:
                 if not versions:
                     self._executions.setdefault(record.execution_id, []).append(record.node_id)
                 versions.append(record)
+                self._execution_versions.setdefault(record.execution_id, []).append(record)
                 if record.checkpoint is not None:
                     self._checkpoints[record.execution_id] = record
 
@@ -81,6 +86,10 @@ class MemoryStore:
     async def list_nodes(self, execution_id: str) -> list[NodeRecord]:
         self._check_open()
         return [self._versions[n][-1] for n in self._executions.get(execution_id, [])]
+
+    async def list_versions(self, execution_id: str) -> list[NodeRecord]:
+        self._check_open()
+        return list(self._execution_versions.get(execution_id, []))
 
     async def latest_checkpoint(self, execution_id: str) -> NodeRecord | None:
         self._check_open()

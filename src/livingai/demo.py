@@ -92,10 +92,10 @@ def run_and_kill(
     acked: dict[str, str] = {}
 
     def take(line: str) -> None:
-        word, *rest = line.split()
-        if word == "start":
+        word, *rest = line.split() or [""]
+        if word == "start" and rest:
             started.append(rest[0])
-        elif word == "ack":
+        elif word == "ack" and len(rest) > 1:
             acked[rest[1]] = rest[0]
 
     with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as proc:
@@ -144,7 +144,8 @@ def explain(plan: RecoveryPlan) -> list[str]:
         if isinstance(output, dict) and "receipt" in output:
             done = f"receipt {output['receipt']}"
         name = node.metadata.get("name", node.type)
-        lines.append(f"  skip     step {step_of(node)} {name}: skipped, already done: {done}")
+        how = "already done" if node.status is Status.SUCCESS else f"{node.status}, check it"
+        lines.append(f"  skip     step {step_of(node)} {name}: skipped, {how}: {done}")
     if not plan.replay_nodes and not plan.skipped_nodes:
         lines.append("  next     nothing to replay or skip: continue with the next step")
     return lines

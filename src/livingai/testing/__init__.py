@@ -95,6 +95,18 @@ async def test_list_nodes_gives_latest_versions_in_first_seen_order(
     assert _ids(await store.list_nodes("exec-other")) == ["z"]
 
 
+async def test_list_versions_gives_every_version_in_append_order(store: CheckpointStore) -> None:
+    a1 = make_record("exec-versions-all", "a", output=1, checkpoint=b"\x00a")
+    b1 = make_record("exec-versions-all", "b", output=2)
+    a2 = make_record("exec-versions-all", "a", output=3)
+    await store.append([a1, b1])
+    await store.append([make_record("exec-elsewhere", "y"), a2])
+    versions = await store.list_versions("exec-versions-all")
+    assert [v.version_id for v in versions] == [a1.version_id, b1.version_id, a2.version_id]
+    assert_same(versions[0], a1)
+    assert await store.list_versions("no-such-execution") == []
+
+
 async def test_latest_checkpoint_is_the_last_version_with_a_blob(store: CheckpointStore) -> None:
     checkpointed = [make_record("exec-ckpt", f"n{i}", checkpoint=bytes([0, i])) for i in range(30)]
     await store.append(checkpointed[:10])
@@ -173,6 +185,7 @@ CONFORMANCE_TESTS: list[Check] = [
     test_read_of_unknown_node_is_none,
     test_new_version_never_changes_an_old_one,
     test_list_nodes_gives_latest_versions_in_first_seen_order,
+    test_list_versions_gives_every_version_in_append_order,
     test_latest_checkpoint_is_the_last_version_with_a_blob,
     test_list_executions_in_first_seen_order,
     test_batch_keeps_its_order,
