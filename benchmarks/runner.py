@@ -330,6 +330,21 @@ def targets(rows: Sequence[dict[str, Any]], ratio_rows: Sequence[dict[str, Any]]
     return out
 
 
+def _git_revision() -> str:
+    """Which commit of ours was measured (the code may change between runs)."""
+    try:
+        done = subprocess.run(
+            ["git", "describe", "--always", "--dirty"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            cwd=REPO,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return "unknown"
+    return done.stdout.strip() or "unknown"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the selected matrix, print the table, optionally write JSON."""
     opts = parse_args(argv)
@@ -342,7 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"NOTE: reference unavailable, running ours only: {reference_note}", flush=True)
         else:
             systems = {"reference": python, **systems}
-    print(f"reference: {reference_note}", flush=True)
+    revision = _git_revision()
+    print(f"ours: {revision}; reference: {reference_note}", flush=True)
 
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
@@ -380,6 +396,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if opts.json is not None:
         report = {
             "meta": {
+                "ours_revision": revision,
                 "python": sys.version,
                 "platform": platform.platform(),
                 "cpus": os.cpu_count(),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import random
 import sys
+import threading
 import zlib
 from collections.abc import Callable
 
@@ -19,6 +20,7 @@ from livingai import (
     MemoryStore,
     MissingExtraError,
     NodeType,
+    _codec,
 )
 from livingai._codec import decode, default_codec, encode
 
@@ -61,6 +63,7 @@ CORRUPTIBLE_STATES = [
 def block_zstandard(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make `import zstandard` fail as if the extra were not installed."""
     monkeypatch.setitem(sys.modules, "zstandard", None)
+    monkeypatch.setattr(_codec, "_per_thread", threading.local())  # no cached compressor
 
 
 # -- round trips and framing ------------------------------------------------------------

@@ -13,6 +13,7 @@ the default codec is now. New codecs take new bytes; no byte is ever reused.
 from __future__ import annotations
 
 import struct
+import threading
 import zlib
 from enum import IntEnum
 from typing import Any
@@ -41,6 +42,17 @@ def _zstd() -> Any:
     return require("zstandard", "zstd")
 
 
+_per_thread = threading.local()  # zstd (de)compressors are reusable, not shareable
+
+
+def _zstd_compressor() -> Any:
+    compressor = getattr(_per_thread, "compressor", None)
+    if compressor is None:
+        compressor = _zstd().ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
+        _per_thread.compressor = compressor
+    return compressor
+
+
 def encode(state: bytes | bytearray | memoryview, codec: Codec) -> bytes:
     """Frame `state` with `codec`; releases the GIL while compressing."""
     if not isinstance(state, bytes | bytearray | memoryview):
@@ -50,8 +62,8 @@ def encode(state: bytes | bytearray | memoryview, codec: Codec) -> bytes:
     if codec is Codec.ZLIB:
         return b"\x01" + zlib.compress(state, ZLIB_LEVEL)
     if codec is Codec.ZSTD:
-        compressor = _zstd().ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
-        return b"\x02" + bytes(compressor.compress(state))
+        compressed: bytes = _zstd_compressor().compress(state)
+        return b"\x02" + compressed
     raise InvalidNodeError(f"unknown codec {codec!r}")
 
 

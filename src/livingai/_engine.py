@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import dataclasses
 import logging
 import random
 import time
@@ -25,7 +24,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import TracebackType
-from typing import NamedTuple, Self
+from typing import Any, NamedTuple, Self
 
 from ._cache import HotCache
 from ._codec import Codec, decode, default_codec, encode
@@ -65,17 +64,19 @@ class EngineStats:
 
 
 class _Write:
-    """One queued save: its record once encoded, its state for the hot cache."""
+    """One queued save: its record (with the blob once encoded), its state for the hot
+    cache, and `ack`, which the save awaits: True when committed, False at the budget."""
 
-    __slots__ = ("done", "late", "record", "size", "started", "state")
+    __slots__ = ("ack", "late", "record", "size", "started", "state")
 
     def __init__(
-        self, record: NodeRecord, state: bytes | None, done: asyncio.Future[None] | None
+        self, record: NodeRecord, state: bytes | None, ack: asyncio.Future[bool] | None
     ) -> None:
         self.record = record
         self.state = state
-        self.done = done
-        self.size = record.size + (len(state) if state is not None else 0)
+        self.ack = ack
+        # The blob is at most about the state's size: count both, so bounds hold.
+        self.size = record.size + (2 * len(state) if state is not None else 0)
         self.started = time.perf_counter()
         self.late = False
 
@@ -100,7 +101,7 @@ class CheckpointEngine:
         hot_max_bytes: int = 256 * _MiB,
         hot_ttl_seconds: float = 3600.0,
         max_backlog_bytes: int = 2048 * _MiB,
-        max_batch_bytes: int = 64 * _MiB,
+        max_batch_bytes: int = 16 * _MiB,
         offload_bytes: int = 64 * 1024,
         retry_max_delay_seconds: float = 2.0,
         exit_flush_seconds: float = 10.0,
@@ -119,6 +120,9 @@ class CheckpointEngine:
         self.exit_flush_seconds = exit_flush_seconds
         self._hot: HotCache[_Write] = HotCache(hot_capacity, hot_max_bytes, hot_ttl_seconds)
         self._pending: deque[_Write] = deque()
+        self._queued_total = 0  # writes ever queued; commits keep save order, so
+        self._committed_total = 0  # flush() waits until committed catches up
+        self._flush_waiters: list[tuple[int, asyncio.Future[None]]] = []
         self._backlog_bytes = 0
         self._codec_pool: ThreadPoolExecutor | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -170,11 +174,14 @@ class CheckpointEngine:
         self._writer = loop.create_task(self._write_loop(), name="livingai-writer")
 
     async def flush(self) -> None:
-        """Wait until every write queued so far is committed (retrying store errors)."""
-        if self._pending:
-            last = self._pending[-1].done
-            assert last is not None
-            await asyncio.shield(last)
+        """Wait until every write queued so far is committed (retrying store errors);
+        raises StoreError if any of them had to be abandoned."""
+        if self._committed_total >= self._queued_total:
+            return
+        assert self._loop is not None
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        self._flush_waiters.append((self._queued_total, waiter))
+        await asyncio.shield(waiter)
 
     async def close(self, abandon_after_seconds: float | None = None) -> None:
         """Flush, stop the writer and close the store. With `abandon_after_seconds`, writes
@@ -223,31 +230,37 @@ class CheckpointEngine:
             record = to_record(node, node.checkpoint)
             if node.checkpoint is not None:
                 _check_framed(node.id, node.checkpoint)
-        assert self._loop is not None
-        done: asyncio.Future[None] = self._loop.create_future()
-        write = _Write(record, state, done)
+        loop = self._loop
+        assert loop is not None
+        ack: asyncio.Future[bool] = loop.create_future()
+        write = _Write(record, state, ack)
         if self._backlog_bytes + write.size > self.max_backlog_bytes:
             await self._wait_for_room(write, deadline)
         self._counts["saves"] += 1
         self._hot.put(record.node_id, write, write.size)
         self._pending.append(write)
+        self._queued_total += 1
         self._backlog_bytes += write.size
         if state is not None:
             if len(state) < self.offload_bytes:
-                write.record = dataclasses.replace(record, checkpoint=encode(state, self.codec))
+                write.record = _with_blob(record, encode(state, self.codec))
             else:
                 # Large states are compressed on a thread (zlib and zstd release the GIL),
                 # so the event loop keeps running other agents meanwhile.
-                self._loop.create_task(self._encode_offloop(write))
+                loop.create_task(self._encode_offloop(write))
         if write.ready:
             self._wake.set()
-        await asyncio.wait((done,), timeout=max(0.0, deadline - time.perf_counter()))
-        self._save_ms.record((time.perf_counter() - start) * 1000.0)
-        if done.done() and done.exception() is None:
+        timer = loop.call_at(loop.time() + max(0.0, deadline - time.perf_counter()), _expire, ack)
+        try:
+            committed = await ack  # StoreError if the write had to be abandoned
+        finally:
+            timer.cancel()
+            self._save_ms.record((time.perf_counter() - start) * 1000.0)
+        if committed:
             self._counts["in_budget"] += 1
-            return True
-        write.late = True
-        return False
+        else:
+            write.late = True
+        return committed
 
     async def _wait_for_room(self, write: _Write, deadline: float) -> None:
         while self._backlog_bytes + write.size > self.max_backlog_bytes and self._pending:
@@ -288,7 +301,7 @@ class CheckpointEngine:
                 write.record.node_id,
             )
             blob = encode(write.state, Codec.NONE)
-        write.record = dataclasses.replace(write.record, checkpoint=blob)
+        write.record = _with_blob(write.record, blob)
         self._wake.set()
 
     def _encode_now(self, writes: Iterable[_Write]) -> None:
@@ -296,9 +309,7 @@ class CheckpointEngine:
         for write in writes:
             if not write.ready:
                 assert write.state is not None
-                write.record = dataclasses.replace(
-                    write.record, checkpoint=encode(write.state, self.codec)
-                )
+                write.record = _with_blob(write.record, encode(write.state, self.codec))
 
     # -- the writer -----------------------------------------------------------------
 
@@ -367,9 +378,9 @@ class CheckpointEngine:
             self._durable_ms.record((now - write.started) * 1000.0)
             if write.late:
                 self._counts["late"] += 1
-            done = write.done
-            if done is not None and not done.done() and not done.get_loop().is_closed():
-                done.set_result(None)
+            _resolve(write.ack, True)
+        self._committed_total += len(batch)
+        self._release_flushes(None)
         self._counts["commits"] += 1
         self._batch_size.record(len(batch))
         self._room.set()
@@ -409,12 +420,20 @@ class CheckpointEngine:
         )
         error = StoreError(f"{count} queued writes were abandoned: {why}")
         for write in self._pending:
-            done = write.done
-            if done is not None and not done.done() and not done.get_loop().is_closed():
-                done.set_exception(error)
-                done.exception()  # retrieved: the log above already reported it
+            _resolve(write.ack, error)
         self._pending.clear()
         self._backlog_bytes = 0
+        self._committed_total = self._queued_total
+        self._release_flushes(error)
+
+    def _release_flushes(self, error: StoreError | None) -> None:
+        waiting = []
+        for target, waiter in self._flush_waiters:
+            if target <= self._committed_total:
+                _resolve(waiter, error)
+            else:
+                waiting.append((target, waiter))
+        self._flush_waiters = waiting
 
     # -- reading --------------------------------------------------------------------
 
@@ -512,6 +531,39 @@ class CheckpointEngine:
             durable_ms=self._durable_ms.summary(),
             batch_size=self._batch_size.summary(),
         )
+
+
+def _expire(ack: asyncio.Future[bool]) -> None:
+    """The budget ran out: the save returns False; its write stays queued."""
+    if not ack.done():
+        ack.set_result(False)
+
+
+def _resolve(future: asyncio.Future[Any] | None, outcome: object) -> None:
+    """Settle a future unless it is settled, cancelled, or its loop is gone (at exit)."""
+    if future is None or future.done() or future.get_loop().is_closed():
+        return
+    if isinstance(outcome, BaseException):
+        future.set_exception(outcome)
+        future.exception()  # marked retrieved: whoever abandoned it logged it
+    else:
+        future.set_result(outcome)
+
+
+def _with_blob(record: NodeRecord, blob: bytes) -> NodeRecord:
+    """dataclasses.replace, without its introspection on the save path."""
+    return NodeRecord(
+        record.version_id,
+        record.node_id,
+        record.execution_id,
+        record.parent_id,
+        record.type,
+        record.status,
+        record.created_at,
+        record.completed_at,
+        record.body,
+        blob,
+    )
 
 
 def _check_framed(node_id: str, blob: bytes) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import json
+import random
 import traceback as tb
-import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -31,7 +31,9 @@ class Status(StrEnum):
 
 
 def new_id() -> str:
-    return uuid.uuid4().hex
+    """128 random bits as 32 hex digits. Not uuid4: its os.urandom call releases the GIL
+    on the event loop's hot path, and getting it back behind busy threads stalls the loop."""
+    return f"{random.getrandbits(128):032x}"
 
 
 def utcnow() -> datetime:
@@ -121,23 +123,26 @@ class NodeRecord:
         return len(self.body) + (len(self.checkpoint) if self.checkpoint else 0)
 
 
+def _refuse(obj: object) -> Any:
+    raise TypeError(type(obj).__name__)
+
+
+def _check_keys(obj: Any) -> None:
+    """json.dumps would silently turn 1 or None keys into strings: refuse them."""
+    if isinstance(obj, dict):
+        for key, item in obj.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{type(key).__name__} (as a dict key)")
+            _check_keys(item)
+    elif isinstance(obj, list | tuple):
+        for item in obj:
+            _check_keys(item)
+
+
 def _json_field(node: ExecutionNode, name: str, value: Any) -> str:
-    def refuse(obj: object) -> Any:
-        raise TypeError(type(obj).__name__)
-
-    def check_keys(obj: Any) -> None:  # json.dumps would turn 1 or None keys into strings
-        if isinstance(obj, dict):
-            for key, item in obj.items():
-                if not isinstance(key, str):
-                    raise TypeError(f"{type(key).__name__} (as a dict key)")
-                check_keys(item)
-        elif isinstance(obj, list | tuple):
-            for item in obj:
-                check_keys(item)
-
     try:
-        check_keys(value)
-        return json.dumps(value, allow_nan=False, separators=(",", ":"), default=refuse)
+        _check_keys(value)
+        return json.dumps(value, allow_nan=False, separators=(",", ":"), default=_refuse)
     except RecursionError:
         raise InvalidNodeError(f"node {node.id}: {name} is not valid JSON: it is cyclic") from None
     except TypeError as exc:
@@ -178,19 +183,21 @@ def to_record(node: ExecutionNode, checkpoint: bytes | None) -> NodeRecord:
         raise InvalidNodeError(
             f"node {node.id}: error must be an ErrorInfo; got {type(error).__name__}"
         )
-    parts = {
-        "input": _json_field(node, "input", node.input),
-        "output": _json_field(node, "output", node.output),
-        "error": _json_field(
-            node,
-            "error",
-            None if error is None else [error.type, error.message, error.traceback],
-        ),
-        "cost_tokens": _json_field(node, "cost_tokens", node.cost_tokens),
-        "latency_ms": _json_field(node, "latency_ms", node.latency_ms),
-        "metadata": _json_field(node, "metadata", node.metadata),
+    fields = {
+        "input": node.input,
+        "output": node.output,
+        "error": None if error is None else [error.type, error.message, error.traceback],
+        "cost_tokens": node.cost_tokens,
+        "latency_ms": node.latency_ms,
+        "metadata": node.metadata,
     }
-    body = "{" + ",".join(f'"{key}":{value}' for key, value in parts.items()) + "}"
+    try:  # one pass on the hot path; on failure, find the field to name
+        _check_keys(fields)
+        body = json.dumps(fields, allow_nan=False, separators=(",", ":"), default=_refuse)
+    except (TypeError, ValueError, RecursionError):
+        for name, value in fields.items():
+            _json_field(node, name, value)
+        raise
     completed = node.completed_at
     return NodeRecord(
         version_id=new_id(),

@@ -15,6 +15,8 @@ synchronous="FULL" each commit is fsynced and survives power loss too.
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import queue
 import sqlite3
 import threading
@@ -28,9 +30,14 @@ from . import _sqlite_schema as schema
 from ._errors import ClosedError, StoreError
 from ._model import NodeRecord
 
+logger = logging.getLogger("livingai")
+
 T = TypeVar("T")
 
 _SYNCHRONOUS = ("OFF", "NORMAL", "FULL", "EXTRA")
+PAGE_SIZE = 16384  # new files: blobs write ~1.8x faster than at 4096, small commits ~15% slower
+CHECKPOINT_EVERY_BYTES = 8 * 1024 * 1024  # WAL growth that starts a background checkpoint
+CHECKPOINT_INLINE_BYTES = 512 * 1024 * 1024  # WAL growth the writer waits to fold back
 
 
 class _Worker:
@@ -84,8 +91,13 @@ class SQLiteStore:
         self._writer = _Worker("livingai-sqlite-writer")
         # An in-memory database exists only on its own connection: read through the writer.
         self._reader = self._writer if self._memory else _Worker("livingai-sqlite-reader")
+        # WAL checkpoints run on their own thread and connection, never inside a commit.
+        self._checkpointer = None if self._memory else _Worker("livingai-sqlite-checkpointer")
         self._write_conn: sqlite3.Connection | None = None
         self._read_conn: sqlite3.Connection | None = None
+        self._checkpoint_conn: sqlite3.Connection | None = None
+        self._checkpointing = False
+        self._bytes_since_checkpoint = 0
         self._closed = False
 
     def __repr__(self) -> str:
@@ -107,9 +119,13 @@ class SQLiteStore:
         if self._write_conn is None:
             conn = self._connect()
             if not self._memory:
+                conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # only a new file takes it
                 _retry_locked(
                     lambda: conn.execute("PRAGMA journal_mode = WAL"), self.busy_timeout_seconds
                 )
+                # A checkpoint inside COMMIT copies the WAL into the file and fsyncs: tens
+                # of milliseconds on the agent's path. The checkpointer thread does it.
+                conn.execute("PRAGMA wal_autocheckpoint = 0")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             _migrate(conn, self.path)
             self._write_conn = conn
@@ -123,6 +139,33 @@ class SQLiteStore:
             conn.execute("PRAGMA query_only = 1")
             self._read_conn = conn
         return self._read_conn
+
+    def _after_commit(self, conn: sqlite3.Connection, size: int) -> None:
+        """On the writer thread: fold the WAL back into the file now and then."""
+        if self._checkpointer is None:
+            return
+        self._bytes_since_checkpoint += size
+        if self._bytes_since_checkpoint < CHECKPOINT_EVERY_BYTES:
+            return
+        if not self._checkpointing:
+            self._checkpointing = True
+            self._bytes_since_checkpoint = 0
+            self._checkpointer.submit(self._checkpoint)
+        elif self._bytes_since_checkpoint >= CHECKPOINT_INLINE_BYTES:
+            # Writes outrun the checkpointer: wait for the disk here rather than let the
+            # WAL grow without bound (this is backpressure, the engine keeps queueing).
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._bytes_since_checkpoint = 0
+
+    def _checkpoint(self) -> None:
+        try:
+            if self._checkpoint_conn is None:
+                self._checkpoint_conn = self._connect()
+            self._checkpoint_conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:  # the next commit tries again; nothing is lost
+            logger.warning("%r: WAL checkpoint failed: %s", self, exc)
+        finally:
+            self._checkpointing = False
 
     async def _run(self, worker: _Worker, fn: Callable[[], T]) -> T:
         if self._closed:
@@ -140,6 +183,7 @@ class SQLiteStore:
 
     async def append(self, records: Sequence[NodeRecord]) -> None:
         rows = [schema.to_row(r) for r in records]
+        size = sum(record.size for record in records)
         executions = [(e,) for e in dict.fromkeys(r.execution_id for r in records)]
 
         def write() -> None:
@@ -153,6 +197,7 @@ class SQLiteStore:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+            self._after_commit(conn, size)
 
         if rows:
             await self._run(self._writer, write)
@@ -193,11 +238,23 @@ class SQLiteStore:
         if self._closed:
             return
         self._closed = True
-        for worker, conn in ((self._reader, self._read_conn), (self._writer, self._write_conn)):
-            if conn is not None:
-                await asyncio.wrap_future(worker.submit(conn.close))
-        self._writer.stop()
-        self._reader.stop()
+        workers = [
+            (self._checkpointer, "_checkpoint_conn"),
+            (self._reader, "_read_conn"),
+            (self._writer, "_write_conn"),  # last: the last one closed folds the WAL back
+        ]
+        for worker, attribute in workers:
+            if worker is not None:  # on the worker's thread, after anything it still has
+                await asyncio.wrap_future(worker.submit(functools.partial(self._close, attribute)))
+        for worker, _ in workers:
+            if worker is not None:
+                worker.stop()
+
+    def _close(self, attribute: str) -> None:
+        conn: sqlite3.Connection | None = getattr(self, attribute)
+        if conn is not None:
+            conn.close()
+            setattr(self, attribute, None)
 
 
 def _retry_locked(action: Callable[[], object], seconds: float) -> None:
