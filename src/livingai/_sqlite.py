@@ -157,14 +157,16 @@ class SQLiteStore:
     async def append(self, records: Sequence[NodeRecord]) -> None:
         rows = [schema.to_row(r) for r in records]
         size = sum(record.size for record in records)
-        executions = [(e,) for e in dict.fromkeys(r.execution_id for r in records)]
+        executions = list(dict.fromkeys(r.execution_id for r in records))
 
         def write() -> None:
             conn = self._writer_conn()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                conn.executemany(schema.INSERT_NODE, rows)
-                conn.executemany(schema.INSERT_EXECUTION, executions)
+                for chunk in schema.chunked(rows):
+                    conn.execute(schema.insert_nodes(len(chunk)), [v for row in chunk for v in row])
+                for ids in schema.chunked(executions):
+                    conn.execute(schema.insert_executions(len(ids)), ids)
                 conn.execute("COMMIT")
             except BaseException:
                 if conn.in_transaction:

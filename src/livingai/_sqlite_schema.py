@@ -6,9 +6,13 @@ order. `executions` holds one row per execution, its rowid giving first-seen ord
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Iterator, Sequence
+from typing import TypeVar
 
 from ._model import NodeRecord
+
+T = TypeVar("T")
 
 # Each entry upgrades the schema by one version; its index + 1 is the version it makes.
 # Never edit a released entry: append a new one.
@@ -41,9 +45,28 @@ _COLUMNS = (
     " created_at, completed_at, body, checkpoint"
 )
 
-# A version sent twice (a retry after a lost acknowledgement) is stored once.
-INSERT_NODE = f"INSERT OR IGNORE INTO nodes ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-INSERT_EXECUTION = "INSERT OR IGNORE INTO executions (execution_id) VALUES (?)"
+# Rows go in as multi-row INSERTs: one statement step per chunk, where executemany
+# steps (and hands the GIL back and forth) once per row. 90 rows x 10 columns stays under
+# SQLite's oldest limit of 999 variables per statement.
+ROWS_PER_INSERT = 90
+
+
+@functools.cache
+def insert_nodes(rows: int) -> str:
+    """A version sent twice (a retry after a lost acknowledgement) is stored once."""
+    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
+    return f"INSERT OR IGNORE INTO nodes ({_COLUMNS}) VALUES {values}"
+
+
+@functools.cache
+def insert_executions(rows: int) -> str:
+    return f"INSERT OR IGNORE INTO executions (execution_id) VALUES {', '.join(['(?)'] * rows)}"
+
+
+def chunked(rows: Sequence[T], size: int = ROWS_PER_INSERT) -> Iterator[Sequence[T]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
 
 READ_NODE = f"SELECT {_COLUMNS} FROM nodes WHERE node_id = ? ORDER BY seq DESC LIMIT 1"
 NODE_HISTORY = f"SELECT {_COLUMNS} FROM nodes WHERE node_id = ? ORDER BY seq"
