@@ -6,10 +6,15 @@ and `livingai`, and it is started by path. It tells the two APIs apart by what t
 engine has (`flush` is ours only). It reads one JSON argument and prints one JSON line.
 
 Modes:
-    run     make every state first, then run the agents against a fresh SQLite file,
-            wait until everything is durable, and measure.
-    verify  open the file again (this is a fresh process) and count which saved node
-            ids are stored.
+    run     make every state first, then run the agents against a fresh store (a new
+            SQLite file, or a Redis key prefix / Postgres schema or database of its own,
+            made by the runner), wait until everything is durable, and measure.
+    verify  open the store again (this is a fresh process) and count which saved node
+            ids are stored; for a tiered store, also its cold store alone.
+
+The "store" argument says which store and where: {"kind": "sqlite", "db": path},
+{"kind": "redis", "redis_url": ..., "redis_prefix": ..., "max_connections": ...},
+{"kind": "postgres", "postgres_dsn": ..., "postgres_schema": ...}, or "tiered" with both.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import asyncio
 import contextlib
 import dataclasses
 import importlib
+import inspect
 import json
 import math
 import os
@@ -268,15 +274,23 @@ async def _drain(pool: ThreadPoolExecutor) -> None:
     await drained.wait()
 
 
-# -- the two APIs ----------------------------------------------------------------------
+# -- the two APIs and the stores --------------------------------------------------------
+
+
+async def _maybe_await(value: Any) -> Any:
+    """The reference's SQLite close() is plain; its server stores' close() is async."""
+    return await value if inspect.isawaitable(value) else value
 
 
 class System:
-    """The one place that knows how ours and the reference differ."""
+    """The one place that knows how ours and the reference differ, and how each opens
+    each store. `spec` says which store and where (file, server URL, prefix, schema)."""
 
-    def __init__(self) -> None:
+    def __init__(self, spec: dict[str, Any]) -> None:
         self.lib: Any = importlib.import_module("livingai")
         self.ours = hasattr(self.lib.CheckpointEngine, "flush")
+        self.spec = spec
+        self.kind: str = spec["kind"]
 
     def node(self, execution_id: str, step: int) -> Any:
         lib = self.lib
@@ -287,11 +301,41 @@ class System:
             output={"step": step},
         )
 
-    async def open_store(self, db: Path) -> Any:
-        """Open a store, its schema created, before any clock starts (both systems)."""
-        store = self.lib.SQLiteStore(str(db))
+    def _make(self, kind: str) -> Any:
+        spec = self.spec
+        if kind == "sqlite":
+            return self.lib.SQLiteStore(str(spec["db"]))
+        if self.ours:
+            if kind == "redis":
+                return self.lib.RedisStore(spec["redis_url"], prefix=spec["redis_prefix"])
+            if kind == "postgres":
+                return self.lib.PostgresStore(spec["postgres_dsn"], schema=spec["postgres_schema"])
+            if kind == "tiered":
+                return self.lib.TieredStore(self._make("redis"), self._make("postgres"))
+        elif kind == "redis":
+            module = importlib.import_module("livingai.stores.redis")
+            client = None
+            if spec.get("max_connections"):
+                aioredis = importlib.import_module("redis.asyncio")
+                client = aioredis.Redis.from_url(
+                    spec["redis_url"], max_connections=spec["max_connections"]
+                )
+            return module.RedisStore(spec["redis_url"], client=client)
+        elif kind == "postgres":
+            module = importlib.import_module("livingai.stores.postgres")
+            return module.PostgresStore(spec["postgres_dsn"])
+        raise ValueError(f"{'ours' if self.ours else 'the reference'} has no {kind!r} store")
+
+    async def open_store(self, kind: str | None = None) -> Any:
+        """Open a store, connected and its schema created, before any clock starts."""
+        kind = kind or self.kind
+        store = self._make(kind)
         if self.ours:
             await store.list_executions()  # creates the schema; the reference did in __init__
+        elif kind == "postgres":
+            await store.initialize()  # its pool and table
+        elif kind == "redis":
+            await store.list_by_execution("livingai-bench-warmup")  # one connection
         return store
 
     def engine(self, store: Any, budget_ms: float) -> Any:
@@ -299,9 +343,12 @@ class System:
 
     async def close(self, engine: Any, store: Any) -> None:
         if self.ours:
-            await engine.close()  # flushes, then closes the store
+            await engine.close()  # flushes, then closes the store (tiered: drains first)
         else:
-            store.close()
+            await _maybe_await(store.close())
+
+    async def close_store(self, store: Any) -> None:
+        await _maybe_await(store.close())
 
     async def stored_ids(self, store: Any, execution_id: str) -> set[str]:
         if self.ours:
@@ -333,18 +380,18 @@ def _cycle(ids: Sequence[str], count: int) -> Iterator[str]:
 
 async def run(args: dict[str, Any]) -> dict[str, Any]:
     """Make the states, run the agents together, wait until durable, measure."""
-    system = System()
+    system = System(args["store"])
     agents: int = args["agents"]
     saves: int = args["saves"]
     budget_ms: float = args["budget_ms"]
-    db = Path(args["db"])
+    durable_timeout_s: float = args["durable_timeout_s"]
     sizes = sizes_for(saves, args["min_size"], args["max_size"])
     states = make_states(args["shape"], agents, sizes, args["seed"])
 
     loop = asyncio.get_running_loop()
     pool = _default_pool()
     loop.set_default_executor(pool)
-    store = await system.open_store(db)
+    store = await system.open_store()
     engine = system.engine(store, budget_ms)
     latencies: list[list[float]] = [[] for _ in range(agents)]
     oks: list[list[bool]] = [[] for _ in range(agents)]
@@ -366,16 +413,45 @@ async def run(args: dict[str, Any]) -> dict[str, Any]:
     monitor_task = asyncio.create_task(monitor.run())
     await asyncio.sleep(0)  # the monitor is running before the first save
     start = time.perf_counter()
-    await asyncio.gather(*(agent(a) for a in range(agents)))
+    outcomes = await asyncio.gather(*(agent(a) for a in range(agents)), return_exceptions=True)
     gathered = time.perf_counter()
-    if system.ours:
-        await engine.flush()
-    else:
-        # Its timed-out writes keep running on executor threads (those not yet started
-        # were cancelled and are lost): durable means those threads are done.
-        await _drain(pool)
-        loop.set_default_executor(_default_pool())
-    durable = time.perf_counter()
+    failed = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    if failed:
+        # A save raised (the reference's Redis pool running out of connections, say):
+        # report it as the run's result, after a bounded attempt to close cleanly.
+        monitor.stop()
+        await monitor_task
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(system.close(engine, store), 30.0)
+        first = failed[0]
+        done = sum(map(len, oks))
+        return {
+            "version": str(system.lib.__version__),
+            "error": f"{len(failed)} of {agents} agents raised {type(first).__name__}: "
+            f"{first} ({done} of {agents * saves} saves returned)",
+        }
+    cold = None
+    try:
+        if system.ours:
+            await asyncio.wait_for(engine.flush(), durable_timeout_s)
+            durable = time.perf_counter()
+            if system.kind == "tiered":  # durable once the hot store has it; cold behind
+                await asyncio.wait_for(store.drain(), durable_timeout_s)
+                cold = time.perf_counter()
+        else:
+            # Its timed-out writes keep running on executor threads (those not yet
+            # started were cancelled and are lost): durable means those threads are done.
+            # Its server stores run no threads: a timed-out write was cancelled.
+            await _drain(pool)
+            loop.set_default_executor(_default_pool())
+            durable = time.perf_counter()
+    except TimeoutError:
+        stats = dataclasses.asdict(engine.stats()) if system.ours else {}
+        return {
+            "version": str(system.lib.__version__),
+            "error": f"not durable {durable_timeout_s:.0f}s after the agents finished "
+            f"(engine stats: {stats})",
+        }
     monitor.stop()
     await monitor_task
 
@@ -383,6 +459,7 @@ async def run(args: dict[str, Any]) -> dict[str, Any]:
         "version": str(system.lib.__version__),
         "module": str(system.lib.__file__),
         "api": "ours" if system.ours else "reference",
+        "store": system.kind,
         "agents": agents,
         "saves": agents * saves,
         "state_bytes": sum(sizes) * agents,
@@ -393,10 +470,17 @@ async def run(args: dict[str, Any]) -> dict[str, Any]:
         "gather_s": gathered - start,
         "durable_s": durable - start,
     }
+    if cold is not None:
+        result["cold_s"] = cold - start
     result["sla_pct"] = 100.0 * result["in_budget"] / max(1, result["saves"])
+    db = Path(args["store"]["db"]) if system.kind == "sqlite" else None
     if system.ours:
         result["stats"] = dataclasses.asdict(engine.stats())
-        result["wal_bytes_before_close"] = disk_bytes(db)
+        if system.kind == "tiered":
+            counters = ("pending_cold", "moved", "cold_batches", "cold_failures", "abandoned")
+            result["tiered_stats"] = {name: getattr(store, name, None) for name in counters}
+        if db is not None:
+            result["wal_bytes_before_close"] = disk_bytes(db)
 
     reads: int = args.get("reads", 0)
     flat_ids = [node_id for agent_ids in ids for node_id in agent_ids]
@@ -408,14 +492,15 @@ async def run(args: dict[str, Any]) -> dict[str, Any]:
         result["hot_read_misses"] = hot_misses
 
     await system.close(engine, store)
-    result["disk_bytes"] = disk_bytes(db)
+    if db is not None:
+        result["disk_bytes"] = disk_bytes(db)
 
     if reads:
-        # Cold: a fresh engine on the same file; each id read once, so never cached.
-        store = await system.open_store(db)
+        # Cold: a fresh engine on the same file or server; each id read once, never cached.
+        store = await system.open_store()
         engine = system.engine(store, budget_ms)
-        cold, cold_misses = await _timed_reads(engine.load, list(_cycle(flat_ids, reads)))
-        result["cold_read_ms"] = summarize(cold)
+        cold_reads, cold_misses = await _timed_reads(engine.load, list(_cycle(flat_ids, reads)))
+        result["cold_read_ms"] = summarize(cold_reads)
         result["cold_read_misses"] = cold_misses
         await system.close(engine, store)
 
@@ -426,21 +511,31 @@ async def run(args: dict[str, Any]) -> dict[str, Any]:
 # -- verify mode -------------------------------------------------------------------------
 
 
+async def _count_stored(system: System, kind: str, expected: dict[str, list[str]]) -> int:
+    store = await system.open_store(kind)
+    try:
+        stored = 0
+        for execution_id, node_ids in expected.items():
+            present = await system.stored_ids(store, execution_id)
+            stored += sum(node_id in present for node_id in node_ids)
+    finally:
+        await system.close_store(store)
+    return stored
+
+
 async def verify(args: dict[str, Any]) -> dict[str, Any]:
-    """Count the saved node ids a fresh store finds: lost = saved - stored."""
-    system = System()
+    """Count the saved node ids a fresh store finds: lost = saved - stored. A tiered
+    store's cold store is checked alone first, before a tiered store could refill it."""
+    system = System(args["store"])
     expected: dict[str, list[str]] = args["ids"]
-    store = await system.open_store(Path(args["db"]))
-    stored = 0
-    for execution_id, node_ids in expected.items():
-        present = await system.stored_ids(store, execution_id)
-        stored += sum(node_id in present for node_id in node_ids)
-    if system.ours:
-        await store.close()
-    else:
-        store.close()
     saved = sum(len(node_ids) for node_ids in expected.values())
-    return {"saved": saved, "stored": stored, "lost": saved - stored}
+    result: dict[str, Any] = {"saved": saved}
+    if system.kind == "tiered":
+        cold_stored = await _count_stored(system, "postgres", expected)
+        result.update(cold_stored=cold_stored, cold_lost=saved - cold_stored)
+    stored = await _count_stored(system, system.kind, expected)
+    result.update(stored=stored, lost=saved - stored)
+    return result
 
 
 def main(argv: Sequence[str]) -> int:

@@ -393,3 +393,44 @@ def test_error_info_is_frozen_and_round_trips() -> None:
         info.message = "changed"  # type: ignore[misc]
     node = _node(status=Status.FAILED, error=info)
     assert from_record(to_record(node, None)).error == info
+
+
+# -- strings no store can keep ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("input", "a\x00b"),
+        ("output", {"deep": ["ok", "nul \x00 inside"]}),
+        ("output", {"key\x00": 1}),
+        ("metadata", {"note": "\x00"}),
+        ("error", ErrorInfo("ValueError", "bad byte \x00")),
+        ("input", "lone \ud800 surrogate"),
+        ("metadata", {"pair": "\ud83d\ude00"}),  # surrogate code points, not an emoji
+    ],
+)
+def test_strings_no_store_can_keep_are_refused_naming_the_field(field: str, value: Any) -> None:
+    node = _node(**{field: value})
+    with pytest.raises(InvalidNodeError) as info:
+        to_record(node, None)
+    message = str(info.value)
+    assert f"node {node.id}: {field} holds a" in message
+    assert ("NUL" in message) or ("surrogate" in message)
+
+
+@pytest.mark.parametrize("field", ["id", "execution_id", "parent_id"])
+@pytest.mark.parametrize("value", ["a\x00b", "x\udfff"])
+def test_ids_no_store_can_keep_are_refused(field: str, value: str) -> None:
+    node = _node()
+    setattr(node, field, value)
+    with pytest.raises(InvalidNodeError, match=rf"{field} holds a"):
+        to_record(node, None)
+
+
+@pytest.mark.parametrize(
+    "value", ["\\u0000 written out", "\\ud800 written out", "emoji 😀 and ✓", {"\\u0000": "k"}]
+)
+def test_text_that_only_looks_like_nul_or_surrogates_is_kept(value: Any) -> None:
+    node = _node(output=value)
+    assert from_record(to_record(node, None)).output == value

@@ -29,11 +29,14 @@ EXPECTED_ALL = [
     "NodeRecord",
     "NodeState",
     "NodeType",
+    "PostgresStore",
     "RecoveryEngine",
     "RecoveryPlan",
+    "RedisStore",
     "SQLiteStore",
     "Status",
     "StoreError",
+    "TieredStore",
     "__version__",
 ]
 

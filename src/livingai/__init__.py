@@ -17,9 +17,12 @@ from ._errors import (
     StoreError,
 )
 from ._model import ErrorInfo, ExecutionNode, NodeRecord, NodeType, Status
+from ._postgres import PostgresStore  # imports psycopg only when a PostgresStore is created
 from ._recovery import RecoveryEngine, RecoveryPlan
+from ._redis import RedisStore  # imports redis-py only when a RedisStore is created
 from ._sqlite import SQLiteStore
 from ._store import CheckpointStore, MemoryStore
+from ._tiered import TieredStore
 
 __version__ = "0.5.0"
 
@@ -41,10 +44,13 @@ __all__ = [
     "NodeRecord",
     "NodeState",
     "NodeType",
+    "PostgresStore",
     "RecoveryEngine",
     "RecoveryPlan",
+    "RedisStore",
     "SQLiteStore",
     "Status",
     "StoreError",
+    "TieredStore",
     "__version__",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import random
+import re
 import traceback as tb
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -154,9 +155,60 @@ def _json_field(node: ExecutionNode, name: str, value: Any) -> str:
         raise InvalidNodeError(f"node {node.id}: {name} is not valid JSON: {exc}") from None
 
 
+# Stores cannot keep every Python string: PostgreSQL text and jsonb refuse NUL, and UTF-8
+# (every store's encoding) has no surrogate code points. A record holding one would fail
+# in the store on every retry, so it is refused at save() instead, naming the field.
+# json.dumps (ensure_ascii) writes both as \\u escapes: only a body holding one of these
+# escapes needs the walk over the values.
+_SUSPECT_ESCAPE = re.compile(r"\\u(?:0000|[dD][89a-fA-F])")
+
+
+def _unstorable(text: str) -> str | None:
+    """Why no store can keep `text`, or None when it can."""
+    if "\x00" in text:
+        return "holds a NUL character (\\x00), which stores such as PostgreSQL cannot keep"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return "holds a surrogate code point, which is not valid Unicode (UTF-8)"
+    return None
+
+
+def _find_unstorable(value: Any) -> tuple[str, str] | None:
+    """The first string (a value or a dict key) in `value` no store can keep, and why."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            why = _unstorable(item)
+            if why is not None:
+                return item, why
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+    return None
+
+
+def _check_storable(node: ExecutionNode, fields: dict[str, Any], body: str) -> None:
+    if _SUSPECT_ESCAPE.search(body) is None:  # the hot path: one scan, ~1 us per 2 KiB
+        return
+    for name, value in fields.items():
+        found = _find_unstorable(value)
+        if found is not None:
+            text, why = found
+            shown = text if len(text) <= 60 else text[:57] + "..."
+            raise InvalidNodeError(f"node {node.id}: {name} {why}: {shown!r}")
+
+
 def _check_id(value: object, name: str) -> str:
     if not isinstance(value, str) or not value:
         raise InvalidNodeError(f"{name} must be a non-empty string; got {value!r}")
+    why = _unstorable(value)
+    if why is not None:
+        raise InvalidNodeError(f"{name} {why}; got {value!r}")
     return value
 
 
@@ -198,6 +250,7 @@ def to_record(node: ExecutionNode, checkpoint: bytes | None) -> NodeRecord:
         for name, value in fields.items():
             _json_field(node, name, value)
         raise
+    _check_storable(node, fields, body)
     completed = node.completed_at
     return NodeRecord(
         version_id=new_id(),

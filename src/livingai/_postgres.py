@@ -1,0 +1,288 @@
+"""PostgresStore: the execution log in PostgreSQL, shared by any number of processes.
+
+Driver: psycopg 3 rather than asyncpg. It is one maintained driver for sync and async
+code (the tests and tools use the same one), psycopg_pool is its maintained async pool
+that replaces broken connections, it binds whole arrays as parameters (a batch is one
+`unnest` statement), and it ships type annotations.
+
+Each batch is one statement, so one round trip and one transaction: the rows go in in
+batch order and a version already stored (a retry after a lost acknowledgement) is
+skipped. The schema is created and migrated on first use, under an advisory lock, so
+processes starting together on an empty database do not race. A connection the server
+dropped (restart, pg_terminate_backend) is discarded by the pool and the operation runs
+again on another one; it is safe to, as every append is idempotent. Failures that remain
+(server down, no connection within `timeout`) raise StoreError naming the DSN with its
+password masked; the engine retries those.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
+
+from . import _postgres_sql as sql
+from ._errors import ClosedError, StoreError
+from ._extras import require
+from ._model import NodeRecord
+
+if TYPE_CHECKING:  # at run time psycopg is imported when a store is created, not before
+    import psycopg
+    from psycopg_pool import AsyncConnectionPool
+
+    Connection: TypeAlias = psycopg.AsyncConnection[Any]
+
+logger = logging.getLogger("livingai")
+
+T = TypeVar("T")
+
+# A pool slot whose connection attempts keep failing is given up after this long, and the
+# next request starts a fresh attempt at once. psycopg_pool's default (5 minutes, with
+# delays doubling from 1 s) could leave a store idle for a minute after the server is back.
+RECONNECT_SECONDS = 10.0
+CONNECT_TIMEOUT_SECONDS = 10  # libpq connect_timeout, unless the DSN sets one
+
+
+class PostgresStore:
+    """A store in a PostgreSQL schema; created and migrated on first use.
+
+    `dsn` is a libpq connection string or URL. Pass `pool=` to use your own open
+    psycopg_pool.AsyncConnectionPool instead (the store then never closes it; `dsn` may
+    be omitted). `timeout` bounds the wait for a pooled connection, `application_name`
+    tags the store's connections in pg_stat_activity.
+    """
+
+    def __init__(
+        self,
+        dsn: str | None = None,
+        *,
+        pool: AsyncConnectionPool[Any] | None = None,
+        schema: str = "livingai",
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 10.0,
+        application_name: str = "livingai",
+    ) -> None:
+        require("psycopg", "postgres")  # MissingExtraError naming the extra, if absent
+        require("psycopg_pool", "postgres")
+        import psycopg
+
+        if dsn is None and pool is None:
+            raise ValueError("PostgresStore needs a dsn or a pool")
+        if min_size < 0 or max_size < max(1, min_size):
+            raise ValueError(
+                f"need 0 <= min_size <= max_size and max_size >= 1; got {min_size}, {max_size}"
+            )
+        if timeout <= 0:
+            raise ValueError(f"timeout must be > 0; got {timeout}")
+        self._sql = sql.statements(schema)  # validates the name
+        self.schema = schema
+        self.min_size = min_size
+        self.max_size = max_size
+        self.timeout = timeout
+        self.application_name = application_name
+        conninfo = pool.conninfo if pool is not None and isinstance(pool.conninfo, str) else ""
+        self._dsn = dsn if dsn is not None else conninfo
+        try:
+            params = psycopg.conninfo.conninfo_to_dict(self._dsn)
+        except psycopg.ProgrammingError as exc:
+            detail = sql.scrub(str(exc), self._dsn)
+            raise ValueError(f"invalid dsn {sql.mask_dsn(self._dsn)!r}: {detail}") from None
+        self._connect_kwargs: dict[str, Any] = {
+            "autocommit": True,  # each statement is its own transaction: one round trip
+            "application_name": application_name,
+        }
+        if "connect_timeout" not in params:
+            self._connect_kwargs["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+        self._own_pool = pool is None
+        self._pool = pool
+        self._loop: asyncio.AbstractEventLoop | None = None  # where the pool runs
+        self._opening: asyncio.Lock | None = None
+        self._pool_open = False
+        self._ready = False  # schema at SCHEMA_VERSION
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"PostgresStore({sql.mask_dsn(self._dsn)!r}, schema={self.schema!r})"
+
+    # -- connections ------------------------------------------------------------------
+
+    def _new_pool(self) -> AsyncConnectionPool[Any]:
+        from psycopg_pool import AsyncConnectionPool
+
+        return AsyncConnectionPool(
+            self._dsn,
+            kwargs=self._connect_kwargs,
+            min_size=self.min_size,
+            max_size=self.max_size,
+            open=False,
+            name=f"livingai-{self.schema}",
+            timeout=self.timeout,
+            reconnect_timeout=RECONNECT_SECONDS,
+        )
+
+    async def _connected(self) -> AsyncConnectionPool[Any]:
+        """The open pool, on a schema at the current version."""
+        if self._closed:
+            raise ClosedError(f"{self!r} was used after close()")
+        loop = asyncio.get_running_loop()
+        if self._ready and self._loop is loop and self._pool is not None:
+            return self._pool
+        if self._loop is not loop:
+            # First use, or a new event loop (the engine may be driven by one asyncio.run
+            # after another): a pool's tasks live on the loop that opened it, so ours is
+            # replaced; one left on a finished loop is dropped, its sockets with it.
+            self._loop = loop
+            self._opening = asyncio.Lock()
+            if self._own_pool:
+                self._pool = self._new_pool()
+                self._pool_open = False
+        assert self._opening is not None
+        async with self._opening:
+            pool = self._pool
+            assert pool is not None
+            if self._own_pool and not self._pool_open:
+                await pool.open(wait=False)  # connects in the background
+                self._pool_open = True
+            if not self._ready:
+                await self._with_connection(pool, self._migrate)
+                self._ready = True
+        return pool
+
+    async def _run(self, work: Callable[[Connection], Awaitable[T]]) -> T:
+        return await self._with_connection(await self._connected(), work)
+
+    async def _with_connection(
+        self, pool: AsyncConnectionPool[Any], work: Callable[[Connection], Awaitable[T]]
+    ) -> T:
+        """Run `work` on a pooled connection. A connection found dead (the server restarted
+        or dropped it) is discarded and `work` runs again, once per connection the pool
+        may hold: after a restart every idle one may be dead."""
+        import psycopg
+        from psycopg_pool import PoolClosed, PoolTimeout
+
+        attempts = 0
+        while True:
+            broken = False
+            try:
+                async with pool.connection(timeout=self.timeout) as conn:
+                    try:
+                        return await work(conn)
+                    except psycopg.Error:
+                        broken = conn.broken or conn.closed
+                        raise
+            except PoolTimeout as exc:
+                raise self._error(f"no connection within {self.timeout:g}s", exc) from exc
+            except PoolClosed as exc:
+                if self._closed:
+                    raise ClosedError(f"{self!r} was used after close()") from exc
+                raise self._error("the connection pool is closed", exc) from exc
+            except psycopg.Error as exc:
+                if broken and attempts < pool.max_size:
+                    attempts += 1
+                    logger.info("%r: connection lost (%s); trying another", self, exc)
+                    continue
+                raise self._error("query failed", exc) from exc
+
+    def _error(self, what: str, exc: BaseException) -> StoreError:
+        detail = sql.scrub(str(exc).strip(), self._dsn) if self._dsn else str(exc).strip()
+        return StoreError(f"{self!r}: {what}: {type(exc).__name__}: {detail}")
+
+    async def _migrate(self, conn: Connection) -> None:
+        """Bring the schema to SCHEMA_VERSION in one transaction, under an advisory lock
+        so that processes starting together take turns; a newer schema is left alone."""
+        q = self._sql
+        table = sql.qualified(self.schema, "schema_version")
+        if (  # the usual case, answered without the lock
+            await _scalar(conn, q.version_table_exists, (table,))
+            and await _scalar(conn, q.read_version) == sql.SCHEMA_VERSION
+        ):
+            return
+        async with conn.transaction():
+            await conn.execute(q.lock, (sql.LOCK_CLASS, self.schema))
+            version: int | None = None
+            if await _scalar(conn, q.version_table_exists, (table,)):
+                version = int(await _scalar(conn, q.read_version) or 0)
+            if version is not None and version > sql.SCHEMA_VERSION:
+                raise StoreError(
+                    f"{self!r} has schema version {version}, newer than this livingai "
+                    f"knows ({sql.SCHEMA_VERSION}); upgrade livingai"
+                )
+            if version == sql.SCHEMA_VERSION:
+                return
+            if version is None:
+                if not await _scalar(conn, q.schema_exists, (sql.quote_ident(self.schema),)):
+                    await conn.execute(q.create_schema)
+                await conn.execute(q.create_version_table)
+                version = 0
+            for script in q.migrations[version:]:
+                await conn.execute(script)
+            await conn.execute(q.write_version, (sql.SCHEMA_VERSION,))
+        logger.info("%r: schema migrated to version %d", self, sql.SCHEMA_VERSION)
+
+    # -- the store contract -----------------------------------------------------------
+
+    async def append(self, records: Sequence[NodeRecord]) -> None:
+        if self._closed:
+            raise ClosedError(f"{self!r} was used after close()")
+        if not records:
+            return
+        params = sql.to_columns(records)
+
+        async def write(conn: Connection) -> None:
+            await conn.execute(self._sql.append, params)
+
+        await self._run(write)
+
+    async def _query(self, statement: str, args: tuple[str, ...]) -> list[NodeRecord]:
+        async def read(conn: Connection) -> list[NodeRecord]:
+            cursor = await conn.execute(statement, args, binary=True)
+            return [sql.from_row(row) for row in await cursor.fetchall()]
+
+        return await self._run(read)
+
+    async def read(self, node_id: str) -> NodeRecord | None:
+        rows = await self._query(self._sql.read_node, (node_id,))
+        return rows[0] if rows else None
+
+    async def list_nodes(self, execution_id: str) -> list[NodeRecord]:
+        return await self._query(self._sql.list_nodes, (execution_id,))
+
+    async def list_versions(self, execution_id: str) -> list[NodeRecord]:
+        return await self._query(self._sql.list_versions, (execution_id,))
+
+    async def latest_checkpoint(self, execution_id: str) -> NodeRecord | None:
+        rows = await self._query(self._sql.latest_checkpoint, (execution_id,))
+        return rows[0] if rows else None
+
+    async def list_executions(self) -> list[str]:
+        async def read(conn: Connection) -> list[str]:
+            cursor = await conn.execute(self._sql.list_executions)
+            return [str(row[0]) for row in await cursor.fetchall()]
+
+        return await self._run(read)
+
+    async def history(self, node_id: str) -> list[NodeRecord]:
+        return await self._query(self._sql.node_history, (node_id,))
+
+    async def close(self) -> None:
+        """Close the store's own pool (a pool passed in is left open)."""
+        if self._closed:
+            return
+        self._closed = True
+        pool = self._pool
+        if not self._own_pool or pool is None or not self._pool_open:
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:
+            await pool.close()
+
+
+async def _scalar(conn: Connection, statement: str, args: tuple[object, ...] = ()) -> Any:
+    cursor = await conn.execute(statement, args)
+    row = await cursor.fetchone()
+    return None if row is None else row[0]

@@ -1,0 +1,305 @@
+"""PostgreSQL schema, migrations, statements, row mapping and DSN masking (no I/O here).
+
+Layout, inside the store's own schema (CREATE SCHEMA IF NOT EXISTS on first use):
+
+- `nodes`: one row per node version. `seq` (an identity column) is the global append
+  order; `version_id` is UNIQUE, so a batch sent again is stored once. The body is jsonb,
+  so it can be queried (`body->'output'->>'k'`); jsonb re-formats the text (key order,
+  whitespace, number spelling) but keeps the same JSON value. `created_at` and
+  `completed_at` keep the exact ISO text the model produced.
+- `executions`: one row per execution, `first_seq` giving first-seen order.
+- `schema_version`: one row, the number of MIGRATIONS applied.
+
+Statements are templates with `{s}` standing for the quoted schema name; `Statements`
+renders them once per schema.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+from ._model import NodeRecord
+
+# Each entry upgrades the schema by one version; its index + 1 is the version it makes.
+# Every entry is a list of single statements. Never edit a released entry: append one.
+MIGRATIONS: list[tuple[str, ...]] = [
+    (
+        """
+        CREATE TABLE {s}.nodes (
+            seq bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+            version_id text NOT NULL UNIQUE,
+            node_id text NOT NULL,
+            execution_id text NOT NULL,
+            parent_id text,
+            type text NOT NULL,
+            status text NOT NULL,
+            created_at text NOT NULL,
+            completed_at text,
+            body jsonb NOT NULL,
+            checkpoint bytea
+        )
+        """,
+        # Blobs arrive compressed by the engine's codec: keep them out of line, and do
+        # not have TOAST try to compress them again.
+        "ALTER TABLE {s}.nodes ALTER COLUMN checkpoint SET STORAGE EXTERNAL",
+        "CREATE INDEX nodes_by_node ON {s}.nodes (node_id, seq)",
+        # INCLUDE node_id: list_nodes groups an execution's versions by node from the
+        # index alone.
+        "CREATE INDEX nodes_by_execution ON {s}.nodes (execution_id, seq) INCLUDE (node_id)",
+        """
+        CREATE INDEX checkpoints_by_execution ON {s}.nodes (execution_id, seq DESC)
+        WHERE checkpoint IS NOT NULL
+        """,
+        """
+        CREATE TABLE {s}.executions (
+            execution_id text PRIMARY KEY,
+            first_seq bigint NOT NULL
+        )
+        """,
+        "CREATE INDEX executions_by_first_seq ON {s}.executions (first_seq)",
+    ),
+]
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+# pg_advisory_xact_lock(LOCK_CLASS, hashtext(schema)) serialises migrations of one schema
+# across processes. A hash collision between two schemas only makes them wait for each
+# other.
+LOCK_CLASS = 0x6C766169  # "lvai"
+
+_COLUMNS = (
+    "version_id",
+    "node_id",
+    "execution_id",
+    "parent_id",
+    "type",
+    "status",
+    "created_at",
+    "completed_at",
+    "body",
+    "checkpoint",
+)
+_TYPES = ("text",) * 9 + ("bytea",)
+
+
+def _select(alias: str = "") -> str:
+    """The columns of a NodeRecord, in order; the body as text, not parsed."""
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(
+        f"{prefix}body::text" if column == "body" else prefix + column for column in _COLUMNS
+    )
+
+
+def quote_ident(name: str) -> str:
+    """A double-quoted SQL identifier; refuses names PostgreSQL would change or reject."""
+    if not name or "\x00" in name:
+        raise ValueError(f"schema must be a non-empty name without NUL; got {name!r}")
+    if len(name.encode("utf-8")) > 63:  # NAMEDATALEN - 1: longer names are truncated
+        raise ValueError(f"schema must be at most 63 bytes long; got {name!r}")
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class Statements:
+    """Every statement of the store, rendered for one schema."""
+
+    schema: str
+    schema_exists: str
+    version_table_exists: str
+    lock: str
+    create_schema: str
+    create_version_table: str
+    read_version: str
+    write_version: str
+    migrations: tuple[str, ...]  # each one script: its statements in one round trip
+    append: str
+    read_node: str
+    node_history: str
+    list_nodes: str
+    list_versions: str
+    latest_checkpoint: str
+    list_executions: str
+
+
+@functools.cache
+def statements(schema: str) -> Statements:
+    s = quote_ident(schema)
+    unnest = ", ".join(f"%s::{kind}[]" for kind in _TYPES)
+    columns = ", ".join(_COLUMNS)
+    values = ", ".join("body::jsonb" if c == "body" else c for c in _COLUMNS)
+    return Statements(
+        schema=schema,
+        # Parameters, not text: to_regnamespace and to_regclass parse the quoted name.
+        schema_exists="SELECT to_regnamespace(%s::text) IS NOT NULL",
+        version_table_exists="SELECT to_regclass(%s::text) IS NOT NULL",
+        lock="SELECT pg_advisory_xact_lock(%s::integer, hashtext(%s::text))",
+        # Only when missing: CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege on the
+        # database even when the schema is there (created beforehand by an administrator).
+        create_schema=f"CREATE SCHEMA IF NOT EXISTS {s}",
+        create_version_table=f"""
+            CREATE TABLE {s}.schema_version (
+                only_row boolean PRIMARY KEY DEFAULT true CHECK (only_row),
+                version integer NOT NULL
+            )
+        """,
+        read_version=f"SELECT version FROM {s}.schema_version",
+        write_version=f"""
+            INSERT INTO {s}.schema_version (version) VALUES (%s::integer)
+            ON CONFLICT (only_row) DO UPDATE SET version = excluded.version
+        """,
+        migrations=tuple(
+            ";\n".join(statement.format(s=s).strip() for statement in migration)
+            for migration in MIGRATIONS
+        ),
+        # One statement, so one round trip and one transaction even in autocommit. Rows go
+        # in in batch order (the identity's nextval runs above the ordered subquery, so seq
+        # follows `position`); a version already stored is skipped; executions first seen
+        # in this batch get a row.
+        append=f"""
+            WITH batch AS (
+                SELECT * FROM unnest({unnest}) WITH ORDINALITY
+                    AS b({columns}, position)
+            ), stored AS (
+                INSERT INTO {s}.nodes ({columns})
+                SELECT {values} FROM batch ORDER BY position
+                ON CONFLICT (version_id) DO NOTHING
+                RETURNING execution_id, seq
+            )
+            INSERT INTO {s}.executions (execution_id, first_seq)
+            SELECT execution_id, min(seq) FROM stored GROUP BY execution_id
+            ORDER BY execution_id  -- the same lock order in every process: no deadlock
+            ON CONFLICT (execution_id) DO NOTHING
+        """,
+        read_node=f"""
+            SELECT {_select()} FROM {s}.nodes WHERE node_id = %s ORDER BY seq DESC LIMIT 1
+        """,
+        node_history=f"SELECT {_select()} FROM {s}.nodes WHERE node_id = %s ORDER BY seq",
+        list_nodes=f"""
+            SELECT {_select("n")}
+            FROM (
+                SELECT node_id, min(seq) AS first, max(seq) AS last
+                FROM {s}.nodes WHERE execution_id = %s GROUP BY node_id
+            ) AS g
+            JOIN {s}.nodes AS n ON n.seq = g.last
+            ORDER BY g.first
+        """,
+        list_versions=f"""
+            SELECT {_select()} FROM {s}.nodes WHERE execution_id = %s ORDER BY seq
+        """,
+        # The highest seq with a checkpoint: served by the partial index
+        # checkpoints_by_execution, however many versions the execution has.
+        latest_checkpoint=f"""
+            SELECT {_select()} FROM {s}.nodes
+            WHERE execution_id = %s AND checkpoint IS NOT NULL
+            ORDER BY seq DESC LIMIT 1
+        """,
+        list_executions=f"SELECT execution_id FROM {s}.executions ORDER BY first_seq",
+    )
+
+
+def qualified(schema: str, table: str) -> str:
+    """`"schema".table`, as to_regclass expects it."""
+    return f"{quote_ident(schema)}.{table}"
+
+
+Columns = tuple[
+    list[str],
+    list[str],
+    list[str],
+    list[str | None],
+    list[str],
+    list[str],
+    list[str],
+    list[str | None],
+    list[str],
+    list[bytes | None],
+]
+
+
+def to_columns(records: Sequence[NodeRecord]) -> Columns:
+    """The batch as one array per column, the parameters of `append`."""
+    return (
+        [r.version_id for r in records],
+        [r.node_id for r in records],
+        [r.execution_id for r in records],
+        [r.parent_id for r in records],
+        [r.type for r in records],
+        [r.status for r in records],
+        [r.created_at for r in records],
+        [r.completed_at for r in records],
+        [r.body for r in records],
+        [r.checkpoint for r in records],
+    )
+
+
+def from_row(row: Sequence[object]) -> NodeRecord:
+    version_id, node_id, execution_id, parent_id, type_, status, created, completed, body, blob = (
+        row
+    )
+    return NodeRecord(
+        version_id=str(version_id),
+        node_id=str(node_id),
+        execution_id=str(execution_id),
+        parent_id=None if parent_id is None else str(parent_id),
+        type=str(type_),
+        status=str(status),
+        created_at=str(created),
+        completed_at=None if completed is None else str(completed),
+        body=str(body),
+        checkpoint=bytes(blob) if isinstance(blob, bytes | bytearray | memoryview) else None,
+    )
+
+
+# -- DSN masking --------------------------------------------------------------------------------
+
+_KEYWORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s']\S*|'.*$)")
+_QUERY_PASSWORD = re.compile(r"((?:^|&)password=)[^&]*")
+
+
+def mask_dsn(dsn: str) -> str:
+    """The DSN with any password replaced by ***, for reprs, logs and errors.
+
+    Handles URLs (`postgresql://user:secret@host/db?password=secret`) and keyword/value
+    strings (`host=h password='se cret'`)."""
+    if "://" not in dsn:
+        return _KEYWORD_PASSWORD.sub(r"\1***", dsn)
+    parts = urlsplit(dsn)
+    netloc = parts.netloc
+    userinfo, at, hosts = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.partition(':')[0]}:***@{hosts}"
+    query = _QUERY_PASSWORD.sub(r"\1***", parts.query)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+
+
+def dsn_secrets(dsn: str) -> list[str]:
+    """The password strings in `dsn` (as written and decoded), to scrub from messages."""
+    secrets: list[str] = []
+    if "://" in dsn:
+        parts = urlsplit(dsn)
+        userinfo, at, _ = parts.netloc.rpartition("@")
+        if at and ":" in userinfo:
+            secrets.append(userinfo.partition(":")[2])
+        secrets.extend(m.group(0).partition("=")[2] for m in _QUERY_PASSWORD.finditer(parts.query))
+    else:
+        for match in _KEYWORD_PASSWORD.finditer(dsn):
+            value = match.group(2)
+            secrets.append(value)
+            if value.startswith("'") and value.endswith("'") and len(value) >= 2:
+                secrets.append(value[1:-1].replace("\\'", "'").replace("\\\\", "\\"))
+    decoded = [unquote(secret) for secret in secrets]
+    # Short secrets would mangle unrelated words of a message; the DSN itself is masked
+    # wherever it appears, whatever its password.
+    return sorted({s for s in [*secrets, *decoded] if len(s) >= 4}, key=len, reverse=True)
+
+
+def scrub(message: str, dsn: str) -> str:
+    """`message` with the DSN masked and its password removed wherever it appears."""
+    message = message.replace(dsn, mask_dsn(dsn))
+    for secret in dsn_secrets(dsn):
+        message = message.replace(secret, "***")
+    return message

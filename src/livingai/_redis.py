@@ -1,0 +1,346 @@
+"""RedisStore: checkpoints in Redis, for a hot tier shared by many processes.
+
+`pip install "livingai[redis]"`. The key layout, the Lua scripts and the record encoding
+are in `_redis_keys` (no I/O there); this module only moves bytes:
+
+- a batch is appended by ONE Lua script call (EVALSHA, falling back to EVAL once the
+  server has forgotten the script, after a restart or SCRIPT FLUSH), atomic and
+  idempotent per version id; order within an execution comes from a server-side counter;
+- every read, `latest_checkpoint` included, is one script call: one round trip;
+- a call goes to the socket in pieces of at most 256 KiB, so a batch of large
+  checkpoints never holds the event loop for long while it is copied out;
+- connections come from a `BlockingConnectionPool`: past `max_connections`, callers
+  wait for a free connection (up to POOL_WAIT_SECONDS) instead of failing;
+- a call whose connection breaks is sent again once on a fresh connection (every script
+  is safe to repeat); anything that still fails raises StoreError naming the server, with
+  the password masked, and the engine retries it;
+- the first call checks the server's persistence: with neither RDB snapshots nor an
+  append-only file, one WARNING (once per store) says every checkpoint is lost when Redis
+  restarts. Without permission to run CONFIG the check is skipped.
+
+Durability is the server's: with `appendonly yes` and `appendfsync always` every
+acknowledged append survives a crash of Redis; with `everysec` (Redis's default) up to
+about a second of them may be lost; without persistence, all of them.
+
+The store binds its connection pool to the event loop that first uses it, and opens a
+new one when it is used from another loop (asyncio.run called twice, the engine's exit
+flush). A client passed as `client=` is used as is and never closed by the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Sequence
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from . import _redis_keys as keys
+from ._errors import ClosedError, StoreError
+from ._extras import require
+from ._model import NodeRecord
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+logger = logging.getLogger("livingai")
+
+POOL_WAIT_SECONDS = 30.0  # a caller waits this long for a free connection
+CONNECT_TIMEOUT_SECONDS = 5.0  # these two can be overridden in the URL:
+SOCKET_TIMEOUT_SECONDS = 10.0  # ?socket_connect_timeout=..&socket_timeout=..
+RECONNECT_RETRIES = 1  # a call on a dropped connection is sent again once
+CLOSE_WAIT_SECONDS = 10.0  # close() lets calls in flight finish for this long
+
+_UNCHECKED, _CHECKING, _CHECKED = 0, 1, 2
+
+
+class _Client(Protocol):
+    """What the store uses of a redis.asyncio.Redis."""
+
+    connection_pool: Any
+
+    async def execute_command(self, *args: Any, **options: Any) -> Any: ...
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None: ...
+
+
+@functools.cache
+def _redis() -> SimpleNamespace:
+    """redis-py, imported on first use: the core never imports it."""
+    asyncio_redis = require("redis.asyncio", "redis")
+    return SimpleNamespace(
+        Redis=asyncio_redis.Redis,
+        BlockingConnectionPool=asyncio_redis.BlockingConnectionPool,
+        Retry=require("redis.asyncio.retry", "redis").Retry,
+        Backoff=require("redis.backoff", "redis").ExponentialWithJitterBackoff,
+        errors=require("redis.exceptions", "redis"),
+    )
+
+
+class RedisStore:
+    """A store in Redis: every key starts with `{prefix}:` (see _redis_keys for the layout).
+
+    `url` is a redis-py URL (redis://, rediss://, unix://; ?socket_timeout= and the like
+    are honoured); `self.url` keeps it with the password masked, for messages. Or pass
+    `client=`, a redis.asyncio.Redis with decode_responses=False, which the store uses
+    and never closes. With `ttl_seconds`, an execution's keys expire that long after its
+    last append (the hot tier of a TieredStore). `max_connections` bounds the pool.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        client: Redis | None = None,
+        prefix: str = "livingai",
+        ttl_seconds: int | None = None,
+        max_connections: int = 64,
+    ) -> None:
+        if not isinstance(prefix, str) or not prefix:
+            raise ValueError(f"prefix must be a non-empty string; got {prefix!r}")
+        if ttl_seconds is not None and not _whole(ttl_seconds):
+            raise ValueError(f"ttl_seconds must be None or an int >= 1; got {ttl_seconds!r}")
+        if not _whole(max_connections):
+            raise ValueError(f"max_connections must be an int >= 1; got {max_connections!r}")
+        self.prefix = prefix
+        self.ttl_seconds = ttl_seconds
+        self.max_connections = max_connections
+        self._given = client
+        if client is None:
+            _redis()  # fail here, naming the extra, not at the first call
+            self.url = keys.mask_url(url)
+            self._password = keys.url_password(url)
+        else:
+            options = client.connection_pool.connection_kwargs
+            if options.get("decode_responses"):
+                raise ValueError(
+                    "RedisStore needs a client with decode_responses=False: checkpoints are bytes"
+                )
+            self.url = f"redis://{options.get('host', '?')}:{options.get('port', '?')}"
+            self.url += f"/{options.get('db', 0)}"
+            password = options.get("password")
+            self._password = password if isinstance(password, str) and password else None
+        self._secret_url = url  # with the password: only ever handed to redis-py
+        self._client: _Client | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._persistence = _UNCHECKED
+        self._inflight = 0
+        self._drained: asyncio.Event | None = None
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self.url!r}, prefix={self.prefix!r})"
+
+    # -- connections --------------------------------------------------------------------
+
+    def _connection(self) -> _Client:
+        if self._closed:
+            raise ClosedError(f"{self!r} was used after close()")
+        if self._given is not None:
+            return cast(_Client, self._given)
+        loop = asyncio.get_running_loop()
+        if self._client is None or self._loop is not loop:
+            # A pool's connections belong to one event loop: a new loop gets a new pool.
+            # One left on a closed loop cannot be closed any more; its sockets go with it.
+            self._client = self._open()
+            self._loop = loop
+        return self._client
+
+    def _open(self) -> _Client:
+        redis = _redis()
+        pool = redis.BlockingConnectionPool.from_url(
+            self._secret_url,
+            max_connections=self.max_connections,
+            timeout=POOL_WAIT_SECONDS,
+            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+            socket_timeout=SOCKET_TIMEOUT_SECONDS,
+            retry=redis.Retry(redis.Backoff(cap=0.2, base=0.02), RECONNECT_RETRIES),
+            client_name=keys.client_name(self.prefix),
+            decode_responses=False,
+        )
+        if pool.connection_kwargs.get("decode_responses") not in (None, False):
+            raise ValueError(f"{self!r}: the URL must not set decode_responses")
+        return cast(_Client, redis.Redis.from_pool(pool))
+
+    async def _call(self, script: keys.Script, *args: keys.Arg) -> Any:
+        """One script call; StoreError when Redis cannot be reached or fails."""
+        client = self._connection()
+        errors = _redis().errors
+        self._inflight += 1
+        try:
+            if self._persistence == _UNCHECKED:
+                await self._check_persistence(client)
+            for attempt in range(RECONNECT_RETRIES + 1):
+                try:
+                    return await self._script(client.connection_pool, script, args)
+                except _Dropped as dropped:
+                    # The connection broke (server restarted, CLIENT KILL, idle timeout):
+                    # send the call again on a fresh one. Every script is safe to repeat.
+                    if attempt == RECONNECT_RETRIES:
+                        raise dropped.error from None
+            raise AssertionError("unreachable")
+        except (errors.RedisError, OSError) as exc:
+            raise self._failure(exc) from exc
+        finally:
+            self._inflight -= 1
+            if self._inflight == 0 and self._drained is not None:
+                self._drained.set()
+
+    async def _script(self, pool: Any, script: keys.Script, args: tuple[keys.Arg, ...]) -> Any:
+        """EVALSHA on a connection of `pool`, or EVAL when the server lacks the script.
+
+        The command goes out in pieces of at most keys.PIECE_BYTES: a batch of large
+        checkpoints is megabytes, and handing it to the transport at once copies it all
+        on the event loop (twice, on Python 3.11), stalling every other agent.
+        """
+        errors = _redis().errors
+        connection = await pool.get_connection()  # connects, or waits for a free one
+        try:
+            try:
+                return await _roundtrip(connection, "EVALSHA", script.sha, args)
+            except errors.NoScriptError:  # a restarted server, or SCRIPT FLUSH
+                return await _roundtrip(connection, "EVAL", script.text, args)
+        except errors.ResponseError:
+            raise  # the reply was read: the connection is in step
+        except (errors.ConnectionError, errors.TimeoutError, OSError) as exc:
+            await connection.disconnect(nowait=True)
+            raise _Dropped(exc) from exc
+        except BaseException:
+            await connection.disconnect(nowait=True)  # a command or reply may be half done
+            raise
+        finally:
+            await pool.release(connection)
+
+    def _failure(self, exc: BaseException) -> Exception:
+        if self._closed:
+            return ClosedError(f"{self!r} was closed while a call was in flight")
+        message = str(exc)
+        if self._password:
+            message = message.replace(self._password, "***")
+        return StoreError(f"{self!r}: {type(exc).__name__}: {message}")
+
+    async def _check_persistence(self, client: _Client) -> None:
+        """Once per store: warn when Redis keeps nothing across a restart."""
+        self._persistence = _CHECKING  # concurrent first calls do not check again
+        try:
+            save = await client.execute_command("CONFIG GET", "save")
+            appendonly = await client.execute_command("CONFIG GET", "appendonly")
+        except _redis().errors.ResponseError:  # CONFIG renamed or not permitted: skip
+            self._persistence = _CHECKED
+            return
+        except BaseException:
+            self._persistence = _UNCHECKED  # the next call checks again
+            raise
+        self._persistence = _CHECKED
+        if _config(save, "save") == "" and _config(appendonly, "appendonly") == "no":
+            logger.warning(
+                '%r: the Redis server has no persistence (save "" and appendonly no): '
+                "every checkpoint is lost when Redis restarts. Turn on the append-only file "
+                "(appendonly yes in redis.conf, or CONFIG SET appendonly yes), or use "
+                "TieredStore to keep a durable copy.",
+                self,
+            )
+
+    # -- the store contract -------------------------------------------------------------
+
+    def _records(self, reply: object) -> list[NodeRecord]:
+        """Records from a READ reply: a packed record, then its checkpoint, per record."""
+        if reply is None:
+            return []
+        if not isinstance(reply, list) or len(reply) % 2:
+            raise StoreError(f"{self!r}: unexpected reply {type(reply).__name__} from Redis")
+        records = []
+        for head, blob in zip(reply[::2], reply[1::2], strict=True):
+            try:
+                if not isinstance(head, bytes) or not isinstance(blob, bytes | None):
+                    raise ValueError("not bytes")
+                records.append(keys.unpack(head, blob))
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise StoreError(f"{self!r}: a stored record cannot be read: {exc}") from exc
+        return records
+
+    async def _one(self, operation: str, argument: str) -> NodeRecord | None:
+        records = self._records(await self._call(keys.READ, self.prefix, operation, argument))
+        return records[-1] if records else None
+
+    async def append(self, records: Sequence[NodeRecord]) -> None:
+        if self._closed:
+            raise ClosedError(f"{self!r} was used after close()")
+        if records:
+            await self._call(keys.APPEND, *keys.append_args(self.prefix, self.ttl_seconds, records))
+
+    async def read(self, node_id: str) -> NodeRecord | None:
+        return await self._one("read", node_id)
+
+    async def list_nodes(self, execution_id: str) -> list[NodeRecord]:
+        return self._records(await self._call(keys.READ, self.prefix, "nodes", execution_id))
+
+    async def list_versions(self, execution_id: str) -> list[NodeRecord]:
+        return self._records(await self._call(keys.READ, self.prefix, "versions", execution_id))
+
+    async def latest_checkpoint(self, execution_id: str) -> NodeRecord | None:
+        return await self._one("checkpoint", execution_id)
+
+    async def list_executions(self) -> list[str]:
+        reply = await self._call(keys.READ, self.prefix, "executions", "")
+        if not isinstance(reply, list) or not all(isinstance(n, bytes) for n in reply):
+            raise StoreError(f"{self!r}: unexpected reply {type(reply).__name__} from Redis")
+        return [name.decode() for name in reply]
+
+    async def history(self, node_id: str) -> list[NodeRecord]:
+        return self._records(await self._call(keys.READ, self.prefix, "history", node_id))
+
+    async def close(self) -> None:
+        """Let calls in flight finish, then close the pool (not a client passed in)."""
+        if self._closed:
+            return
+        self._closed = True
+        if self._inflight:
+            self._drained = asyncio.Event()
+            try:
+                await asyncio.wait_for(self._drained.wait(), CLOSE_WAIT_SECONDS)
+            except TimeoutError:
+                logger.warning("%r: closing with %d calls in flight", self, self._inflight)
+        client, loop = self._client, self._loop
+        self._client = self._loop = None
+        if client is not None and loop is asyncio.get_running_loop():
+            try:
+                await client.aclose(close_connection_pool=True)
+            except (_redis().errors.RedisError, OSError) as exc:
+                logger.warning("%r: closing the connection pool failed: %s", self, exc)
+
+
+class _Dropped(Exception):
+    """A connection broke during a call (not while connecting): worth one more try."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+async def _roundtrip(connection: Any, command: str, script: str, args: tuple[keys.Arg, ...]) -> Any:
+    first = True
+    for piece in keys.pieces(connection.pack_command(command, script, 0, *args)):
+        await connection.send_packed_command(piece, check_health=first)
+        first = False
+    return await connection.read_response()
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _config(reply: object, name: str) -> str | None:
+    """One value of a CONFIG GET reply (a dict, or the flat list of RESP2), as text."""
+    if isinstance(reply, dict):
+        items = list(reply.items())
+    elif isinstance(reply, list):
+        items = list(zip(reply[::2], reply[1::2], strict=False))
+    else:
+        return None
+    for key, value in items:
+        key = key.decode() if isinstance(key, bytes) else str(key)
+        if key == name:
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return None

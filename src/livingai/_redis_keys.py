@@ -1,0 +1,386 @@
+"""RedisStore's key layout, Lua scripts and record encoding (no I/O here).
+
+Every key starts with `{prefix}:`; `{x}` is an execution id, `{n}` a node id, both as
+given (UTF-8). The id is always the last part of a key, after a fixed tag, so no id can
+make two keys collide, whatever colons it holds.
+
+    {prefix}:seq              string  server-side counter: INCR once per stored version;
+                                      gives append order, never the wall clock
+    {prefix}:executions       zset    execution id -> seq of its first version
+    {prefix}:xr:{x}           hash    version id -> packed record, all but the checkpoint's
+                                      bytes (see `pack`); a field here is what makes a
+                                      version "stored"
+    {prefix}:xb:{x}           hash    version id -> checkpoint bytes, as given (only for
+                                      versions that have one)
+    {prefix}:xv:{x}           zset    version id -> seq: every version, append order
+    {prefix}:xn:{x}           zset    node id -> seq of its first version: first-seen order
+    {prefix}:xl:{x}           hash    node id -> version id of its latest version
+    {prefix}:xc:{x}           string  version id of the latest version with a checkpoint
+    {prefix}:n:{n}            list    the node's versions, oldest first; each entry is
+                                      "<len(version id)>:<version id><execution id>"
+    {prefix}:touched          zset    (only with a TTL) execution id -> server time of its
+                                      last append, to prune expired executions
+
+A batch is stored by one APPEND script call, so a crash never leaves a version without
+its index entries or an index entry without its version. A version whose id is already
+a field of `xr:{x}` is skipped (HSETNX), so a batch sent again after a lost reply is
+stored once. Reads are one READ script call each.
+
+With a TTL every key an append writes, and every key of the executions it touches
+(their node lists included), gets that expiry again: an execution expires as a unit,
+`ttl` seconds after its last append. Expired executions are pruned from
+`{prefix}:executions` a hundred at a time by later appends, and hidden from
+`list_executions` meanwhile.
+
+The scripts build key names from the prefix, so they run on a standalone or replicated
+Redis (or a Sentinel-managed one), not on Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
+
+from ._model import NodeRecord
+
+FORMAT = 1  # first byte of every packed record
+
+
+@dataclass(frozen=True)
+class Script:
+    name: str
+    text: str
+
+    @property
+    def sha(self) -> str:
+        return hashlib.sha1(self.text.encode(), usedforsecurity=False).hexdigest()
+
+
+APPEND = Script(
+    "append",
+    """
+-- livingai RedisStore append (layout 1). ARGV: prefix, ttl seconds (0: none), then six
+-- per record: version id, node id, execution id, "1" when it has a checkpoint, the packed
+-- record, the checkpoint (empty when it has none). Returns how many records were new.
+local p = ARGV[1]
+local ttl = tonumber(ARGV[2])
+local now = 0
+if ttl > 0 then
+  now = tonumber(redis.call('TIME')[1])
+end
+local stored = 0
+local seen, touched = {}, {}
+for i = 3, #ARGV, 6 do
+  local vid, node, exec = ARGV[i], ARGV[i + 1], ARGV[i + 2]
+  local x = ':' .. exec
+  if redis.call('HSETNX', p .. ':xr' .. x, vid, ARGV[i + 4]) == 1 then
+    local seq = redis.call('INCR', p .. ':seq')
+    redis.call('ZADD', p .. ':executions', 'NX', seq, exec)
+    redis.call('ZADD', p .. ':xv' .. x, seq, vid)
+    redis.call('ZADD', p .. ':xn' .. x, 'NX', seq, node)
+    redis.call('HSET', p .. ':xl' .. x, node, vid)
+    redis.call('RPUSH', p .. ':n:' .. node, #vid .. ':' .. vid .. exec)
+    if ARGV[i + 3] == '1' then
+      redis.call('HSET', p .. ':xb' .. x, vid, ARGV[i + 5])
+      redis.call('SET', p .. ':xc' .. x, vid)
+    end
+    stored = stored + 1
+  end
+  if not seen[exec] then
+    seen[exec] = true
+    touched[#touched + 1] = exec
+  end
+end
+if ttl > 0 then
+  for _, exec in ipairs(touched) do
+    local x = ':' .. exec
+    for _, tag in ipairs({'xr', 'xb', 'xv', 'xn', 'xl', 'xc'}) do
+      redis.call('EXPIRE', p .. ':' .. tag .. x, ttl)
+    end
+    for _, node in ipairs(redis.call('ZRANGE', p .. ':xn' .. x, 0, -1)) do
+      redis.call('EXPIRE', p .. ':n:' .. node, ttl)
+    end
+    redis.call('ZADD', p .. ':touched', now, exec)
+  end
+  local stale = redis.call('ZRANGEBYSCORE', p .. ':touched', '-inf', '(' .. (now - ttl),
+                           'LIMIT', 0, 100)
+  for _, exec in ipairs(stale) do
+    redis.call('ZREM', p .. ':touched', exec)
+    redis.call('ZREM', p .. ':executions', exec)
+  end
+  for _, key in ipairs({'seq', 'executions', 'touched'}) do
+    redis.call('EXPIRE', p .. ':' .. key, ttl)
+  end
+end
+return stored
+""",
+)
+
+READ = Script(
+    "read",
+    """
+-- livingai RedisStore reads (layout 1). ARGV: prefix, operation, argument. A record comes
+-- back as two values: the packed record, then its checkpoint or nil.
+local p, op, arg = ARGV[1], ARGV[2], ARGV[3]
+local function present(key, fields)
+  local out = {}
+  for i = 1, #fields, 500 do
+    local got = redis.call('HMGET', key, unpack(fields, i, math.min(i + 499, #fields)))
+    for j = 1, #got do
+      if got[j] then
+        out[#out + 1] = got[j]
+      end
+    end
+  end
+  return out
+end
+local function records(exec, vids, out)
+  for i = 1, #vids, 500 do
+    local last = math.min(i + 499, #vids)
+    local heads = redis.call('HMGET', p .. ':xr:' .. exec, unpack(vids, i, last))
+    local blobs = redis.call('HMGET', p .. ':xb:' .. exec, unpack(vids, i, last))
+    for j = 1, #heads do
+      if heads[j] then
+        out[#out + 1] = heads[j]
+        out[#out + 1] = blobs[j]
+      end
+    end
+  end
+  return out
+end
+local function locate(entry)
+  local colon = string.find(entry, ':', 1, true)
+  local n = tonumber(string.sub(entry, 1, colon - 1))
+  return string.sub(entry, colon + n + 1), string.sub(entry, colon + 1, colon + n)
+end
+if op == 'read' then
+  local entry = redis.call('LINDEX', p .. ':n:' .. arg, -1)
+  if not entry then
+    return false
+  end
+  local exec, vid = locate(entry)
+  local out = records(exec, {vid}, {})
+  if #out == 0 then
+    return false
+  end
+  return out
+elseif op == 'history' then
+  local out = {}
+  for _, entry in ipairs(redis.call('LRANGE', p .. ':n:' .. arg, 0, -1)) do
+    local exec, vid = locate(entry)
+    records(exec, {vid}, out)
+  end
+  return out
+elseif op == 'versions' then
+  return records(arg, redis.call('ZRANGE', p .. ':xv:' .. arg, 0, -1), {})
+elseif op == 'nodes' then
+  local latest = present(p .. ':xl:' .. arg, redis.call('ZRANGE', p .. ':xn:' .. arg, 0, -1))
+  return records(arg, latest, {})
+elseif op == 'checkpoint' then
+  local vid = redis.call('GET', p .. ':xc:' .. arg)
+  if not vid then
+    return false
+  end
+  local out = records(arg, {vid}, {})
+  if #out == 0 then
+    return false
+  end
+  return out
+elseif op == 'executions' then
+  local out = {}
+  for _, exec in ipairs(redis.call('ZRANGE', p .. ':executions', 0, -1)) do
+    if redis.call('EXISTS', p .. ':xr:' .. exec) == 1 then
+      out[#out + 1] = exec
+    end
+  end
+  return out
+end
+return redis.error_reply('livingai: unknown read operation ' .. tostring(op))
+""",
+)
+
+Arg = str | bytes | int
+
+
+def append_args(prefix: str, ttl_seconds: int | None, records: Sequence[NodeRecord]) -> list[Arg]:
+    """The APPEND script's arguments for a batch. A checkpoint goes as its own argument,
+    not copied into the packed record: the bytes are sent as they are."""
+    args: list[Arg] = [prefix, ttl_seconds or 0]
+    for record in records:
+        blob = record.checkpoint
+        args += (
+            record.version_id,
+            record.node_id,
+            record.execution_id,
+            b"0" if blob is None else b"1",
+            pack(record),
+            b"" if blob is None else blob,
+        )
+    return args
+
+
+# -- packed records ---------------------------------------------------------------------
+#
+# FORMAT, then each string field of NodeRecord in order as a 4-byte big-endian length and
+# its UTF-8 bytes, or the length 0xFFFFFFFF alone for None: None and "" stay distinct.
+# Last comes the checkpoint's length (or 0xFFFFFFFF: none); its bytes are kept apart, in
+# `xb:{x}`, and checked against that length when read.
+
+_LENGTH = struct.Struct(">I")
+_NONE = 0xFFFFFFFF
+_NONE_HEADER = _LENGTH.pack(_NONE)
+_REQUIRED = ("version_id", "node_id", "execution_id", "type", "status", "created_at", "body")
+_STRINGS = (
+    "version_id",
+    "node_id",
+    "execution_id",
+    "parent_id",
+    "type",
+    "status",
+    "created_at",
+    "completed_at",
+    "body",
+)
+
+
+def pack(record: NodeRecord) -> bytes:
+    """The record without its checkpoint's bytes (see above)."""
+    parts: list[bytes] = [bytes((FORMAT,))]
+    for name in _STRINGS:
+        value: str | None = getattr(record, name)
+        if value is None:
+            parts.append(_NONE_HEADER)
+        else:
+            data = value.encode()
+            parts += (_LENGTH.pack(len(data)), data)
+    blob = record.checkpoint
+    parts.append(_NONE_HEADER if blob is None else _LENGTH.pack(len(blob)))
+    return b"".join(parts)
+
+
+def unpack(data: bytes, checkpoint: bytes | None) -> NodeRecord:
+    """A packed record and its checkpoint; ValueError when they are not one."""
+    if not data or data[0] != FORMAT:
+        first = data[0] if data else None
+        raise ValueError(f"not a livingai record of format {FORMAT} (first byte {first!r})")
+    pos = 1
+    values: list[bytes | None] = []
+    for _ in _STRINGS:
+        if pos + 4 > len(data):
+            raise ValueError("truncated record")
+        (length,) = _LENGTH.unpack_from(data, pos)
+        pos += 4
+        if length == _NONE:
+            values.append(None)
+            continue
+        if pos + length > len(data):
+            raise ValueError("truncated record")
+        values.append(data[pos : pos + length])
+        pos += length
+    if pos + 4 != len(data):
+        raise ValueError("record has a bad length")
+    (blob_length,) = _LENGTH.unpack_from(data, pos)
+    if blob_length == _NONE:
+        if checkpoint is not None:
+            raise ValueError("a checkpoint is stored for a record without one")
+    elif checkpoint is None or len(checkpoint) != blob_length:
+        got = "none" if checkpoint is None else f"{len(checkpoint)} bytes"
+        raise ValueError(f"checkpoint of {blob_length} bytes expected, {got} stored")
+    fields: dict[str, str | None] = {
+        name: None if value is None else value.decode()
+        for name, value in zip(_STRINGS, values, strict=True)
+    }
+    for name in _REQUIRED:
+        if fields[name] is None:
+            raise ValueError(f"record has no {name}")
+    return NodeRecord(
+        version_id=str(fields["version_id"]),
+        node_id=str(fields["node_id"]),
+        execution_id=str(fields["execution_id"]),
+        parent_id=fields["parent_id"],
+        type=str(fields["type"]),
+        status=str(fields["status"]),
+        created_at=str(fields["created_at"]),
+        completed_at=fields["completed_at"],
+        body=str(fields["body"]),
+        checkpoint=checkpoint,
+    )
+
+
+# -- the wire -------------------------------------------------------------------------
+
+PIECE_BYTES = 256 * 1024
+
+
+def pieces(chunks: Sequence[bytes], size: int = PIECE_BYTES) -> Iterator[list[bytes | memoryview]]:
+    """A packed command regrouped into pieces of at most `size` bytes, large arguments
+    sliced without copying: each piece is one write to the socket."""
+    piece: list[bytes | memoryview] = []
+    filled = 0
+    for chunk in chunks:
+        view = memoryview(chunk)
+        while view:
+            part = view[: size - filled]
+            piece.append(part)
+            filled += len(part)
+            view = view[len(part) :]
+            if filled == size:
+                yield piece
+                piece, filled = [], 0
+    if piece:
+        yield piece
+
+
+# -- names and URLs ---------------------------------------------------------------------
+
+
+def scan_pattern(prefix: str) -> str:
+    """A SCAN MATCH pattern for every key under `prefix`, glob characters escaped."""
+    escaped = "".join("\\" + c if c in "*?[]\\" else c for c in prefix)
+    return f"{escaped}:*"
+
+
+def client_name(prefix: str) -> str:
+    """The CLIENT SETNAME of the store's connections: printable ASCII, no spaces."""
+    name = "".join(c if "!" <= c <= "~" else "_" for c in prefix)
+    return f"livingai:{name}"
+
+
+def url_password(url: str) -> str | None:
+    """The password a Redis URL carries, in its user info or as ?password=."""
+    parts = urlsplit(url)
+    if parts.password:
+        return unquote(parts.password)
+    for name, value in parse_qsl(parts.query):
+        if name == "password" and value:
+            return value
+    return None
+
+
+def mask_url(url: str) -> str:
+    """`url` with its password replaced by ***, for logs, errors and repr."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, hostport = netloc.rpartition("@")
+        user, colon, _ = userinfo.partition(":")
+        netloc = f"{user}{colon}{'***' if colon else ''}@{hostport}"
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode(
+            [(name, "***" if name == "password" else value) for name, value in pairs],
+            safe="*",
+        )
+    masked = f"{parts.scheme}:" if parts.scheme else ""
+    if netloc or url[len(masked) :].startswith("//"):  # unix:///path has an empty netloc
+        masked += f"//{netloc}"
+    masked += parts.path
+    if query:
+        masked += f"?{query}"
+    if parts.fragment:
+        masked += f"#{parts.fragment}"
+    return masked
