@@ -7,6 +7,7 @@ import json
 import random
 import re
 import traceback as tb
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -289,4 +290,37 @@ def from_record(record: NodeRecord) -> ExecutionNode:
         latency_ms=body.get("latency_ms"),
         metadata=body.get("metadata") or {},
         checkpoint=record.checkpoint,
+    )
+
+
+RECORD_COLUMNS = (
+    "version_id",
+    "node_id",
+    "execution_id",
+    "parent_id",
+    "type",
+    "status",
+    "created_at",
+    "completed_at",
+    "body",
+    "checkpoint",
+)  # the order in which SQL stores read and write a record's columns
+
+
+def record_from_row(row: Sequence[object]) -> NodeRecord:
+    """A record from a database row in RECORD_COLUMNS order."""
+    version_id, node_id, execution_id, parent_id, type_, status, created, completed, body, blob = (
+        row
+    )
+    return NodeRecord(
+        version_id=str(version_id),
+        node_id=str(node_id),
+        execution_id=str(execution_id),
+        parent_id=None if parent_id is None else str(parent_id),
+        type=str(type_),
+        status=str(status),
+        created_at=str(created),
+        completed_at=None if completed is None else str(completed),
+        body=str(body),
+        checkpoint=bytes(blob) if isinstance(blob, bytes | bytearray | memoryview) else None,
     )

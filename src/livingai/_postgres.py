@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 from . import _postgres_sql as sql
 from ._errors import ClosedError, StoreError
 from ._extras import require
-from ._model import NodeRecord
+from ._model import NodeRecord, record_from_row
 
 if TYPE_CHECKING:  # at run time psycopg is imported when a store is created, not before
     import psycopg
@@ -238,7 +238,7 @@ class PostgresStore:
     async def _query(self, statement: str, args: tuple[str, ...]) -> list[NodeRecord]:
         async def read(conn: Connection) -> list[NodeRecord]:
             cursor = await conn.execute(statement, args, binary=True)
-            return [sql.from_row(row) for row in await cursor.fetchall()]
+            return [record_from_row(row) for row in await cursor.fetchall()]
 
         return await self._run(read)
 

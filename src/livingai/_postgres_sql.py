@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit, urlunsplit
 
-from ._model import NodeRecord
+from ._model import RECORD_COLUMNS, NodeRecord
 
 # Each entry upgrades the schema by one version; its index + 1 is the version it makes.
 # Every entry is a list of single statements. Never edit a released entry: append one.
@@ -71,18 +71,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 # other.
 LOCK_CLASS = 0x6C766169  # "lvai"
 
-_COLUMNS = (
-    "version_id",
-    "node_id",
-    "execution_id",
-    "parent_id",
-    "type",
-    "status",
-    "created_at",
-    "completed_at",
-    "body",
-    "checkpoint",
-)
+_COLUMNS = RECORD_COLUMNS
 _TYPES = ("text",) * 9 + ("bytea",)
 
 
@@ -233,24 +222,6 @@ def to_columns(records: Sequence[NodeRecord]) -> Columns:
         [r.completed_at for r in records],
         [r.body for r in records],
         [r.checkpoint for r in records],
-    )
-
-
-def from_row(row: Sequence[object]) -> NodeRecord:
-    version_id, node_id, execution_id, parent_id, type_, status, created, completed, body, blob = (
-        row
-    )
-    return NodeRecord(
-        version_id=str(version_id),
-        node_id=str(node_id),
-        execution_id=str(execution_id),
-        parent_id=None if parent_id is None else str(parent_id),
-        type=str(type_),
-        status=str(status),
-        created_at=str(created),
-        completed_at=None if completed is None else str(completed),
-        body=str(body),
-        checkpoint=bytes(blob) if isinstance(blob, bytes | bytearray | memoryview) else None,
     )
 
 

@@ -26,7 +26,7 @@ from typing import TypeVar
 
 from . import _sqlite_schema as schema
 from ._errors import ClosedError, StoreError
-from ._model import NodeRecord
+from ._model import NodeRecord, record_from_row
 from ._threads import Worker
 
 logger = logging.getLogger("livingai")
@@ -182,7 +182,7 @@ class SQLiteStore:
         rows = await self._run(
             self._reader, lambda: self._reader_conn().execute(sql, args).fetchall()
         )
-        return [schema.from_row(row) for row in rows]
+        return [record_from_row(row) for row in rows]
 
     async def read(self, node_id: str) -> NodeRecord | None:
         rows = await self._query(schema.READ_NODE, (node_id,))

@@ -10,7 +10,7 @@ import functools
 from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
-from ._model import NodeRecord
+from ._model import RECORD_COLUMNS, NodeRecord
 
 T = TypeVar("T")
 
@@ -40,10 +40,7 @@ MIGRATIONS: list[str] = [
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
-_COLUMNS = (
-    "version_id, node_id, execution_id, parent_id, type, status,"
-    " created_at, completed_at, body, checkpoint"
-)
+_COLUMNS = ", ".join(RECORD_COLUMNS)
 
 # Rows go in as multi-row INSERTs: one statement step per chunk, where executemany
 # steps (and hands the GIL back and forth) once per row. 90 rows x 10 columns stays under
@@ -99,22 +96,4 @@ def to_row(record: NodeRecord) -> Row:
         record.completed_at,
         record.body,
         record.checkpoint,
-    )
-
-
-def from_row(row: Sequence[object]) -> NodeRecord:
-    version_id, node_id, execution_id, parent_id, type_, status, created, completed, body, blob = (
-        row
-    )
-    return NodeRecord(
-        version_id=str(version_id),
-        node_id=str(node_id),
-        execution_id=str(execution_id),
-        parent_id=None if parent_id is None else str(parent_id),
-        type=str(type_),
-        status=str(status),
-        created_at=str(created),
-        completed_at=None if completed is None else str(completed),
-        body=str(body),
-        checkpoint=bytes(blob) if isinstance(blob, bytes | memoryview) else None,
     )
