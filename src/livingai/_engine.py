@@ -143,7 +143,7 @@ class CheckpointEngine:
         hot_max_bytes: int = 256 * _MiB,
         hot_ttl_seconds: float = 3600.0,
         max_backlog_bytes: int = 2048 * _MiB,
-        max_batch_bytes: int = 16 * _MiB,
+        max_batch_bytes: int = 4 * _MiB,
         offload_bytes: int = 16 * 1024,
         retry_max_delay_seconds: float = 2.0,
         exit_flush_seconds: float = 10.0,

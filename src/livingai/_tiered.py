@@ -71,7 +71,7 @@ class TieredStore:
         hot: CheckpointStore,
         cold: CheckpointStore,
         *,
-        batch_bytes: int = 4 * _MiB,
+        batch_bytes: int = 1 * _MiB,  # each cold batch is encoded on the loop: keep it short
         flush_interval_seconds: float = 0.5,
         retry_max_delay_seconds: float = 5.0,
         close_timeout_seconds: float = 30.0,
