@@ -573,3 +573,56 @@ async def test_redis_postgres_reads_stay_complete_when_the_hot_keys_go_first(
     fresh = TieredStore(make_hot(), make_cold())
     assert await view(fresh, EXECUTIONS) == expected
     await fresh.close()
+
+
+_TIERED_WRITER = """
+import asyncio, sys
+from livingai import (CheckpointEngine, ExecutionNode, NodeType, PostgresStore, RedisStore,
+                      Status, TieredStore)
+
+async def main(url: str, dsn: str, name: str, worker: str) -> None:
+    store = TieredStore(RedisStore(url, prefix=name), PostgresStore(dsn, schema=name))
+    async with CheckpointEngine(store, overhead_budget_ms=5) as engine:
+        async def agent(n: int) -> None:
+            for i in range(15):
+                node = ExecutionNode(execution_id=f"{worker}-{n}", type=NodeType.PROMPT,
+                                     status=Status.SUCCESS, output=i)
+                await engine.save(node, state=bytes(3000))
+        await asyncio.gather(*(agent(n) for n in range(6)))
+    print("done", engine.stats().saves, engine.stats().abandoned, store.abandoned)
+
+asyncio.run(main(*sys.argv[1:]))
+"""
+
+
+def test_redis_postgres_several_processes_lose_nothing(
+    served: tuple[StoreFactory, StoreFactory, str],
+) -> None:
+    import subprocess
+    import sys
+
+    make_hot, make_cold, name = served
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", _TIERED_WRITER, REDIS_URL, POSTGRES_DSN, name, f"w{n}"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for n in range(3)
+    ]
+    for worker in workers:
+        out, err = worker.communicate(timeout=120)
+        assert worker.returncode == 0, err
+        assert out.split() == ["done", "90", "0", "0"]
+
+    async def counts(make: StoreFactory) -> dict[str, int]:
+        store = make()
+        try:
+            return {e: len(await store.list_nodes(e)) for e in await store.list_executions()}
+        finally:
+            await store.close()
+
+    want = {f"w{w}-{n}": 15 for w in range(3) for n in range(6)}
+    assert asyncio.run(counts(make_cold)) == want  # every process drained into PostgreSQL
+    assert asyncio.run(counts(make_hot)) == want
