@@ -44,7 +44,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from ._model import NodeRecord
+from ._model import RECORD_COLUMNS, NodeRecord
 
 FORMAT = 1  # first byte of every packed record
 
@@ -233,17 +233,7 @@ _LENGTH = struct.Struct(">I")
 _NONE = 0xFFFFFFFF
 _NONE_HEADER = _LENGTH.pack(_NONE)
 _REQUIRED = ("version_id", "node_id", "execution_id", "type", "status", "created_at", "body")
-_STRINGS = (
-    "version_id",
-    "node_id",
-    "execution_id",
-    "parent_id",
-    "type",
-    "status",
-    "created_at",
-    "completed_at",
-    "body",
-)
+_STRINGS = RECORD_COLUMNS[:-1]  # every column but the checkpoint, in the same order
 
 
 def pack(record: NodeRecord) -> bytes:
