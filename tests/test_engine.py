@@ -246,3 +246,11 @@ async def test_stats_report_latency_percentiles() -> None:
         assert stats.save_ms["count"] == 20
         assert 0 < stats.save_ms["p50_ms"] <= stats.save_ms["max_ms"]
         assert stats.durable_ms["count"] == 20
+
+
+def test_retry_backoff_is_bounded_after_any_number_of_failures() -> None:
+    from livingai._engine import backoff_seconds
+
+    assert 0.04 <= backoff_seconds(1, 2.0) <= 0.06  # 50 ms, with 20% jitter
+    for failures in (100, 5000, 10**6):  # a store down for days: no overflow
+        assert 1.6 <= backoff_seconds(failures, 2.0) <= 2.4

@@ -395,7 +395,7 @@ class CheckpointEngine:
                 failures += 1
                 if not retry:
                     raise
-                delay = min(0.05 * 2 ** (failures - 1), self.retry_max_delay_seconds)
+                delay = backoff_seconds(failures, self.retry_max_delay_seconds)
                 if failures == 1 or failures % 10 == 0:
                     logger.warning(
                         "%r: store write of %d node versions failed (attempt %d, %d queued), "
@@ -407,7 +407,7 @@ class CheckpointEngine:
                         delay,
                         exc,
                     )
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                await asyncio.sleep(delay)
         if failures:
             logger.warning("%r: store write succeeded after %d failures", self, failures)
         now = time.perf_counter()
@@ -570,6 +570,12 @@ class CheckpointEngine:
             durable_ms=self._durable_ms.summary(),
             batch_size=self._batch_size.summary(),
         )
+
+
+def backoff_seconds(failures: int, cap: float) -> float:
+    """Delay before retry number `failures`: 50 ms doubling up to `cap`, with 20% jitter.
+    The exponent is bounded: a store down for hours must not overflow a float."""
+    return min(0.05 * 2.0 ** min(failures - 1, 16), cap) * random.uniform(0.8, 1.2)
 
 
 def _expire(ack: asyncio.Future[bool]) -> None:

@@ -44,13 +44,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import random
 import time
 import warnings
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from typing import TypeVar
 
+from ._engine import backoff_seconds
 from ._errors import ClosedError, StoreError
 from ._model import NodeRecord
 from ._store import CheckpointStore
@@ -353,7 +353,7 @@ class TieredStore:
             except Exception as exc:
                 failures += 1
                 self._counts["cold_failures"] += 1
-                delay = min(0.05 * 2 ** min(failures - 1, 16), self.retry_max_delay_seconds)
+                delay = backoff_seconds(failures, self.retry_max_delay_seconds)
                 if failures == 1 or failures % 10 == 0:
                     logger.warning(
                         "%r: cold append of %d records failed (attempt %d, %d queued), "
@@ -365,7 +365,7 @@ class TieredStore:
                         delay,
                         exc,
                     )
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                await asyncio.sleep(delay)
         if failures:
             logger.warning("%r: cold append succeeded after %d failures", self, failures)
         for _ in batch:
