@@ -477,8 +477,7 @@ async def run(args: dict[str, Any]) -> dict[str, Any]:
     if system.ours:
         result["stats"] = dataclasses.asdict(engine.stats())
         if system.kind == "tiered":
-            counters = ("pending_cold", "moved", "cold_batches", "cold_failures", "abandoned")
-            result["tiered_stats"] = {name: getattr(store, name, None) for name in counters}
+            result["tiered_stats"] = dataclasses.asdict(store.stats())
         if db is not None:
             result["wal_bytes_before_close"] = disk_bytes(db)
 

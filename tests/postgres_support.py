@@ -28,7 +28,7 @@ import psycopg
 import pytest
 
 from livingai import CheckpointStore, PostgresStore
-from livingai._postgres_sql import quote_ident
+from livingai._stores.postgres_sql import quote_ident
 
 PG_BIN = Path(os.environ.get("LIVINGAI_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
 REQUIRE_SERVICES = os.environ.get("LIVINGAI_REQUIRE_SERVICES") == "1"

@@ -31,7 +31,7 @@ from livingai import (
     RedisStore,
     Status,
 )
-from livingai._redis_keys import scan_pattern, unpack
+from livingai._stores.redis_keys import scan_pattern, unpack
 
 SERVER_START_SECONDS = 20.0
 

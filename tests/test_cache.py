@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from livingai._cache import HotCache
+from livingai._core.cache import HotCache
 
 
 class FakeClock:

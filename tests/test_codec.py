@@ -20,9 +20,9 @@ from livingai import (
     MemoryStore,
     MissingExtraError,
     NodeType,
-    _codec,
 )
-from livingai._codec import decode, default_codec, encode
+from livingai._core import codec as _codec
+from livingai._core.codec import decode, default_codec, encode
 
 HAS_ZSTD = importlib.util.find_spec("zstandard") is not None
 needs_zstd = pytest.mark.skipif(not HAS_ZSTD, reason="the zstd extra is not installed")

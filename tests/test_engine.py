@@ -249,7 +249,7 @@ async def test_stats_report_latency_percentiles() -> None:
 
 
 def test_retry_backoff_is_bounded_after_any_number_of_failures() -> None:
-    from livingai._engine import backoff_seconds
+    from livingai._core.commits import backoff_seconds
 
     assert 0.04 <= backoff_seconds(1, 2.0) <= 0.06  # 50 ms, with 20% jitter
     for failures in (100, 5000, 10**6):  # a store down for days: no overflow

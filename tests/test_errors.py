@@ -12,18 +12,20 @@ from livingai import (
     BacklogFullError,
     CheckpointCorruptError,
     ClosedError,
+    ConfigError,
     ExecutionNotFoundError,
     InvalidNodeError,
     LivingAIError,
     MissingExtraError,
     StoreError,
-    _errors,
 )
+from livingai._core import errors as _errors
 
 PUBLIC_ERRORS: list[type[LivingAIError]] = [
     BacklogFullError,
     CheckpointCorruptError,
     ClosedError,
+    ConfigError,
     ExecutionNotFoundError,
     InvalidNodeError,
     MissingExtraError,
@@ -31,6 +33,7 @@ PUBLIC_ERRORS: list[type[LivingAIError]] = [
 ]
 
 BUILTIN_BASE: dict[type[LivingAIError], type[Exception] | None] = {
+    ConfigError: ValueError,
     InvalidNodeError: ValueError,
     CheckpointCorruptError: ValueError,
     ExecutionNotFoundError: LookupError,

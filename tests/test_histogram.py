@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from livingai._histogram import Histogram
+from livingai._core.histogram import Histogram
 
 PERCENTILES = [1.0, 10.0, 25.0, 50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 100.0]
 

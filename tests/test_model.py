@@ -10,7 +10,6 @@ from typing import Any, cast
 import pytest
 
 from livingai import ErrorInfo, ExecutionNode, InvalidNodeError, NodeRecord, NodeType, Status
-from livingai._model import from_record, to_record
 
 
 def _node(**fields: Any) -> ExecutionNode:
@@ -80,7 +79,7 @@ def test_to_record_revalidates_enums_set_after_construction() -> None:
     node = _node()
     node.status = cast(Status, "FINISHED")
     with pytest.raises(InvalidNodeError, match="status"):
-        to_record(node, None)
+        NodeRecord.from_node(node, None)
 
 
 # -- idempotence ------------------------------------------------------------------------------
@@ -139,8 +138,8 @@ def _full_node() -> ExecutionNode:
 
 def test_round_trip_of_every_field() -> None:
     node = _full_node()
-    record = to_record(node, node.checkpoint)
-    back = from_record(record)
+    record = NodeRecord.from_node(node, node.checkpoint)
+    back = record.to_node()
     assert back == node
     assert back is not node
     assert back.created_at.utcoffset() == timedelta(hours=5)
@@ -152,7 +151,7 @@ def test_round_trip_of_every_field() -> None:
 
 def test_record_fields() -> None:
     node = _full_node()
-    record = to_record(node, b"\x00blob")
+    record = NodeRecord.from_node(node, b"\x00blob")
     assert isinstance(record, NodeRecord)
     assert record.node_id == "node-7"
     assert record.execution_id == "exec-42"
@@ -170,7 +169,7 @@ def test_record_fields() -> None:
 
 def test_round_trip_of_a_minimal_node() -> None:
     node = _node(type=NodeType.MEMORY)
-    back = from_record(to_record(node, None))
+    back = NodeRecord.from_node(node, None).to_node()
     assert back == node
     assert back.parent_id is None
     assert back.completed_at is None
@@ -185,7 +184,7 @@ def test_round_trip_of_a_minimal_node() -> None:
 
 def test_round_trip_of_error_without_traceback() -> None:
     node = _node(status=Status.FAILED, error=ErrorInfo("KeyError", "'k'"))
-    back = from_record(to_record(node, None))
+    back = NodeRecord.from_node(node, None).to_node()
     assert back.error == ErrorInfo("KeyError", "'k'", None)
 
 
@@ -195,7 +194,7 @@ def test_round_trip_of_error_without_traceback() -> None:
 )
 def test_round_trip_of_json_values(value: Any) -> None:
     node = _node(input=value, output=value, metadata={"value": value})
-    back = from_record(to_record(node, None))
+    back = NodeRecord.from_node(node, None).to_node()
     assert back.input == value
     assert back.output == value
     assert back.metadata == {"value": value}
@@ -205,9 +204,9 @@ def test_naive_datetimes_are_treated_as_utc() -> None:
     created = datetime(2024, 1, 2, 3, 4, 5)
     completed = datetime(2024, 1, 2, 3, 4, 6, 500)
     node = _node(created_at=created, completed_at=completed)
-    record = to_record(node, None)
+    record = NodeRecord.from_node(node, None)
     assert record.created_at == "2024-01-02T03:04:05+00:00"
-    back = from_record(record)
+    back = record.to_node()
     assert back.created_at == created.replace(tzinfo=UTC)
     assert back.created_at.tzinfo is not None
     assert back.completed_at == completed.replace(tzinfo=UTC)
@@ -219,7 +218,7 @@ def test_non_datetime_times_are_rejected(field: str, value: object) -> None:
     node = _node()
     setattr(node, field, value)
     with pytest.raises(InvalidNodeError, match=field):
-        to_record(node, None)
+        NodeRecord.from_node(node, None)
 
 
 @pytest.mark.parametrize(
@@ -230,7 +229,7 @@ def test_bad_ids_are_rejected(field: str, value: object) -> None:
     node = _node()
     setattr(node, field, value)
     with pytest.raises(InvalidNodeError, match=field):
-        to_record(node, None)
+        NodeRecord.from_node(node, None)
 
 
 # -- unserialisable values ----------------------------------------------------------------------
@@ -259,7 +258,7 @@ def test_unserialisable_input_output_rejected(
 ) -> None:
     node = _node(**{field: {"deep": [value]} if nested else value})
     with pytest.raises(InvalidNodeError) as info:
-        to_record(node, None)
+        NodeRecord.from_node(node, None)
     message = str(info.value)
     assert f": {field} must be JSON-serialisable" in message
     assert message.endswith(f"type {type_name}")
@@ -270,7 +269,7 @@ def test_unserialisable_input_output_rejected(
 def test_unserialisable_metadata_rejected(value: object, type_name: str) -> None:
     node = _node(metadata={"ok": 1, "bad": value})
     with pytest.raises(InvalidNodeError) as info:
-        to_record(node, None)
+        NodeRecord.from_node(node, None)
     message = str(info.value)
     assert ": metadata must be JSON-serialisable" in message
     assert message.endswith(f"type {type_name}")
@@ -280,14 +279,14 @@ def test_metadata_must_be_a_dict() -> None:
     node = _node()
     node.metadata = cast(dict[str, Any], ["idempotent"])
     with pytest.raises(InvalidNodeError, match="metadata must be a dict; got list"):
-        to_record(node, None)
+        NodeRecord.from_node(node, None)
 
 
 def test_error_must_be_error_info() -> None:
     node = _node()
     node.error = cast(ErrorInfo, ValueError("boom"))
     with pytest.raises(InvalidNodeError, match="error must be an ErrorInfo; got ValueError"):
-        to_record(node, None)
+        NodeRecord.from_node(node, None)
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
@@ -298,25 +297,25 @@ def test_nan_and_infinity_rejected(field: str, bad: float) -> None:
         value = [1.0, {"x": bad}]
     node = _node(**{field: value})
     with pytest.raises(InvalidNodeError, match=rf": {field} is not valid JSON"):
-        to_record(node, None)
+        NodeRecord.from_node(node, None)
 
 
 def test_reference_cycle_rejected() -> None:
     loop: list[Any] = []
     loop.append(loop)
     with pytest.raises(InvalidNodeError, match="input"):
-        to_record(_node(input=loop), None)
+        NodeRecord.from_node(_node(input=loop), None)
 
 
 def test_non_string_dict_key_of_unsupported_type_rejected() -> None:
     with pytest.raises(InvalidNodeError, match="output"):
-        to_record(_node(output={(1, 2): "tuple key"}), None)
+        NodeRecord.from_node(_node(output={(1, 2): "tuple key"}), None)
 
 
 def test_non_string_dict_keys_are_not_silently_changed() -> None:
     node = _node(metadata={1: "one", None: "none"})
     try:
-        back = from_record(to_record(node, None))
+        back = NodeRecord.from_node(node, None).to_node()
     except InvalidNodeError:
         return  # refusing the node is also correct
     assert back.metadata == node.metadata
@@ -327,7 +326,7 @@ def test_non_string_dict_keys_are_not_silently_changed() -> None:
 
 def test_record_is_a_snapshot() -> None:
     node = _node(input={"messages": ["hi"]}, output=None, metadata={"step": 1})
-    record = to_record(node, None)
+    record = NodeRecord.from_node(node, None)
     body = record.body
     node.input["messages"].append("mutated")
     node.metadata["step"] = 2
@@ -336,7 +335,7 @@ def test_record_is_a_snapshot() -> None:
     node.status = Status.SUCCESS
     node.parent_id = "someone-else"
     assert record.body == body
-    back = from_record(record)
+    back = record.to_node()
     assert back.input == {"messages": ["hi"]}
     assert back.metadata == {"step": 1}
     assert back.output is None
@@ -345,15 +344,15 @@ def test_record_is_a_snapshot() -> None:
 
 
 def test_rebuilt_node_does_not_share_state_with_the_record() -> None:
-    record = to_record(_node(input={"k": [1]}), None)
-    first = from_record(record)
+    record = NodeRecord.from_node(_node(input={"k": [1]}), None)
+    first = record.to_node()
     first.input["k"].append(2)
-    assert from_record(record).input == {"k": [1]}
+    assert record.to_node().input == {"k": [1]}
 
 
 def test_each_record_gets_a_fresh_version_id() -> None:
     node = _node()
-    ids = {to_record(node, None).version_id for _ in range(100)}
+    ids = {NodeRecord.from_node(node, None).version_id for _ in range(100)}
     assert len(ids) == 100
     assert all(isinstance(i, str) and i for i in ids)
 
@@ -392,7 +391,7 @@ def test_error_info_is_frozen_and_round_trips() -> None:
     with pytest.raises(AttributeError):
         info.message = "changed"  # type: ignore[misc]
     node = _node(status=Status.FAILED, error=info)
-    assert from_record(to_record(node, None)).error == info
+    assert NodeRecord.from_node(node, None).to_node().error == info
 
 
 # -- strings no store can keep ---------------------------------------------------------------
@@ -413,7 +412,7 @@ def test_error_info_is_frozen_and_round_trips() -> None:
 def test_strings_no_store_can_keep_are_refused_naming_the_field(field: str, value: Any) -> None:
     node = _node(**{field: value})
     with pytest.raises(InvalidNodeError) as info:
-        to_record(node, None)
+        NodeRecord.from_node(node, None)
     message = str(info.value)
     assert f"node {node.id}: {field} holds a" in message
     assert ("NUL" in message) or ("surrogate" in message)
@@ -425,7 +424,7 @@ def test_ids_no_store_can_keep_are_refused(field: str, value: str) -> None:
     node = _node()
     setattr(node, field, value)
     with pytest.raises(InvalidNodeError, match=rf"{field} holds a"):
-        to_record(node, None)
+        NodeRecord.from_node(node, None)
 
 
 @pytest.mark.parametrize(
@@ -433,4 +432,4 @@ def test_ids_no_store_can_keep_are_refused(field: str, value: str) -> None:
 )
 def test_text_that_only_looks_like_nul_or_surrogates_is_kept(value: Any) -> None:
     node = _node(output=value)
-    assert from_record(to_record(node, None)).output == value
+    assert NodeRecord.from_node(node, None).to_node().output == value

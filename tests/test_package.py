@@ -18,6 +18,7 @@ EXPECTED_ALL = [
     "CheckpointStore",
     "ClosedError",
     "Codec",
+    "ConfigError",
     "EngineStats",
     "ErrorInfo",
     "ExecutionNode",
@@ -36,8 +37,10 @@ EXPECTED_ALL = [
     "SQLiteStore",
     "Status",
     "StoreError",
+    "TieredStats",
     "TieredStore",
     "__version__",
+    "open_store",
 ]
 
 BLOCKED = [
@@ -262,7 +265,7 @@ def test_import_loads_only_stdlib_modules_without_site(tmp_path: Path) -> None:
     lines = _marked_lines(result.stdout)
     assert Path(lines["FILE"]).resolve() == Path(livingai.__file__).resolve()
     added = json.loads(lines["ADDED"])
-    assert "livingai._engine" in added  # the import really happened in the child
+    assert "livingai._core.engine" in added  # the import really happened in the child
     assert json.loads(lines["FOREIGN_ALL"]) == []
 
 
@@ -270,5 +273,5 @@ def test_import_adds_only_stdlib_modules_with_site(tmp_path: Path) -> None:
     """As installed (site enabled): importing livingai adds no third-party module."""
     result = _run_python(_FOREIGN_MODULES_SCRIPT, cwd=tmp_path)
     lines = _marked_lines(result.stdout)
-    assert "livingai._sqlite" in json.loads(lines["ADDED"])
+    assert "livingai._stores.sqlite" in json.loads(lines["ADDED"])
     assert json.loads(lines["FOREIGN_ADDED"]) == []

@@ -33,7 +33,7 @@ from livingai import (
     Status,
     StoreError,
 )
-from livingai._postgres_sql import SCHEMA_VERSION, mask_dsn, quote_ident, scrub, statements
+from livingai._stores.postgres_sql import SCHEMA_VERSION, mask_dsn, quote_ident, scrub, statements
 from livingai.testing import assert_same, make_record
 from tests.conftest import POSTGRES_DSN, need_server, unique_name
 from tests.postgres_support import PrivateCluster, drop_schema, spare_port

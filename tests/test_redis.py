@@ -31,8 +31,9 @@ from livingai import (
     RedisStore,
     StoreError,
 )
-from livingai import _redis_keys as keys
-from livingai._redis_keys import client_name, mask_url, pack, scan_pattern, unpack
+from livingai._core.urls import mask_url
+from livingai._stores import redis_keys as keys
+from livingai._stores.redis_keys import client_name, pack, scan_pattern, unpack
 from livingai.testing import assert_same, make_record
 from tests.conftest import REDIS_URL, REQUIRE_SERVICES, need_server, unique_name
 from tests.redis_support import (
@@ -568,7 +569,8 @@ async def test_a_client_passed_in_is_used_and_not_closed(prefix: str) -> None:
         await store.append([record])
         await store.close()
         assert await client.ping() is True  # still open: it is the caller's
-        assert_same(await RedisStore(client=client, prefix=prefix).read(record.node_id), record)
+        async with RedisStore(client=client, prefix=prefix) as again:
+            assert_same(await again.read(record.node_id), record)
     finally:
         await client.aclose()
     decoding = redis.asyncio.Redis.from_url(REDIS_URL, decode_responses=True)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from livingai import CheckpointEngine, SQLiteStore, StoreError
-from livingai._sqlite_schema import SCHEMA_VERSION
+from livingai._stores.sqlite_sql import SCHEMA_VERSION
 from livingai.testing import make_record
 
 

@@ -2,27 +2,34 @@
 
 Every step is checkpointed without stalling the agent, a crashed run resumes where it
 stopped without repeating side effects, and any recorded run can be replayed.
+
+This module is the public face: everything a user, an adapter, the CLI or the web UI
+needs is exported here. The layers behind it (`_core`, `_stores`, `_runtime`) are
+private; see "How it works" in the README for the map.
 """
 
-from ._codec import Codec
-from ._engine import CheckpointEngine, EngineStats, NodeState
-from ._errors import (
+from ._core.codec import Codec
+from ._core.engine import CheckpointEngine, EngineStats, NodeState
+from ._core.errors import (
     BacklogFullError,
     CheckpointCorruptError,
     ClosedError,
+    ConfigError,
     ExecutionNotFoundError,
     InvalidNodeError,
     LivingAIError,
     MissingExtraError,
     StoreError,
 )
-from ._model import ErrorInfo, ExecutionNode, NodeRecord, NodeType, Status
-from ._postgres import PostgresStore  # imports psycopg only when a PostgresStore is created
-from ._recovery import RecoveryEngine, RecoveryPlan
-from ._redis import RedisStore  # imports redis-py only when a RedisStore is created
-from ._sqlite import SQLiteStore
-from ._store import CheckpointStore, MemoryStore
-from ._tiered import TieredStore
+from ._core.model import ErrorInfo, ExecutionNode, NodeRecord, NodeType, Status
+from ._core.store import CheckpointStore
+from ._runtime.recovery import RecoveryEngine, RecoveryPlan
+from ._stores.memory import MemoryStore
+from ._stores.postgres import PostgresStore  # imports psycopg only when one is created
+from ._stores.redis import RedisStore  # imports redis-py only when one is created
+from ._stores.sqlite import SQLiteStore
+from ._stores.tiered import TieredStats, TieredStore
+from ._stores.url import open_store
 
 __version__ = "0.5.0"
 
@@ -33,6 +40,7 @@ __all__ = [
     "CheckpointStore",
     "ClosedError",
     "Codec",
+    "ConfigError",
     "EngineStats",
     "ErrorInfo",
     "ExecutionNode",
@@ -51,6 +59,8 @@ __all__ = [
     "SQLiteStore",
     "Status",
     "StoreError",
+    "TieredStats",
     "TieredStore",
     "__version__",
+    "open_store",
 ]

@@ -14,14 +14,13 @@ them all against your store with pytest:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from .._errors import ClosedError
-from .._model import ExecutionNode, NodeRecord, NodeType, Status, to_record
-from .._store import CheckpointStore
+from livingai import CheckpointStore, ClosedError, ExecutionNode, NodeRecord, NodeType, Status
 
 Check = Callable[[CheckpointStore], Awaitable[None]]
 
@@ -38,15 +37,15 @@ def make_record(
     node = ExecutionNode(execution_id=execution_id, type=type, status=Status.SUCCESS, output=output)
     if node_id is not None:
         node.id = node_id
-    return to_record(node, checkpoint)
+    return NodeRecord.from_node(node, checkpoint)
 
 
 def assert_same(got: NodeRecord | None, want: NodeRecord) -> None:
     """Equal as stored data; the JSON body may be re-formatted by the store (JSONB)."""
     assert got is not None, f"node {want.node_id} version {want.version_id} is missing"
-    for name in ("version_id", "node_id", "execution_id", "parent_id", "type", "status",
-                 "created_at", "completed_at", "checkpoint"):  # fmt: skip
-        assert getattr(got, name) == getattr(want, name), f"{name} differs"
+    for field in dataclasses.fields(NodeRecord):
+        if field.name != "body":
+            assert getattr(got, field.name) == getattr(want, field.name), f"{field.name} differs"
     assert json.loads(got.body) == json.loads(want.body), "body differs"
 
 

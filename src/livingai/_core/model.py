@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import operator
 import random
 import re
 import traceback as tb
@@ -11,9 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
-from ._errors import InvalidNodeError
+from .errors import InvalidNodeError
 
 _E = TypeVar("_E", "NodeType", "Status")
 
@@ -124,6 +126,34 @@ class NodeRecord:
     def size(self) -> int:
         return len(self.body) + (len(self.checkpoint) if self.checkpoint else 0)
 
+    @classmethod
+    def from_node(cls, node: ExecutionNode, checkpoint: bytes | None = None) -> NodeRecord:
+        """Validate and snapshot `node` as a new version (a fresh version_id), with the
+        framed `checkpoint` blob: later changes to the node do not alter what is stored.
+        Raises InvalidNodeError naming the field no store could keep."""
+        return _to_record(node, checkpoint)
+
+    def to_node(self) -> ExecutionNode:
+        """A fresh ExecutionNode of this version, its checkpoint still framed."""
+        return _from_record(self)
+
+    def as_row(self) -> Row:
+        """The fields in RECORD_COLUMNS order, as SQL stores write them."""
+        return cast(Row, _ROW(self))
+
+    @classmethod
+    def from_row(cls, row: Sequence[object]) -> NodeRecord:
+        """A record from a database row in RECORD_COLUMNS order (drivers may hand back
+        memoryview or bytearray blobs and text subclasses)."""
+        *texts, blob = row
+        checkpoint = bytes(blob) if isinstance(blob, bytes | bytearray | memoryview) else None
+        values = [None if value is None else str(value) for value in texts]
+        return cls(*cast(Row, (*values, checkpoint)))
+
+    def with_checkpoint(self, blob: bytes) -> NodeRecord:
+        """This version with its state blob set (the engine encodes after snapshotting)."""
+        return NodeRecord(*cast(Row, (*_ROW(self)[:-1], blob)))
+
 
 def _refuse(obj: object) -> Any:
     raise TypeError(type(obj).__name__)
@@ -219,8 +249,7 @@ def _check_time(value: object, name: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def to_record(node: ExecutionNode, checkpoint: bytes | None) -> NodeRecord:
-    """Validate and snapshot `node`, so later changes to it do not alter what is stored."""
+def _to_record(node: ExecutionNode, checkpoint: bytes | None) -> NodeRecord:
     _check_id(node.id, "id")
     _check_id(node.execution_id, "execution_id")
     if node.parent_id is not None:
@@ -269,8 +298,7 @@ def to_record(node: ExecutionNode, checkpoint: bytes | None) -> NodeRecord:
     )
 
 
-def from_record(record: NodeRecord) -> ExecutionNode:
-    """Rebuild a fresh ExecutionNode from a stored version."""
+def _from_record(record: NodeRecord) -> ExecutionNode:
     body = json.loads(record.body)
     error = body.get("error")
     return ExecutionNode(
@@ -293,34 +321,7 @@ def from_record(record: NodeRecord) -> ExecutionNode:
     )
 
 
-RECORD_COLUMNS = (
-    "version_id",
-    "node_id",
-    "execution_id",
-    "parent_id",
-    "type",
-    "status",
-    "created_at",
-    "completed_at",
-    "body",
-    "checkpoint",
-)  # the order in which SQL stores read and write a record's columns
-
-
-def record_from_row(row: Sequence[object]) -> NodeRecord:
-    """A record from a database row in RECORD_COLUMNS order."""
-    version_id, node_id, execution_id, parent_id, type_, status, created, completed, body, blob = (
-        row
-    )
-    return NodeRecord(
-        version_id=str(version_id),
-        node_id=str(node_id),
-        execution_id=str(execution_id),
-        parent_id=None if parent_id is None else str(parent_id),
-        type=str(type_),
-        status=str(status),
-        created_at=str(created),
-        completed_at=None if completed is None else str(completed),
-        body=str(body),
-        checkpoint=bytes(blob) if isinstance(blob, bytes | bytearray | memoryview) else None,
-    )
+# The one list of a record's columns, in the order SQL stores read and write them.
+RECORD_COLUMNS = tuple(f.name for f in dataclasses.fields(NodeRecord))
+_ROW = operator.attrgetter(*RECORD_COLUMNS)
+Row = tuple[str, str, str, str | None, str, str, str, str | None, str, bytes | None]

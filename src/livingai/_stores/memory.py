@@ -1,53 +1,15 @@
-"""The store contract every backend implements, and the in-memory store for tests.
-
-A store only moves records: the engine does validation, encoding, caching and batching.
-It is append-only: `append` adds new versions and never changes or deletes old ones.
-"""
+"""MemoryStore: a store in a dict, for tests and experiments; gone with the process."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
 
-from ._errors import ClosedError
-from ._model import NodeRecord
-
-
-@runtime_checkable
-class CheckpointStore(Protocol):
-    """A handful of primitive async operations; the engine composes everything else."""
-
-    async def append(self, records: Sequence[NodeRecord]) -> None:
-        """Store every record as a new node version, all or none, in the given order.
-
-        A record whose version_id is already stored is skipped, so a retried batch
-        is never stored twice.
-        """
-
-    async def read(self, node_id: str) -> NodeRecord | None:
-        """The latest version of a node, or None."""
-
-    async def list_nodes(self, execution_id: str) -> list[NodeRecord]:
-        """The latest version of each node of an execution, in first-seen order."""
-
-    async def list_versions(self, execution_id: str) -> list[NodeRecord]:
-        """Every version of every node of an execution, in append order."""
-
-    async def latest_checkpoint(self, execution_id: str) -> NodeRecord | None:
-        """The most recently appended version with a checkpoint in the execution, or None."""
-
-    async def list_executions(self) -> list[str]:
-        """Every execution id, in first-seen order."""
-
-    async def history(self, node_id: str) -> list[NodeRecord]:
-        """Every version of a node, oldest first."""
-
-    async def close(self) -> None:
-        """Release connections; a closed store refuses further calls."""
+from .._core.lifecycle import Closable
+from .._core.model import NodeRecord
 
 
-class MemoryStore:
+class MemoryStore(Closable):
     """A store in a dict: for tests and for trying things; gone when the process ends."""
 
     def __init__(self) -> None:
@@ -59,9 +21,8 @@ class MemoryStore:
         self._lock = asyncio.Lock()
         self._closed = False
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise ClosedError("MemoryStore was used after close()")
+    def __repr__(self) -> str:
+        return "MemoryStore()"
 
     async def append(self, records: Sequence[NodeRecord]) -> None:
         self._check_open()
@@ -104,4 +65,4 @@ class MemoryStore:
         return list(self._versions.get(node_id, []))
 
     async def close(self) -> None:
-        self._closed = True
+        self._begin_close()

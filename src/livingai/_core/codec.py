@@ -18,8 +18,8 @@ import zlib
 from enum import IntEnum
 from typing import Any
 
-from ._errors import CheckpointCorruptError, InvalidNodeError
-from ._extras import available, require
+from .errors import CheckpointCorruptError, InvalidNodeError
+from .extras import available, require
 
 
 class Codec(IntEnum):

@@ -1,4 +1,4 @@
-"""SQLite schema, migrations, queries and row mapping (no I/O here).
+"""SQLite schema, migrations and queries (no I/O here).
 
 Layout: `nodes` holds one row per node version; its rowid `seq` is the global append
 order. `executions` holds one row per execution, its rowid giving first-seen order.
@@ -10,7 +10,7 @@ import functools
 from collections.abc import Iterator, Sequence
 from typing import TypeVar
 
-from ._model import RECORD_COLUMNS, NodeRecord
+from .._core.model import RECORD_COLUMNS
 
 T = TypeVar("T")
 
@@ -51,7 +51,8 @@ ROWS_PER_INSERT = 90
 @functools.cache
 def insert_nodes(rows: int) -> str:
     """A version sent twice (a retry after a lost acknowledgement) is stored once."""
-    values = ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"] * rows)
+    row = "(" + ", ".join("?" * len(RECORD_COLUMNS)) + ")"
+    values = ", ".join([row] * rows)
     return f"INSERT OR IGNORE INTO nodes ({_COLUMNS}) VALUES {values}"
 
 
@@ -80,20 +81,3 @@ LATEST_CHECKPOINT = f"""
     WHERE execution_id = ? AND checkpoint IS NOT NULL ORDER BY seq DESC LIMIT 1
 """
 LIST_EXECUTIONS = "SELECT execution_id FROM executions ORDER BY rowid"
-
-Row = tuple[str, str, str, str | None, str, str, str, str | None, str, bytes | None]
-
-
-def to_row(record: NodeRecord) -> Row:
-    return (
-        record.version_id,
-        record.node_id,
-        record.execution_id,
-        record.parent_id,
-        record.type,
-        record.status,
-        record.created_at,
-        record.completed_at,
-        record.body,
-        record.checkpoint,
-    )

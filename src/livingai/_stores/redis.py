@@ -36,10 +36,12 @@ from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from . import _redis_keys as keys
-from ._errors import ClosedError, StoreError
-from ._extras import require
-from ._model import NodeRecord
+from .._core.errors import ClosedError, ConfigError, StoreError, check_setting
+from .._core.extras import require
+from .._core.lifecycle import Closable
+from .._core.model import NodeRecord
+from .._core.urls import mask_url, redact, url_secrets
+from . import redis_keys as keys
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -78,7 +80,7 @@ def _redis() -> SimpleNamespace:
     )
 
 
-class RedisStore:
+class RedisStore(Closable):
     """A store in Redis: every key starts with `{prefix}:` (see _redis_keys for the layout).
 
     `url` is a redis-py URL (redis://, rediss://, unix://; ?socket_timeout= and the like
@@ -98,30 +100,31 @@ class RedisStore:
         max_connections: int = 64,
     ) -> None:
         if not isinstance(prefix, str) or not prefix:
-            raise ValueError(f"prefix must be a non-empty string; got {prefix!r}")
-        if ttl_seconds is not None and not _whole(ttl_seconds):
-            raise ValueError(f"ttl_seconds must be None or an int >= 1; got {ttl_seconds!r}")
-        if not _whole(max_connections):
-            raise ValueError(f"max_connections must be an int >= 1; got {max_connections!r}")
+            raise ConfigError(f"prefix must be a non-empty string; got {prefix!r}")
+        if ttl_seconds is not None:
+            check_setting("ttl_seconds", ttl_seconds, minimum=1, whole=True)
+        check_setting("max_connections", max_connections, minimum=1, whole=True)
         self.prefix = prefix
         self.ttl_seconds = ttl_seconds
         self.max_connections = max_connections
         self._given = client
         if client is None:
             _redis()  # fail here, naming the extra, not at the first call
-            self.url = keys.mask_url(url)
-            self._password = keys.url_password(url)
+            self.url = mask_url(url)
+            self._secrets = url_secrets(url)
         else:
             options = client.connection_pool.connection_kwargs
             if options.get("decode_responses"):
-                raise ValueError(
+                raise ConfigError(
                     "RedisStore needs a client with decode_responses=False: checkpoints are bytes"
                 )
             self.url = f"redis://{options.get('host', '?')}:{options.get('port', '?')}"
             self.url += f"/{options.get('db', 0)}"
             password = options.get("password")
-            self._password = password if isinstance(password, str) and password else None
+            self._secrets = [password] if isinstance(password, str) and password else []
         self._secret_url = url  # with the password: only ever handed to redis-py
+        if client is None:
+            self._pool()  # a bad URL or option fails here, not at the first save
         self._client: _Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._persistence = _UNCHECKED
@@ -135,8 +138,7 @@ class RedisStore:
     # -- connections --------------------------------------------------------------------
 
     def _connection(self) -> _Client:
-        if self._closed:
-            raise ClosedError(f"{self!r} was used after close()")
+        self._check_open()
         if self._given is not None:
             return cast(_Client, self._given)
         loop = asyncio.get_running_loop()
@@ -147,21 +149,31 @@ class RedisStore:
             self._loop = loop
         return self._client
 
-    def _open(self) -> _Client:
+    def _pool(self) -> Any:
+        """A connection pool for the URL (nothing connects yet); ConfigError naming the
+        URL, password masked, when redis-py refuses it or one of its options."""
         redis = _redis()
-        pool = redis.BlockingConnectionPool.from_url(
-            self._secret_url,
-            max_connections=self.max_connections,
-            timeout=POOL_WAIT_SECONDS,
-            socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-            socket_timeout=SOCKET_TIMEOUT_SECONDS,
-            retry=redis.Retry(redis.Backoff(cap=0.2, base=0.02), RECONNECT_RETRIES),
-            client_name=keys.client_name(self.prefix),
-            decode_responses=False,
-        )
+        try:
+            pool = redis.BlockingConnectionPool.from_url(
+                self._secret_url,
+                max_connections=self.max_connections,
+                timeout=POOL_WAIT_SECONDS,
+                socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+                socket_timeout=SOCKET_TIMEOUT_SECONDS,
+                retry=redis.Retry(redis.Backoff(cap=0.2, base=0.02), RECONNECT_RETRIES),
+                client_name=keys.client_name(self.prefix),
+                decode_responses=False,
+            )
+            pool.connection_class(**pool.connection_kwargs)  # unknown options fail here
+        except (TypeError, ValueError) as exc:
+            detail = redact(str(exc), self._secret_url, self.url, self._secrets)
+            raise ConfigError(f"invalid Redis URL {self.url!r}: {detail}") from None
         if pool.connection_kwargs.get("decode_responses") not in (None, False):
-            raise ValueError(f"{self!r}: the URL must not set decode_responses")
-        return cast(_Client, redis.Redis.from_pool(pool))
+            raise ConfigError(f"invalid Redis URL {self.url!r}: it must not set decode_responses")
+        return pool
+
+    def _open(self) -> _Client:
+        return cast(_Client, _redis().Redis.from_pool(self._pool()))
 
     async def _call(self, script: keys.Script, *args: keys.Arg) -> Any:
         """One script call; StoreError when Redis cannot be reached or fails."""
@@ -215,9 +227,7 @@ class RedisStore:
     def _failure(self, exc: BaseException) -> Exception:
         if self._closed:
             return ClosedError(f"{self!r} was closed while a call was in flight")
-        message = str(exc)
-        if self._password:
-            message = message.replace(self._password, "***")
+        message = redact(str(exc), self._secret_url, self.url, self._secrets)
         return StoreError(f"{self!r}: {type(exc).__name__}: {message}")
 
     async def _check_persistence(self, client: _Client) -> None:
@@ -265,8 +275,7 @@ class RedisStore:
         return records[-1] if records else None
 
     async def append(self, records: Sequence[NodeRecord]) -> None:
-        if self._closed:
-            raise ClosedError(f"{self!r} was used after close()")
+        self._check_open()
         if records:
             await self._call(keys.APPEND, *keys.append_args(self.prefix, self.ttl_seconds, records))
 
@@ -293,9 +302,8 @@ class RedisStore:
 
     async def close(self) -> None:
         """Let calls in flight finish, then close the pool (not a client passed in)."""
-        if self._closed:
+        if not self._begin_close():
             return
-        self._closed = True
         if self._inflight:
             self._drained = asyncio.Event()
             try:
@@ -325,10 +333,6 @@ async def _roundtrip(connection: Any, command: str, script: str, args: tuple[key
         await connection.send_packed_command(piece, check_health=first)
         first = False
     return await connection.read_response()
-
-
-def _whole(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 def _config(reply: object, name: str) -> str | None:

@@ -1,4 +1,4 @@
-"""PostgreSQL schema, migrations, statements, row mapping and DSN masking (no I/O here).
+"""PostgreSQL schema, migrations, statements, batch columns and DSN masking (no I/O here).
 
 Layout, inside the store's own schema (CREATE SCHEMA IF NOT EXISTS on first use):
 
@@ -20,9 +20,10 @@ import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit, urlunsplit
 
-from ._model import RECORD_COLUMNS, NodeRecord
+from .._core.errors import ConfigError
+from .._core.model import RECORD_COLUMNS, NodeRecord
+from .._core.urls import mask_url, redact, url_secrets
 
 # Each entry upgrades the schema by one version; its index + 1 is the version it makes.
 # Every entry is a list of single statements. Never edit a released entry: append one.
@@ -72,7 +73,7 @@ SCHEMA_VERSION = len(MIGRATIONS)
 LOCK_CLASS = 0x6C766169  # "lvai"
 
 _COLUMNS = RECORD_COLUMNS
-_TYPES = ("text",) * 9 + ("bytea",)
+_TYPES = tuple("bytea" if column == "checkpoint" else "text" for column in _COLUMNS)
 
 
 def _select(alias: str = "") -> str:
@@ -86,9 +87,9 @@ def _select(alias: str = "") -> str:
 def quote_ident(name: str) -> str:
     """A double-quoted SQL identifier; refuses names PostgreSQL would change or reject."""
     if not name or "\x00" in name:
-        raise ValueError(f"schema must be a non-empty name without NUL; got {name!r}")
+        raise ConfigError(f"schema must be a non-empty name without NUL; got {name!r}")
     if len(name.encode("utf-8")) > 63:  # NAMEDATALEN - 1: longer names are truncated
-        raise ValueError(f"schema must be at most 63 bytes long; got {name!r}")
+        raise ConfigError(f"schema must be at most 63 bytes long; got {name!r}")
     return '"' + name.replace('"', '""') + '"'
 
 
@@ -197,82 +198,38 @@ def qualified(schema: str, table: str) -> str:
     return f"{quote_ident(schema)}.{table}"
 
 
-Columns = tuple[
-    list[str],
-    list[str],
-    list[str],
-    list[str | None],
-    list[str],
-    list[str],
-    list[str],
-    list[str | None],
-    list[str],
-    list[bytes | None],
-]
-
-
-def to_columns(records: Sequence[NodeRecord]) -> Columns:
+def to_columns(records: Sequence[NodeRecord]) -> list[list[object]]:
     """The batch as one array per column, the parameters of `append`."""
-    return (
-        [r.version_id for r in records],
-        [r.node_id for r in records],
-        [r.execution_id for r in records],
-        [r.parent_id for r in records],
-        [r.type for r in records],
-        [r.status for r in records],
-        [r.created_at for r in records],
-        [r.completed_at for r in records],
-        [r.body for r in records],
-        [r.checkpoint for r in records],
-    )
+    return [list(column) for column in zip(*(record.as_row() for record in records), strict=True)]
 
 
 # -- DSN masking --------------------------------------------------------------------------------
 
 _KEYWORD_PASSWORD = re.compile(r"(\bpassword\s*=\s*)('(?:[^'\\]|\\.)*'|[^\s']\S*|'.*$)")
-_QUERY_PASSWORD = re.compile(r"((?:^|&)password=)[^&]*")
 
 
 def mask_dsn(dsn: str) -> str:
-    """The DSN with any password replaced by ***, for reprs, logs and errors.
-
-    Handles URLs (`postgresql://user:secret@host/db?password=secret`) and keyword/value
-    strings (`host=h password='se cret'`)."""
-    if "://" not in dsn:
-        return _KEYWORD_PASSWORD.sub(r"\1***", dsn)
-    parts = urlsplit(dsn)
-    netloc = parts.netloc
-    userinfo, at, hosts = netloc.rpartition("@")
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.partition(':')[0]}:***@{hosts}"
-    query = _QUERY_PASSWORD.sub(r"\1***", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
+    """The DSN with any password replaced by ***, for reprs, logs and errors: a URL
+    (`postgresql://user:secret@host/db?password=secret`) or a keyword/value string
+    (`host=h password='se cret'`)."""
+    if "://" in dsn:
+        return mask_url(dsn)
+    return _KEYWORD_PASSWORD.sub(r"\1***", dsn)
 
 
 def dsn_secrets(dsn: str) -> list[str]:
-    """The password strings in `dsn` (as written and decoded), to scrub from messages."""
-    secrets: list[str] = []
+    """The password strings in `dsn`, to scrub from messages."""
     if "://" in dsn:
-        parts = urlsplit(dsn)
-        userinfo, at, _ = parts.netloc.rpartition("@")
-        if at and ":" in userinfo:
-            secrets.append(userinfo.partition(":")[2])
-        secrets.extend(m.group(0).partition("=")[2] for m in _QUERY_PASSWORD.finditer(parts.query))
-    else:
-        for match in _KEYWORD_PASSWORD.finditer(dsn):
-            value = match.group(2)
-            secrets.append(value)
-            if value.startswith("'") and value.endswith("'") and len(value) >= 2:
-                secrets.append(value[1:-1].replace("\\'", "'").replace("\\\\", "\\"))
-    decoded = [unquote(secret) for secret in secrets]
-    # Short secrets would mangle unrelated words of a message; the DSN itself is masked
-    # wherever it appears, whatever its password.
-    return sorted({s for s in [*secrets, *decoded] if len(s) >= 4}, key=len, reverse=True)
+        return url_secrets(dsn)
+    secrets = []
+    for match in _KEYWORD_PASSWORD.finditer(dsn):
+        value = match.group(2)
+        secrets.append(value)
+        if value.startswith("'") and value.endswith("'") and len(value) >= 2:
+            secrets.append(value[1:-1].replace("\\'", "'").replace("\\\\", "\\"))
+    return secrets
 
 
 def scrub(message: str, dsn: str) -> str:
     """`message` with the DSN masked and its password removed wherever it appears."""
-    message = message.replace(dsn, mask_dsn(dsn))
-    for secret in dsn_secrets(dsn):
-        message = message.replace(secret, "***")
-    return message
+    return redact(message, dsn, mask_dsn(dsn), dsn_secrets(dsn))

@@ -1,6 +1,8 @@
 """Every error livingai raises, in one tree.
 
 LivingAIError
+├── ConfigError (ValueError)             a setting or a store URL is not valid; names it
+│                                        and, for a URL, the accepted forms
 ├── InvalidNodeError (ValueError)        a node field cannot be stored (not JSON, bad enum)
 ├── CheckpointCorruptError (ValueError)  a stored blob cannot be decoded: bad codec byte,
 │                                        truncated or corrupt payload; names the node id
@@ -19,6 +21,10 @@ from __future__ import annotations
 
 class LivingAIError(Exception):
     """Root of every error raised by livingai."""
+
+
+class ConfigError(LivingAIError, ValueError):
+    """A setting (budget, capacity, store URL, ...) is not valid; the message names it."""
 
 
 class InvalidNodeError(LivingAIError, ValueError):
@@ -47,3 +53,19 @@ class StoreError(LivingAIError):
 
 class MissingExtraError(LivingAIError, ImportError):
     """An optional dependency is missing; the message names the extra to install."""
+
+
+def check_setting(
+    name: str, value: object, *, minimum: float, inclusive: bool = True, whole: bool = False
+) -> None:
+    """Raise ConfigError naming `name` unless `value` is a number (a whole one, with
+    `whole`) at least `minimum` (above it, with `inclusive=False`)."""
+    kinds = (int,) if whole else (int, float)
+    ok = isinstance(value, kinds) and not isinstance(value, bool)
+    if ok:  # NaN fails both comparisons
+        ok = value >= minimum if inclusive else value > minimum  # type: ignore[operator]
+    if not ok:
+        kind = "a whole number" if whole else "a number"
+        raise ConfigError(
+            f"{name} must be {kind} {'>=' if inclusive else '>'} {minimum:g}; got {value!r}"
+        )

@@ -42,9 +42,8 @@ import hashlib
 import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from ._model import RECORD_COLUMNS, NodeRecord
+from .._core.model import RECORD_COLUMNS, NodeRecord
 
 FORMAT = 1  # first byte of every packed record
 
@@ -279,25 +278,11 @@ def unpack(data: bytes, checkpoint: bytes | None) -> NodeRecord:
     elif checkpoint is None or len(checkpoint) != blob_length:
         got = "none" if checkpoint is None else f"{len(checkpoint)} bytes"
         raise ValueError(f"checkpoint of {blob_length} bytes expected, {got} stored")
-    fields: dict[str, str | None] = {
-        name: None if value is None else value.decode()
-        for name, value in zip(_STRINGS, values, strict=True)
-    }
-    for name in _REQUIRED:
-        if fields[name] is None:
+    texts = [None if value is None else value.decode() for value in values]
+    for name, text in zip(_STRINGS, texts, strict=True):
+        if text is None and name in _REQUIRED:
             raise ValueError(f"record has no {name}")
-    return NodeRecord(
-        version_id=str(fields["version_id"]),
-        node_id=str(fields["node_id"]),
-        execution_id=str(fields["execution_id"]),
-        parent_id=fields["parent_id"],
-        type=str(fields["type"]),
-        status=str(fields["status"]),
-        created_at=str(fields["created_at"]),
-        completed_at=fields["completed_at"],
-        body=str(fields["body"]),
-        checkpoint=checkpoint,
-    )
+    return NodeRecord.from_row((*texts, checkpoint))
 
 
 # -- the wire -------------------------------------------------------------------------
@@ -324,7 +309,7 @@ def pieces(chunks: Sequence[bytes], size: int = PIECE_BYTES) -> Iterator[list[by
         yield piece
 
 
-# -- names and URLs ---------------------------------------------------------------------
+# -- names ---------------------------------------------------------------------
 
 
 def scan_pattern(prefix: str) -> str:
@@ -337,40 +322,3 @@ def client_name(prefix: str) -> str:
     """The CLIENT SETNAME of the store's connections: printable ASCII, no spaces."""
     name = "".join(c if "!" <= c <= "~" else "_" for c in prefix)
     return f"livingai:{name}"
-
-
-def url_password(url: str) -> str | None:
-    """The password a Redis URL carries, in its user info or as ?password=."""
-    parts = urlsplit(url)
-    if parts.password:
-        return unquote(parts.password)
-    for name, value in parse_qsl(parts.query):
-        if name == "password" and value:
-            return value
-    return None
-
-
-def mask_url(url: str) -> str:
-    """`url` with its password replaced by ***, for logs, errors and repr."""
-    parts = urlsplit(url)
-    netloc = parts.netloc
-    if "@" in netloc:
-        userinfo, _, hostport = netloc.rpartition("@")
-        user, colon, _ = userinfo.partition(":")
-        netloc = f"{user}{colon}{'***' if colon else ''}@{hostport}"
-    query = parts.query
-    if query:
-        pairs = parse_qsl(query, keep_blank_values=True)
-        query = urlencode(
-            [(name, "***" if name == "password" else value) for name, value in pairs],
-            safe="*",
-        )
-    masked = f"{parts.scheme}:" if parts.scheme else ""
-    if netloc or url[len(masked) :].startswith("//"):  # unix:///path has an empty netloc
-        masked += f"//{netloc}"
-    masked += parts.path
-    if query:
-        masked += f"?{query}"
-    if parts.fragment:
-        masked += f"#{parts.fragment}"
-    return masked

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ._engine import CheckpointEngine
-from ._errors import ExecutionNotFoundError
-from ._model import ExecutionNode, from_record
+from .._core.engine import CheckpointEngine
+from .._core.errors import ExecutionNotFoundError
+from .._core.model import ExecutionNode
 
 
 @dataclass(frozen=True)
@@ -39,8 +39,7 @@ class RecoveryEngine:
         """Resume from the latest checkpoint; the steps "after" it are those with a version
         saved after it (a TOOL marked RUNNING before it and SUCCESS after it counts).
         With no checkpoint every recorded step is after."""
-        self.engine._check_open()
-        versions = await self.engine._versions(execution_id)
+        versions = await self.engine.versions(execution_id)
         if not versions:
             raise ExecutionNotFoundError(
                 f"execution {execution_id!r} has no stored nodes in {self.engine.store!r}"
@@ -48,15 +47,13 @@ class RecoveryEngine:
         checkpoints = [i for i, version in enumerate(versions) if version.checkpoint is not None]
         resume = versions[checkpoints[-1]] if checkpoints else None
         later = versions[checkpoints[-1] + 1 :] if checkpoints else versions
-        latest = {version.node_id: version for version in versions}
-        after_ids = dict.fromkeys(
-            v.node_id for v in later if resume is None or v.node_id != resume.node_id
-        )
-        after = [from_record(latest[node_id]) for node_id in after_ids]
+        latest = {version.id: version for version in versions}
+        after_ids = dict.fromkeys(v.id for v in later if resume is None or v.id != resume.id)
+        after = [latest[node_id] for node_id in after_ids]
         return RecoveryPlan(
             execution_id=execution_id,
-            resume_node=None if resume is None else from_record(resume),
-            state=None if resume is None else await self.engine._decode(resume),
+            resume_node=resume,
+            state=None if resume is None else await self.engine.decode_state(resume),
             replay_nodes=[node for node in after if node.is_idempotent()],
             skipped_nodes=[node for node in after if not node.is_idempotent()],
         )

@@ -24,10 +24,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from . import _sqlite_schema as schema
-from ._errors import ClosedError, StoreError
-from ._model import NodeRecord, record_from_row
-from ._threads import Worker
+from .._core.errors import ConfigError, StoreError, check_setting
+from .._core.lifecycle import Closable
+from .._core.model import NodeRecord
+from . import sqlite_sql as schema
+from .worker import Worker
 
 logger = logging.getLogger("livingai")
 
@@ -44,7 +45,7 @@ CHECKPOINT_QUIET_SECONDS = 0.1
 CHECKPOINT_INLINE_BYTES = 1024 * 1024 * 1024
 
 
-class SQLiteStore:
+class SQLiteStore(Closable):
     """A store in one SQLite file; the schema is created and migrated on first use."""
 
     def __init__(
@@ -54,8 +55,9 @@ class SQLiteStore:
         synchronous: str = "NORMAL",
         busy_timeout_seconds: float = 30.0,
     ) -> None:
-        if synchronous.upper() not in _SYNCHRONOUS:
-            raise ValueError(f"synchronous must be one of {_SYNCHRONOUS}; got {synchronous!r}")
+        if not isinstance(synchronous, str) or synchronous.upper() not in _SYNCHRONOUS:
+            raise ConfigError(f"synchronous must be one of {_SYNCHRONOUS}; got {synchronous!r}")
+        check_setting("busy_timeout_seconds", busy_timeout_seconds, minimum=0)
         self.path = str(path)
         self.synchronous = synchronous.upper()
         self.busy_timeout_seconds = busy_timeout_seconds
@@ -141,8 +143,7 @@ class SQLiteStore:
             self._checkpointing = False
 
     async def _run(self, worker: Worker, fn: Callable[[], T]) -> T:
-        if self._closed:
-            raise ClosedError(f"{self!r} was used after close()")
+        self._check_open()
         try:
             return await asyncio.wrap_future(worker.submit(fn))
         except sqlite3.Error as exc:
@@ -155,7 +156,7 @@ class SQLiteStore:
     # -- the store contract -----------------------------------------------------------
 
     async def append(self, records: Sequence[NodeRecord]) -> None:
-        rows = [schema.to_row(r) for r in records]
+        rows = [record.as_row() for record in records]
         size = sum(record.size for record in records)
         executions = list(dict.fromkeys(r.execution_id for r in records))
 
@@ -182,7 +183,7 @@ class SQLiteStore:
         rows = await self._run(
             self._reader, lambda: self._reader_conn().execute(sql, args).fetchall()
         )
-        return [record_from_row(row) for row in rows]
+        return [NodeRecord.from_row(row) for row in rows]
 
     async def read(self, node_id: str) -> NodeRecord | None:
         rows = await self._query(schema.READ_NODE, (node_id,))
@@ -210,9 +211,8 @@ class SQLiteStore:
         return await self._query(schema.NODE_HISTORY, (node_id,))
 
     async def close(self) -> None:
-        if self._closed:
+        if not self._begin_close():
             return
-        self._closed = True
         self._committed.set()  # a checkpointer waiting for quiet stops waiting
         workers = [
             (self._checkpointer, "_checkpoint_conn"),

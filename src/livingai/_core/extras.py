@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from ._errors import MissingExtraError
+from .errors import MissingExtraError
 
 
 def require(module: str, extra: str) -> ModuleType:

@@ -22,10 +22,11 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
-from . import _postgres_sql as sql
-from ._errors import ClosedError, StoreError
-from ._extras import require
-from ._model import NodeRecord, record_from_row
+from .._core.errors import ClosedError, ConfigError, StoreError, check_setting
+from .._core.extras import require
+from .._core.lifecycle import Closable
+from .._core.model import NodeRecord
+from . import postgres_sql as sql
 
 if TYPE_CHECKING:  # at run time psycopg is imported when a store is created, not before
     import psycopg
@@ -44,7 +45,7 @@ RECONNECT_SECONDS = 10.0
 CONNECT_TIMEOUT_SECONDS = 10  # libpq connect_timeout, unless the DSN sets one
 
 
-class PostgresStore:
+class PostgresStore(Closable):
     """A store in a PostgreSQL schema; created and migrated on first use.
 
     `dsn` is a libpq connection string or URL. Pass `pool=` to use your own open
@@ -69,13 +70,12 @@ class PostgresStore:
         import psycopg
 
         if dsn is None and pool is None:
-            raise ValueError("PostgresStore needs a dsn or a pool")
-        if min_size < 0 or max_size < max(1, min_size):
-            raise ValueError(
-                f"need 0 <= min_size <= max_size and max_size >= 1; got {min_size}, {max_size}"
-            )
-        if timeout <= 0:
-            raise ValueError(f"timeout must be > 0; got {timeout}")
+            raise ConfigError("PostgresStore needs a dsn or a pool")
+        check_setting("min_size", min_size, minimum=0, whole=True)
+        check_setting(
+            f"max_size (min_size={min_size})", max_size, minimum=max(1, min_size), whole=True
+        )
+        check_setting("timeout", timeout, minimum=0, inclusive=False)
         self._sql = sql.statements(schema)  # validates the name
         self.schema = schema
         self.min_size = min_size
@@ -88,7 +88,7 @@ class PostgresStore:
             params = psycopg.conninfo.conninfo_to_dict(self._dsn)
         except psycopg.ProgrammingError as exc:
             detail = sql.scrub(str(exc), self._dsn)
-            raise ValueError(f"invalid dsn {sql.mask_dsn(self._dsn)!r}: {detail}") from None
+            raise ConfigError(f"invalid dsn {sql.mask_dsn(self._dsn)!r}: {detail}") from None
         self._connect_kwargs: dict[str, Any] = {
             "autocommit": True,  # each statement is its own transaction: one round trip
             "application_name": application_name,
@@ -124,8 +124,7 @@ class PostgresStore:
 
     async def _connected(self) -> AsyncConnectionPool[Any]:
         """The open pool, on a schema at the current version."""
-        if self._closed:
-            raise ClosedError(f"{self!r} was used after close()")
+        self._check_open()
         loop = asyncio.get_running_loop()
         if self._ready and self._loop is loop and self._pool is not None:
             return self._pool
@@ -224,8 +223,7 @@ class PostgresStore:
     # -- the store contract -----------------------------------------------------------
 
     async def append(self, records: Sequence[NodeRecord]) -> None:
-        if self._closed:
-            raise ClosedError(f"{self!r} was used after close()")
+        self._check_open()
         if not records:
             return
         params = sql.to_columns(records)
@@ -238,7 +236,7 @@ class PostgresStore:
     async def _query(self, statement: str, args: tuple[str, ...]) -> list[NodeRecord]:
         async def read(conn: Connection) -> list[NodeRecord]:
             cursor = await conn.execute(statement, args, binary=True)
-            return [record_from_row(row) for row in await cursor.fetchall()]
+            return [NodeRecord.from_row(row) for row in await cursor.fetchall()]
 
         return await self._run(read)
 
@@ -268,9 +266,8 @@ class PostgresStore:
 
     async def close(self) -> None:
         """Close the store's own pool (a pool passed in is left open)."""
-        if self._closed:
+        if not self._begin_close():
             return
-        self._closed = True
         pool = self._pool
         if not self._own_pool or pool is None or not self._pool_open:
             return
