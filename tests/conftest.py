@@ -1,63 +1,24 @@
 """Fixtures shared by the suite: fresh, empty stores of every kind, isolated per test.
 
-Server URLs come from the environment, with loopback defaults:
-
-    LIVINGAI_TEST_REDIS_URL      redis://127.0.0.1:6379/0
-    LIVINGAI_TEST_POSTGRES_DSN   postgresql://postgres@127.0.0.1:5432/test
-
-Without a server, the tests of that store skip and say why; with
-LIVINGAI_REQUIRE_SERVICES=1 (set by .ci/run) such a skip is a failure instead.
+The servers are those of tests/services.py; without one, the tests of that store skip and
+say why, and with LIVINGAI_REQUIRE_SERVICES=1 (set by .ci/run) such a skip is a failure.
 """
 
 from __future__ import annotations
 
-import os
-import socket
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
 
 from livingai import CheckpointStore, MemoryStore, SQLiteStore
+from tests.services import POSTGRES_DSN, REDIS_URL, need_server, unique_name
 
 StoreFactory = Callable[[], CheckpointStore]
-
-REDIS_URL = os.environ.get("LIVINGAI_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-POSTGRES_DSN = os.environ.get(
-    "LIVINGAI_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
-)
-REQUIRE_SERVICES = os.environ.get("LIVINGAI_REQUIRE_SERVICES") == "1"
 
 STORE_KINDS = ["memory", "sqlite", "redis", "postgres", "tiered"]
 PERSISTENT_KINDS = ["sqlite", "redis", "postgres", "tiered"]  # a second store object sees
 # what the first one stored
-
-
-def reachable(url: str, default_port: int) -> bool:
-    parts = urlsplit(url)
-    try:
-        with socket.create_connection(
-            (parts.hostname or "127.0.0.1", parts.port or default_port), 1
-        ):
-            return True
-    except OSError:
-        return False
-
-
-def need_server(name: str, url: str, default_port: int) -> None:
-    """Skip (or, under LIVINGAI_REQUIRE_SERVICES=1, fail) when the server is not there."""
-    if reachable(url, default_port):
-        return
-    reason = f"{name} is not reachable at {url}; start it or set the URL variable"
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{reason} (LIVINGAI_REQUIRE_SERVICES=1 makes this a failure)")
-    pytest.skip(reason)
-
-
-def unique_name(prefix: str) -> str:
-    return f"{prefix}_{uuid.uuid4().hex[:12]}"
 
 
 @pytest.fixture(params=STORE_KINDS)

@@ -16,7 +16,6 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
@@ -25,13 +24,12 @@ from pathlib import Path
 from types import TracebackType
 
 import psycopg
-import pytest
 
 from livingai import CheckpointStore, PostgresStore
 from livingai._stores.postgres_sql import quote_ident
+from tests.services import free_port, skip_or_fail
 
 PG_BIN = Path(os.environ.get("LIVINGAI_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
-REQUIRE_SERVICES = os.environ.get("LIVINGAI_REQUIRE_SERVICES") == "1"
 
 
 def postgres_factory(dsn: str, schema: str) -> Iterator[Callable[[], CheckpointStore]]:
@@ -67,20 +65,6 @@ def drop_schema(dsn: str, schema: str) -> None:
         conn.execute(f"DROP SCHEMA IF EXISTS {quote_ident(schema)} CASCADE")
 
 
-def spare_port() -> int:
-    """A loopback TCP port nothing listens on (the kernel's pick; free when returned)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def _skip(reason: str) -> None:
-    if REQUIRE_SERVICES:
-        pytest.fail(f"{reason} (LIVINGAI_REQUIRE_SERVICES=1 makes this a failure)")
-    pytest.skip(reason)
-
-
 def _children(pid: int) -> list[int]:
     """Process ids whose parent is `pid` (PostgreSQL's backends and helpers)."""
     found = []
@@ -113,7 +97,7 @@ class PrivateCluster:
     """
 
     def __init__(self) -> None:
-        self.port = spare_port()
+        self.port = free_port()
         self.dsn = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
         self._dir: Path | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -124,12 +108,16 @@ class PrivateCluster:
     def __enter__(self) -> PrivateCluster:
         for binary in ("initdb", "postgres"):
             if not (PG_BIN / binary).is_file():
-                _skip(f"PostgreSQL server binaries not found in {PG_BIN}; set LIVINGAI_TEST_PG_BIN")
+                skip_or_fail(
+                    f"PostgreSQL server binaries not found in {PG_BIN}; set LIVINGAI_TEST_PG_BIN"
+                )
         if os.geteuid() == 0:
             try:
                 user = pwd.getpwnam("postgres")
             except KeyError:
-                _skip("running as root and there is no `postgres` OS user to run PostgreSQL as")
+                skip_or_fail(
+                    "running as root and there is no `postgres` OS user to run PostgreSQL as"
+                )
             self._uid, self._gid = user.pw_uid, user.pw_gid
         # Short: the server's unix socket goes here too, and its path must fit in 107 bytes.
         self._dir = Path(tempfile.mkdtemp(prefix="lvpg-"))

@@ -12,7 +12,6 @@ import asyncio
 import json
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -32,6 +31,7 @@ from livingai import (
     Status,
 )
 from livingai._stores.redis_keys import scan_pattern, unpack
+from tests.services import free_port
 
 SERVER_START_SECONDS = 20.0
 
@@ -75,13 +75,6 @@ def delete_prefix(url: str, prefix: str) -> int:
 
 
 # -- a private redis-server --------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on now (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def redis_server_binary() -> str | None:

@@ -6,17 +6,16 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 from benchmarks import runner
 
 import livingai
+from tests.services import REQUIRE_SERVICES, reachable
 
 ROOT = Path(__file__).resolve().parent.parent
 TIERS = ("single", "production", "hyperscale")
@@ -28,25 +27,14 @@ REDIS_URL = os.environ.get("LIVINGAI_BENCH_REDIS_URL") or os.environ.get(
 POSTGRES_DSN = os.environ.get("LIVINGAI_BENCH_POSTGRES_DSN") or os.environ.get(
     "LIVINGAI_TEST_POSTGRES_DSN", "postgresql://postgres@127.0.0.1:5432/test"
 )
-REQUIRE_SERVICES = os.environ.get("LIVINGAI_REQUIRE_SERVICES") == "1"
-
-
-def _reachable(url: str, default_port: int) -> bool:
-    parts = urlsplit(url)
-    address = (parts.hostname or "127.0.0.1", parts.port or default_port)
-    try:
-        with socket.create_connection(address, 1):
-            return True
-    except OSError:
-        return False
 
 
 def _expected_stores() -> set[str]:
     """The stores this checkout has and whose servers are up: the quick run must run them.
     Under LIVINGAI_REQUIRE_SERVICES=1 a store we have whose server is down is a failure."""
     servers = {
-        "redis": _reachable(REDIS_URL, 6379),
-        "postgres": _reachable(POSTGRES_DSN, 5432),
+        "redis": reachable(REDIS_URL, 6379),
+        "postgres": reachable(POSTGRES_DSN, 5432),
     }
     needs = {"sqlite": [], "redis": ["redis"], "postgres": ["postgres"]}
     needs["tiered"] = ["redis", "postgres"]

@@ -35,8 +35,8 @@ from livingai import (
 )
 from livingai._stores.postgres_sql import SCHEMA_VERSION, mask_dsn, quote_ident, scrub, statements
 from livingai.testing import assert_same, make_record
-from tests.conftest import POSTGRES_DSN, need_server, unique_name
-from tests.postgres_support import PrivateCluster, drop_schema, spare_port
+from tests.postgres_support import PrivateCluster, drop_schema
+from tests.services import POSTGRES_DSN, free_port, need_server, run_processes, unique_name
 from tests.test_package import _BLOCKING_PRELUDE, _marked_lines, _run_python
 
 
@@ -243,30 +243,12 @@ _WORKER = textwrap.dedent(
 
 @pytest.mark.timeout(180)
 async def test_several_processes_share_one_schema_from_empty(shared: str) -> None:
-    workers = [
-        await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            _WORKER,
-            POSTGRES_DSN,
-            shared,
-            f"w{n}",
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        for n in range(4)
-    ]
-    try:
-        async with asyncio.timeout(150):
-            outputs = await asyncio.gather(*(worker.communicate() for worker in workers))
-        for worker, (out, err) in zip(workers, outputs, strict=True):
-            assert worker.returncode == 0, err.decode()
-            assert out.decode().split() == ["done", "200", "0"], (out, err)
-    finally:
-        for worker in workers:
-            if worker.returncode is None:
-                worker.kill()
-                await worker.wait()
+    command = [sys.executable, "-c", _WORKER, POSTGRES_DSN, shared]
+    outputs = await asyncio.to_thread(
+        run_processes, [[*command, f"w{n}"] for n in range(4)], timeout=150
+    )
+    for out, _ in outputs:
+        assert out.split() == ["done", "200", "0"], out
     store = PostgresStore(POSTGRES_DSN, schema=shared)
     try:
         executions = await store.list_executions()
@@ -388,7 +370,7 @@ def test_scrub_removes_the_password_wherever_it_appears() -> None:
     ],
 )
 async def test_password_is_masked_in_repr_and_errors(template: str) -> None:
-    dsn = template.format(port=spare_port())  # nothing listens there
+    dsn = template.format(port=free_port())  # nothing listens there
     store = PostgresStore(dsn, timeout=0.3)
     try:
         assert "s3cret-pw" not in repr(store)

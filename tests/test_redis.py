@@ -35,7 +35,6 @@ from livingai._core.urls import mask_url
 from livingai._stores import redis_keys as keys
 from livingai._stores.redis_keys import client_name, pack, scan_pattern, unpack
 from livingai.testing import assert_same, make_record
-from tests.conftest import REDIS_URL, REQUIRE_SERVICES, need_server, unique_name
 from tests.redis_support import (
     RedisServer,
     Saved,
@@ -47,6 +46,7 @@ from tests.redis_support import (
     sync_client,
     verify_saved,
 )
+from tests.services import REDIS_URL, need_server, run_processes, skip_or_fail, unique_name
 
 T = TypeVar("T")
 
@@ -67,10 +67,7 @@ def prefix() -> Iterator[str]:
 
 def _need_binary() -> None:
     if redis_server_binary() is None:
-        reason = "redis-server is not installed: the kill/restart tests need one of their own"
-        if REQUIRE_SERVICES:
-            pytest.fail(f"{reason} (LIVINGAI_REQUIRE_SERVICES=1 makes this a failure)")
-        pytest.skip(reason)
+        skip_or_fail("redis-server is not installed: the kill/restart tests need one of their own")
 
 
 @pytest.fixture
@@ -242,30 +239,15 @@ async def test_connections_cut_mid_run_lose_and_duplicate_nothing(prefix: str, a
 
 def test_many_processes_share_one_prefix(prefix: str) -> None:
     child = [sys.executable, "-W", "error", "-m", "tests.redis_support", "agents", REDIS_URL]
-    processes = [
-        subprocess.Popen(
-            [*child, prefix, f"proc-{n}", "8", "19"],  # 19 steps: 25 saves per agent
-            cwd=ROOT,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for n in range(4)
-    ]
+    outputs = run_processes(
+        [[*child, prefix, f"proc-{n}", "8", "19"] for n in range(4)],  # 19 steps: 25 saves
+        timeout=2 * SECONDS,  # per agent
+    )
     saved: Saved = {}
-    try:
-        for process in processes:
-            out, err = process.communicate(timeout=2 * SECONDS)
-            assert process.returncode == 0, err
-            assert "Traceback" not in err, err
-            report = json.loads(out.splitlines()[-1])
-            assert (report["saves"], report["abandoned"]) == (200, 0), report
-            saved.update(report["saved"])
-    finally:
-        for process in processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait()
+    for out, _ in outputs:
+        report = json.loads(out.splitlines()[-1])
+        assert (report["saves"], report["abandoned"]) == (200, 0), report
+        saved.update(report["saved"])
 
     async def verify() -> None:
         store = RedisStore(REDIS_URL, prefix=prefix)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -14,6 +13,7 @@ import pytest
 from livingai import CheckpointEngine, SQLiteStore, StoreError
 from livingai._stores.sqlite_sql import SCHEMA_VERSION
 from livingai.testing import make_record
+from tests.services import run_processes
 
 
 async def test_new_file_gets_wal_and_the_current_schema(tmp_path: Path) -> None:
@@ -81,18 +81,8 @@ _WRITER = textwrap.dedent(
 
 def test_several_processes_write_one_file_without_errors(tmp_path: Path) -> None:
     path = tmp_path / "shared.db"
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-c", _WRITER, str(path), f"w{n}"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for n in range(4)
-    ]
-    for worker in workers:
-        out, err = worker.communicate(timeout=90)
-        assert worker.returncode == 0, err
+    command = [sys.executable, "-c", _WRITER, str(path)]
+    for out, err in run_processes([[*command, f"w{n}"] for n in range(4)], timeout=90):
         assert out.split() == ["done", "200", "0"]
         assert "locked" not in err
 

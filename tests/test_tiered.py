@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -31,8 +32,9 @@ from livingai import (
     TieredStore,
 )
 from livingai.testing import CONFORMANCE_TESTS, Check, assert_same, make_record
-from tests.conftest import POSTGRES_DSN, REDIS_URL, StoreFactory, need_server, unique_name
+from tests.conftest import StoreFactory
 from tests.faults import FaultyStore
+from tests.services import POSTGRES_DSN, REDIS_URL, need_server, run_processes, unique_name
 
 EXECUTIONS = ["exec-0", "exec-1", "exec-2"]
 
@@ -617,22 +619,9 @@ asyncio.run(main(*sys.argv[1:]))
 def test_redis_postgres_several_processes_lose_nothing(
     served: tuple[StoreFactory, StoreFactory, str],
 ) -> None:
-    import subprocess
-    import sys
-
     make_hot, make_cold, name = served
-    workers = [
-        subprocess.Popen(
-            [sys.executable, "-c", _TIERED_WRITER, REDIS_URL, POSTGRES_DSN, name, f"w{n}"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for n in range(3)
-    ]
-    for worker in workers:
-        out, err = worker.communicate(timeout=120)
-        assert worker.returncode == 0, err
+    command = [sys.executable, "-c", _TIERED_WRITER, REDIS_URL, POSTGRES_DSN, name]
+    for out, _ in run_processes([[*command, f"w{n}"] for n in range(3)], timeout=120):
         assert out.split() == ["done", "90", "0", "0"]
 
     async def counts(make: StoreFactory) -> dict[str, int]:
