@@ -10,11 +10,12 @@ Server URLs come from the environment, with loopback defaults:
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import NoReturn
 from urllib.parse import urlsplit
@@ -91,3 +92,13 @@ def run_processes(commands: Sequence[Sequence[str]], timeout: float) -> list[tup
                 process.kill()
                 process.wait()
     return outputs
+
+
+async def until(condition: Callable[[], bool], what: str, seconds: float = 30.0) -> None:
+    """Poll `condition` on the loop until it holds; fail naming `what` after `seconds`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not condition():
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
+        await asyncio.sleep(0.005)

@@ -12,7 +12,6 @@ import dataclasses
 import os
 import sys
 import textwrap
-import time
 import uuid
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -36,7 +35,14 @@ from livingai import (
 from livingai._stores.postgres_sql import SCHEMA_VERSION, mask_dsn, quote_ident, scrub, statements
 from livingai.testing import assert_same, make_record
 from tests.postgres_support import PrivateCluster, drop_schema
-from tests.services import POSTGRES_DSN, free_port, need_server, run_processes, unique_name
+from tests.services import (
+    POSTGRES_DSN,
+    free_port,
+    need_server,
+    run_processes,
+    unique_name,
+    until,
+)
 from tests.test_package import _BLOCKING_PRELUDE, _marked_lines, _run_python
 
 
@@ -44,15 +50,6 @@ def step(execution_id: str, **fields: Any) -> ExecutionNode:
     return ExecutionNode(
         execution_id=execution_id, type=NodeType.PROMPT, status=Status.SUCCESS, **fields
     )
-
-
-async def wait_until(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    """Poll `condition` until it holds; fail after `seconds`."""
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def fetch(dsn: str, query: str, *args: object) -> list[tuple[Any, ...]]:
@@ -120,7 +117,7 @@ async def test_saves_while_the_server_is_down_are_stored_once_it_is_up() -> None
             nodes = [step("down-at-start", output=i) for i in range(20)]
             for node in nodes:
                 assert await engine.save(node, state=b"state") is False  # queued, no raise
-            await wait_until(lambda: engine.stats().store_errors >= 3, 30, "store errors")
+            await until(lambda: engine.stats().store_errors >= 3, "store errors")
             assert engine.stats().backlog_writes == len(nodes)
             await asyncio.to_thread(cluster.start)
             async with asyncio.timeout(60):
@@ -159,9 +156,7 @@ async def test_server_killed_mid_run_and_restarted_loses_and_repeats_nothing() -
             errors_at_kill = engine.stats().store_errors
             await restart_now.wait()
             # The writer noticed the server was gone before it comes back.
-            await wait_until(
-                lambda: engine.stats().store_errors > errors_at_kill, 30, "a failed write"
-            )
+            await until(lambda: engine.stats().store_errors > errors_at_kill, "a failed write")
             await asyncio.to_thread(cluster.start)
 
         try:

@@ -46,7 +46,14 @@ from tests.redis_support import (
     sync_client,
     verify_saved,
 )
-from tests.services import REDIS_URL, need_server, run_processes, skip_or_fail, unique_name
+from tests.services import (
+    REDIS_URL,
+    need_server,
+    run_processes,
+    skip_or_fail,
+    unique_name,
+    until,
+)
 
 T = TypeVar("T")
 
@@ -87,16 +94,6 @@ async def admin() -> AsyncIterator[Any]:
         yield client
     finally:
         await client.aclose()
-
-
-async def until(condition: Callable[[], bool], what: str, seconds: float = SECONDS) -> None:
-    """Poll `condition` until it holds; fail after `seconds`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + seconds
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
-        await asyncio.sleep(0.005)
 
 
 async def eventually(probe: Callable[[], Awaitable[T]], what: str) -> T:
