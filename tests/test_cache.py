@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from livingai import ConfigError
 from livingai._core.cache import HotCache
 
 
@@ -178,10 +179,16 @@ def test_discard() -> None:
 
 
 @pytest.mark.parametrize(
-    ("capacity", "max_bytes", "ttl"), [(-1, 10, 1.0), (1, -1, 1.0), (1, 10, 0.0), (1, 10, -5.0)]
+    ("capacity", "max_bytes", "ttl", "named"),
+    [
+        (-1, 10, 1.0, "capacity"),
+        (1, -1, 1.0, "max_bytes"),
+        (1, 10, 0.0, "ttl_seconds"),
+        (1, 10, -5.0, "ttl_seconds"),
+    ],
 )
-def test_rejects_bad_bounds(capacity: int, max_bytes: int, ttl: float) -> None:
-    with pytest.raises(ValueError, match="ttl_seconds"):
+def test_rejects_bad_bounds(capacity: int, max_bytes: int, ttl: float, named: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{named} must be"):
         HotCache[str](capacity, max_bytes, ttl)
 
 

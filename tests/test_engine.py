@@ -22,10 +22,12 @@ from livingai import (
     NodeType,
     SQLiteStore,
     Status,
+    StoreError,
 )
 from livingai.testing import make_record
 from tests.conftest import StoreFactory
 from tests.faults import FaultyStore
+from tests.services import until
 
 
 def step(execution_id: str = "run", **fields: Any) -> ExecutionNode:
@@ -254,3 +256,67 @@ def test_retry_backoff_is_bounded_after_any_number_of_failures() -> None:
     assert 0.04 <= backoff_seconds(1, 2.0) <= 0.06  # 50 ms, with 20% jitter
     for failures in (100, 5000, 10**6):  # a store down for days: no overflow
         assert 1.6 <= backoff_seconds(failures, 2.0) <= 2.4
+
+
+# -- the public API the runtime builds on ---------------------------------------------------
+
+
+async def test_versions_is_the_whole_log_in_save_order_queued_included(
+    persistent_factory: StoreFactory,
+) -> None:
+    store = FaultyStore(persistent_factory())
+    async with CheckpointEngine(store, overhead_budget_ms=1, offload_bytes=64) as engine:
+        tool = ExecutionNode(execution_id="log", type=NodeType.TOOL, status=Status.RUNNING)
+        plan = step("log")
+        await engine.save(tool)
+        await engine.save(plan, state=b"small")
+        await engine.flush()
+        store.gate.clear()  # from here on everything stays queued
+        tool.status = Status.SUCCESS
+        await engine.save(tool)
+        big = os.urandom(1000)
+        assert await engine.save(plan, state=big) is False  # encoded on a codec thread
+        versions = await engine.versions("log")
+        assert [(v.id, v.status) for v in versions] == [
+            (tool.id, Status.RUNNING),
+            (plan.id, Status.SUCCESS),
+            (tool.id, Status.SUCCESS),
+            (plan.id, Status.SUCCESS),
+        ]
+        states = [await engine.decode_state(v) for v in versions]
+        assert states == [None, b"small", None, big]
+        assert await engine.versions("nothing-here") == []
+        store.gate.set()
+    async with CheckpointEngine(persistent_factory()) as fresh:
+        again = await fresh.versions("log")
+        assert [await fresh.decode_state(v) for v in again] == states
+
+
+async def test_decode_state_names_a_corrupt_node() -> None:
+    async with CheckpointEngine(MemoryStore()) as engine:
+        node = step(checkpoint=b"\x01not zlib at all")
+        with pytest.raises(CheckpointCorruptError, match=node.id):
+            await engine.decode_state(node)
+
+
+async def test_a_durable_save_waits_for_the_store_not_the_budget() -> None:
+    store = FaultyStore(MemoryStore(), gated=True)
+    async with CheckpointEngine(store, overhead_budget_ms=1) as engine:
+        node = step()
+        saving = asyncio.create_task(engine.save(node, state=b"intent", durable=True))
+        with pytest.raises(TimeoutError):  # fifty budgets later it still waits
+            await asyncio.wait_for(asyncio.shield(saving), 0.05)
+        store.gate.set()
+        assert await saving is True
+        assert await store.inner.read(node.id) is not None
+        assert engine.stats().in_budget == 1  # counted as committed, not late
+
+
+async def test_a_durable_save_that_cannot_land_raises() -> None:
+    store = FaultyStore(MemoryStore(), failures=10**9)
+    engine = CheckpointEngine(store, retry_max_delay_seconds=0.01)
+    saving = asyncio.create_task(engine.save(step(), durable=True))
+    await until(lambda: engine.stats().store_errors > 0, "a failed store write")
+    await engine.close(abandon_after_seconds=0.1)
+    with pytest.raises(StoreError, match="NOT stored"):
+        await saving

@@ -7,6 +7,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Generic, TypeVar
 
+from .errors import check_setting
+
 V = TypeVar("V")
 
 
@@ -20,11 +22,9 @@ class HotCache(Generic[V]):
         ttl_seconds: float = 3600.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if capacity < 0 or max_bytes < 0 or ttl_seconds <= 0:
-            raise ValueError(
-                "capacity and max_bytes must be >= 0 and ttl_seconds > 0; got "
-                f"{capacity}, {max_bytes}, {ttl_seconds}"
-            )
+        check_setting("capacity", capacity, minimum=0, whole=True)
+        check_setting("max_bytes", max_bytes, minimum=0, whole=True)
+        check_setting("ttl_seconds", ttl_seconds, minimum=0, inclusive=False)
         self.capacity = capacity
         self.max_bytes = max_bytes
         self.ttl_seconds = ttl_seconds

@@ -124,6 +124,9 @@ class CheckpointEngine(Closable):
         exit_flush_seconds: float = 10.0,
     ) -> None:
         check_setting("overhead_budget_ms", overhead_budget_ms, minimum=0, inclusive=False)
+        check_setting("hot_capacity", hot_capacity, minimum=0, whole=True)
+        check_setting("hot_max_bytes", hot_max_bytes, minimum=0, whole=True)
+        check_setting("hot_ttl_seconds", hot_ttl_seconds, minimum=0, inclusive=False)
         check_setting("max_backlog_bytes", max_backlog_bytes, minimum=1, whole=True)
         check_setting("max_batch_bytes", max_batch_bytes, minimum=1, whole=True)
         check_setting("offload_bytes", offload_bytes, minimum=0, whole=True)

@@ -26,13 +26,21 @@ class Worker:
         self._thread.start()
 
     def _serve(self) -> None:
-        while (call := self._calls.get()) is not None:
-            fn, future = call
-            if future.set_running_or_notify_cancel():
-                try:
-                    future.set_result(fn())
-                except BaseException as exc:
-                    future.set_exception(exc)
+        while self._run(self._calls.get()):
+            pass
+
+    def _run(self, call: tuple[Callable[[], Any], Future[Any]] | None) -> bool:
+        """Run one call; False at stop(). Its own frame, so that nothing of the last call
+        (a closure over the store) stays referenced while the thread waits for the next."""
+        if call is None:
+            return False
+        fn, future = call
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(fn())
+            except BaseException as exc:
+                future.set_exception(exc)
+        return True
 
     def submit(self, fn: Callable[[], T]) -> Future[T]:
         future: Future[T] = Future()
