@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import livingai
 
 EXPECTED_ALL = [
@@ -227,3 +229,72 @@ for name in BLOCKED:
     )
     lines = _marked_lines(_run_python(script, ",".join(BLOCKED), cwd=tmp_path).stdout)
     assert {name: lines.get(f"BLOCKED_{name}") for name in BLOCKED} == dict.fromkeys(BLOCKED, "yes")
+
+
+# -- (d) the wheel, installed alone, runs the demo ---------------------------------------------
+
+
+@pytest.mark.timeout(300)
+def test_the_wheel_installs_into_a_fresh_venv_and_runs_the_demo(tmp_path: Path) -> None:
+    """Built from the repository, installed without it on the path, no extras: the demo
+    runs, and the metadata carries the licence as an SPDX expression (no warning)."""
+    root = Path(__file__).resolve().parent.parent
+    build = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-w",
+            str(tmp_path / "dist"),
+            str(root),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert build.returncode == 0, build.stdout + build.stderr
+    assert "deprecat" not in (build.stdout + build.stderr).lower()
+    (wheel,) = (tmp_path / "dist").glob("livingai-*.whl")
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    python = str(venv / "bin" / "python")
+    install = subprocess.run(
+        [python, "-m", "pip", "install", "-q", "--no-index", str(wheel)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert install.returncode == 0, install.stderr
+    away = tmp_path / "elsewhere"  # not the repository: only the installed copy is importable
+    away.mkdir()
+    demo = subprocess.run(
+        [python, "-W", "error", "-m", "livingai.demo"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=away,
+        check=False,
+        env={"PATH": "/usr/bin:/bin"},
+    )
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    assert "Acknowledged saves found on disk: 10 of 10  OK" in demo.stdout
+    where = subprocess.run(
+        [
+            python,
+            "-c",
+            "import livingai, importlib.metadata as m; print(livingai.__file__); "
+            "print(m.metadata('livingai')['License-Expression'])",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=away,
+        check=True,
+        env={"PATH": "/usr/bin:/bin"},
+    ).stdout.split("\n")
+    assert where[0].startswith(str(venv))
+    assert where[1] == "Apache-2.0"
