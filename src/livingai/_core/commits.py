@@ -120,7 +120,8 @@ class CommitQueue:
         self.pending: deque[Write] = deque()  # oldest first; read it, never change it
         self.bytes = 0
         self.failures = 0  # batch writes that raised; each retried
-        self.commits = 0
+        self.commits = 0  # batches written
+        self.committed = 0  # writes in them
         self.abandoned = 0
         self._latest: dict[str, Write] = {}  # node id -> its newest queued write
         self._queued_total = 0  # writes ever queued; commits keep queue order, so
@@ -299,6 +300,7 @@ class CommitQueue:
             resolve(write.ack, True)
         self._settled_total += len(batch)
         self.commits += 1
+        self.committed += len(batch)
         if self._on_commit is not None:
             self._on_commit(batch)
         self._release(None)

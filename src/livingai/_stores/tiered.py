@@ -105,9 +105,7 @@ class TieredStore(Closable):
             linger_seconds=flush_interval_seconds,
             retry_max_delay_seconds=retry_max_delay_seconds,
             exit_flush_seconds=close_timeout_seconds,
-            on_commit=self._moved,
         )
-        self._moved_count = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = asyncio.Lock()
         self._closed = False
@@ -120,14 +118,11 @@ class TieredStore(Closable):
         return TieredStats(
             pending_cold=len(queue),
             pending_cold_bytes=queue.bytes,
-            moved=self._moved_count,
+            moved=queue.committed,
             cold_batches=queue.commits,
             cold_failures=queue.failures,
             abandoned=queue.abandoned,
         )
-
-    def _moved(self, batch: list[Write]) -> None:
-        self._moved_count += len(batch)
 
     # -- lifecycle ------------------------------------------------------------------
 
