@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -13,7 +14,6 @@ from livingai import (
     BacklogFullError,
     CheckpointCorruptError,
     CheckpointEngine,
-    CheckpointStore,
     ClosedError,
     Codec,
     ExecutionNode,
@@ -23,6 +23,7 @@ from livingai import (
     SQLiteStore,
     Status,
     StoreError,
+    WrongLoopError,
 )
 from livingai.testing import make_record
 from tests.conftest import StoreFactory
@@ -224,19 +225,29 @@ async def test_close_gives_up_on_a_dead_store_counting_and_logging(
     assert "3 queued writes were NOT stored" in caplog.text
 
 
-def test_engine_works_across_event_loops() -> None:
-    store: CheckpointStore = MemoryStore()
+def test_an_engine_belongs_to_one_event_loop(caplog: pytest.LogCaptureFixture) -> None:
+    store = MemoryStore()
     engine = CheckpointEngine(store)
     node = step()
     asyncio.run(engine.save(node, state=b"first loop"))
 
-    async def second() -> bytes | None:
-        loaded = await engine.load(node.id)
-        await engine.save(step(), state=b"second loop")
-        await engine.close()
-        return None if loaded is None else loaded.state
+    async def second() -> None:
+        calls: list[Callable[[], Awaitable[object]]] = [
+            lambda: engine.save(step(), state=b"second loop"),
+            lambda: engine.load(node.id),
+            engine.flush,
+            lambda: engine.versions("run"),
+        ]
+        for call in calls:
+            with pytest.raises(WrongLoopError, match="make one engine per event loop"):
+                await call()
+        assert [record.node_id for record in await store.list_nodes("run")] == [node.id]
+        await engine.close()  # nothing is queued: closing from here is fine
 
-    assert asyncio.run(second()) == b"first loop"
+    with caplog.at_level(logging.ERROR):
+        asyncio.run(second())
+    assert "Task was destroyed" not in caplog.text
+    assert engine.stats().saves == 1
 
 
 async def test_stats_report_latency_percentiles() -> None:
@@ -309,7 +320,8 @@ async def test_a_durable_save_waits_for_the_store_not_the_budget() -> None:
         store.gate.set()
         assert await saving is True
         assert await store.inner.read(node.id) is not None
-        assert engine.stats().in_budget == 1  # counted as committed, not late
+        stats = engine.stats()
+        assert (stats.in_budget, stats.late) == (0, 1)  # committed after its budget
 
 
 async def test_a_durable_save_that_cannot_land_raises() -> None:

@@ -17,7 +17,10 @@ from livingai import (
     InvalidNodeError,
     LivingAIError,
     MissingExtraError,
+    RecordRejectedError,
     StoreError,
+    StoreUnusableError,
+    WrongLoopError,
 )
 from livingai._core import errors as _errors
 
@@ -29,7 +32,10 @@ PUBLIC_ERRORS: list[type[LivingAIError]] = [
     ExecutionNotFoundError,
     InvalidNodeError,
     MissingExtraError,
+    RecordRejectedError,
     StoreError,
+    StoreUnusableError,
+    WrongLoopError,
 ]
 
 BUILTIN_BASE: dict[type[LivingAIError], type[Exception] | None] = {
@@ -38,9 +44,17 @@ BUILTIN_BASE: dict[type[LivingAIError], type[Exception] | None] = {
     CheckpointCorruptError: ValueError,
     ExecutionNotFoundError: LookupError,
     ClosedError: RuntimeError,
+    WrongLoopError: RuntimeError,
     BacklogFullError: RuntimeError,
     StoreError: None,
+    RecordRejectedError: None,
+    StoreUnusableError: None,
     MissingExtraError: ImportError,
+}
+# Where each error hangs in the tree (every other one hangs from LivingAIError).
+PARENT: dict[type[LivingAIError], type[LivingAIError]] = {
+    RecordRejectedError: StoreError,
+    StoreUnusableError: StoreError,
 }
 
 
@@ -80,7 +94,8 @@ def test_every_exported_exception_is_listed() -> None:
 
 @pytest.mark.parametrize(("error", "base"), list(BUILTIN_BASE.items()), ids=lambda v: str(v))
 def test_builtin_bases(error: type[LivingAIError], base: type[Exception] | None) -> None:
-    expected = (LivingAIError,) if base is None else (LivingAIError, base)
+    parent = PARENT.get(error, LivingAIError)
+    expected = (parent,) if base is None else (parent, base)
     assert error.__bases__ == expected
     if base is not None:
         with pytest.raises(base):
@@ -104,20 +119,27 @@ def test_docstring_names_every_exception_class() -> None:
 
 
 def test_docstring_tree_matches_the_classes() -> None:
-    """Each tree line `Name (Base)` (or bare `Name`) states the class's real bases."""
+    """Each tree line `Name (Base)` (or bare `Name`) states the class's real bases, and
+    hangs under its parent class."""
     doc = _errors.__doc__
     assert doc is not None
     defined = _defined_errors()
-    drawn: dict[str, str | None] = {}
-    for match in re.finditer(r"[├└]── (\w+)(?: \((\w+)\))?", doc):
-        drawn[match.group(1)] = match.group(2)
+    drawn: dict[str, tuple[str, str | None]] = {}  # name -> (parent, builtin base)
+    parents: dict[int, str] = {}  # column of a branch -> the class drawn there
+    for line in doc.splitlines():
+        match = re.search(r"[├└]── (\w+)(?: \((\w+)\))?", line)
+        if match is None:
+            continue
+        column = match.start()
+        parents[column + 4] = match.group(1)
+        drawn[match.group(1)] = (parents.get(column, "LivingAIError"), match.group(2))
     assert set(drawn) == set(defined) - {"LivingAIError"}
     assert re.search(r"^LivingAIError$", doc, re.MULTILINE), "the tree's root line is missing"
-    for name, base_name in drawn.items():
+    for name, (parent, base_name) in drawn.items():
         error = defined[name]
-        builtin_bases = [b.__name__ for b in error.__bases__ if b is not LivingAIError]
+        assert error.__bases__[0].__name__ == parent, name
+        builtin_bases = [b.__name__ for b in error.__bases__[1:]]
         assert builtin_bases == ([] if base_name is None else [base_name]), name
-        assert issubclass(error, LivingAIError)
 
 
 def test_missing_extra_error_is_catchable_as_import_error() -> None:

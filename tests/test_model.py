@@ -296,7 +296,8 @@ def test_nan_and_infinity_rejected(field: str, bad: float) -> None:
     if field in ("input", "output"):
         value = [1.0, {"x": bad}]
     node = _node(**{field: value})
-    with pytest.raises(InvalidNodeError, match=rf": {field} is not valid JSON"):
+    says = "must be a number >= 0" if field == "latency_ms" else "is not valid JSON"
+    with pytest.raises(InvalidNodeError, match=rf": {field} {says}"):
         NodeRecord.from_node(node, None)
 
 

@@ -27,6 +27,7 @@ from livingai import (
     ClosedError,
     ExecutionNode,
     InvalidNodeError,
+    NodeRecord,
     NodeType,
     PostgresStore,
     Status,
@@ -519,25 +520,20 @@ async def test_a_pool_passed_in_is_used_and_left_open(shared: str) -> None:
 
 
 def test_the_store_works_across_event_loops(shared: str) -> None:
+    """An engine belongs to one loop; the store under it may serve one loop after another
+    (asyncio.run twice): each loop gets a pool of its own."""
     store = PostgresStore(POSTGRES_DSN, schema=shared)
-    engine = CheckpointEngine(store)
-    node = step("loops")
+    first = make_record("loops", checkpoint=b"\x00first loop")
+    asyncio.run(store.append([first]))  # through a pool opened on this loop
 
-    async def first() -> None:
-        await engine.save(node, state=b"first loop")
-        await engine.flush()  # committed through a pool opened on this loop
+    async def second() -> NodeRecord | None:
+        async with CheckpointEngine(store) as engine:
+            await engine.save(step("loops"), state=b"second loop")
+            await engine.flush()
+            assert len(await store.list_nodes("loops")) == 2
+            return await store.read(first.node_id)
 
-    asyncio.run(first())
-
-    async def second() -> bytes | None:
-        loaded = await engine.load(node.id)
-        await engine.save(step("loops"), state=b"second loop")
-        stored = await store.list_nodes("loops")
-        await engine.close()
-        assert len(stored) == 2
-        return None if loaded is None else loaded.state
-
-    assert asyncio.run(second()) == b"first loop"
+    assert_same(asyncio.run(second()), first)
 
 
 def test_without_the_extra_import_works_and_the_store_names_the_extra(tmp_path: Path) -> None:

@@ -19,10 +19,13 @@ from ._core.errors import (
     InvalidNodeError,
     LivingAIError,
     MissingExtraError,
+    RecordRejectedError,
     StoreError,
+    StoreUnusableError,
+    WrongLoopError,
 )
 from ._core.model import ErrorInfo, ExecutionNode, NodeRecord, NodeType, Status
-from ._core.store import CheckpointStore
+from ._core.store import CheckpointStore, StoreLimits
 from ._runtime.recovery import RecoveryEngine, RecoveryPlan
 from ._stores.memory import MemoryStore
 from ._stores.postgres import PostgresStore  # imports psycopg only when one is created
@@ -53,14 +56,18 @@ __all__ = [
     "NodeState",
     "NodeType",
     "PostgresStore",
+    "RecordRejectedError",
     "RecoveryEngine",
     "RecoveryPlan",
     "RedisStore",
     "SQLiteStore",
     "Status",
     "StoreError",
+    "StoreLimits",
+    "StoreUnusableError",
     "TieredStats",
     "TieredStore",
+    "WrongLoopError",
     "__version__",
     "open_store",
 ]

@@ -2,22 +2,27 @@
 by the engine (writes to its store) and the tiered store (copies to its cold store).
 
 Writes go in in order and are committed in order: one task on the event loop takes the
-longest ready prefix of the queue (within `max_batch_bytes`) and writes it in one call,
-retrying failures with backoff until it lands. Then each write's `ack` is settled True
-and whoever waits in `flush()` for it is woken. What can never land (the target was
-closed, `close(timeout)` ran out, the process is exiting) is abandoned: counted, logged
-at ERROR with node ids, and reported to its waiters as StoreError. Nothing else is
-dropped.
+longest ready prefix of the queue (within `max_batch_bytes`) and writes it in one call.
+Then each write's `ack` is settled True and whoever waits in `flush()` for it is woken.
+How a failed batch write ends depends on what the store says:
 
-When the event loop ends without close() (asyncio.run returning), the task commits what
-is queued before it stops, within `exit_flush_seconds`; an atexit hook does the same for
-a loop left open. Never silent: what cannot be stored then is abandoned.
+- StoreError: transient (down, locked, timed out). Retried with backoff until it lands.
+- RecordRejectedError: something in the batch can never be stored. The batch is split
+  in halves, in order, until the records at fault stand alone; the rest is committed,
+  and each one at fault is rejected: counted, logged at ERROR with its node id and the
+  store's reason, and its `ack` raises the error.
+- StoreUnusableError: the store cannot work as configured. Every queued write is
+  abandoned with that error (counted, logged), so callers hear of it instead of
+  waiting forever; later writes try the store again.
+
+What can never land for other reasons (the target was closed, `close()` ran out of time
+or was cancelled, the process is ending) is abandoned too. Nothing is dropped silently.
+See shutdown.py for what happens when the loop or the process ends.
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import logging
 import random
@@ -27,7 +32,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
-from .errors import ClosedError, StoreError
+from .errors import ClosedError, RecordRejectedError, StoreError, StoreUnusableError
 from .model import NodeRecord
 
 logger = logging.getLogger("livingai")
@@ -37,7 +42,7 @@ class Write:
     """One queued record. `state` is the raw state while its blob is being encoded
     elsewhere (not `ready` until then); `ack` is settled True once committed."""
 
-    __slots__ = ("ack", "late", "record", "size", "started", "state")
+    __slots__ = ("ack", "late", "position", "record", "size", "started", "state")
 
     def __init__(
         self,
@@ -51,7 +56,8 @@ class Write:
         # What the queue holds: the state, then its blob (at most about the state's size).
         self.size = record.size + (len(state) if state is not None else 0)
         self.started = time.perf_counter()
-        self.late = False  # the save returned False before the commit
+        self.late = False  # the save's budget ran out before the commit
+        self.position = 0  # in the queue's order, from 1; set by put()
 
     @property
     def ready(self) -> bool:
@@ -73,12 +79,24 @@ def resolve(future: asyncio.Future[Any] | None, outcome: object) -> None:
         return
     if isinstance(outcome, BaseException):
         future.set_exception(outcome)
-        future.exception()  # marked retrieved: whoever abandoned it logged it
+        future.exception()  # marked retrieved: whoever gave the write up logged it
     else:
         future.set_result(outcome)
 
 
-_live_queues: weakref.WeakSet[CommitQueue] = weakref.WeakSet()
+class _Waiter:
+    """A flush() waiting until `target` writes are settled; `error` is set when one of
+    them was rejected or abandoned."""
+
+    __slots__ = ("error", "future", "target")
+
+    def __init__(self, target: int, future: asyncio.Future[None]) -> None:
+        self.target = target
+        self.future = future
+        self.error: StoreError | None = None
+
+
+live_queues: weakref.WeakSet[CommitQueue] = weakref.WeakSet()
 
 
 class CommitQueue:
@@ -90,7 +108,8 @@ class CommitQueue:
     A batch is due as soon as a write is ready, or with `linger_seconds`, once the oldest
     has waited that long, `max_batch_bytes` are queued, or someone waits in flush().
     `prepare` makes writes ready on the calling thread when the task must finish at exit;
-    `on_commit` runs on the loop after each committed batch.
+    `on_commit` runs on the loop after each committed batch, `on_drop` after writes were
+    rejected or abandoned.
     """
 
     def __init__(
@@ -106,6 +125,7 @@ class CommitQueue:
         linger_seconds: float = 0.0,
         prepare: Callable[[Iterable[Write]], None] | None = None,
         on_commit: Callable[[list[Write]], None] | None = None,
+        on_drop: Callable[[list[Write]], None] | None = None,
     ) -> None:
         self.owner = owner
         self.what = what
@@ -117,21 +137,23 @@ class CommitQueue:
         self._write_batch = write_batch
         self._prepare = prepare
         self._on_commit = on_commit
+        self._on_drop = on_drop
         self.pending: deque[Write] = deque()  # oldest first; read it, never change it
         self.bytes = 0
-        self.failures = 0  # batch writes that raised; each retried
+        self.failures = 0  # batch writes that raised
         self.commits = 0  # batches written
         self.committed = 0  # writes in them
-        self.abandoned = 0
+        self.rejected = 0  # writes the store refused for good; each logged
+        self.abandoned = 0  # writes given up; each logged
+        self.loop: asyncio.AbstractEventLoop | None = None  # where the task runs
+        self.closed = False
         self._latest: dict[str, Write] = {}  # node id -> its newest queued write
-        self._queued_total = 0  # writes ever queued; commits keep queue order, so
-        self._settled_total = 0  # flush() waits until settled (committed or abandoned)
-        self._waiters: list[tuple[int, asyncio.Future[None]]] = []  # catches up
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queued_total = 0  # writes ever queued; they settle in queue order, so
+        self._settled_total = 0  # flush() waits until settled catches up
+        self._waiters: list[_Waiter] = []
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
-        self._closed = False
-        _live_queues.add(self)
+        live_queues.add(self)
 
     def __len__(self) -> int:
         return len(self.pending)
@@ -141,15 +163,15 @@ class CommitQueue:
     def start(self) -> None:
         """Bind to the running loop and run the task there, once per loop."""
         loop = asyncio.get_running_loop()
-        if self._loop is loop and self._task is not None and not self._task.done():
+        if self.loop is loop and self._task is not None and not self._task.done():
             return
-        if self.pending and self._loop is not None and self._loop is not loop:
+        if self.pending and self.loop is not None and self.loop is not loop:
             raise RuntimeError(
                 f"{self.owner!r} has {len(self.pending)} writes queued on another event "
                 "loop; call flush() there first"
             )
-        if self._loop is not loop:
-            self._loop = loop
+        if self.loop is not loop:
+            self.loop = loop
             self._wake = asyncio.Event()
         self._task = loop.create_task(self._run(), name=f"livingai-{self.what}")
 
@@ -160,6 +182,7 @@ class CommitQueue:
         self.pending.append(write)
         self.bytes += write.size
         self._queued_total += 1
+        write.position = self._queued_total
         self._latest[write.record.node_id] = write
         # With a linger the task sleeps until the oldest write is due: wake it only when
         # that changes (the queue was empty) or a batch is full.
@@ -184,28 +207,32 @@ class CommitQueue:
         return None
 
     async def flush(self) -> None:
-        """Wait until every write queued so far is committed; StoreError if any of them
-        had to be abandoned."""
+        """Wait until every write queued so far is settled; raises the error of the first
+        of them that was rejected or abandoned."""
         if self._settled_total >= self._queued_total:
             return
         self.start()
-        assert self._loop is not None
-        waiter: asyncio.Future[None] = self._loop.create_future()
-        self._waiters.append((self._queued_total, waiter))
+        assert self.loop is not None
+        waiter = _Waiter(self._queued_total, self.loop.create_future())
+        self._waiters.append(waiter)
         self._wake.set()  # a flush does not wait for the linger
-        await asyncio.shield(waiter)
+        await asyncio.shield(waiter.future)
 
     async def close(self, abandon_after_seconds: float | None) -> None:
         """Commit what is queued, waiting at most `abandon_after_seconds` (None: as long as
-        it takes), abandon what is left, and stop the task."""
-        if self._closed:
-            return
-        self._closed = True  # the task's cancellation below must not flush again
+        it takes); abandon what is left, and stop the task. Cancelled (a timeout around
+        it, Ctrl-C), it abandons what is left too, then lets the cancellation through."""
+        self.closed = True  # the task's cancellation below must not flush again
         try:
             if self.pending:
                 await asyncio.wait_for(self.flush(), abandon_after_seconds)
         except TimeoutError:
             self.abandon(f"close() gave up after {abandon_after_seconds}s")
+        except asyncio.CancelledError:
+            self.abandon("close() was cancelled")
+            raise
+        except StoreError:
+            pass  # abandoned or rejected: each one already counted and logged
         finally:
             await self.stop()
 
@@ -217,8 +244,20 @@ class CommitQueue:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self.pending and not self._closed:  # no task, or cancelled before it started
-            await self._flush_at_exit()
+        if self.pending and not self.closed:  # no task, or cancelled before it started
+            await self.flush_at_exit()
+
+    async def flush_at_exit(self) -> None:
+        """Commit everything queued, made ready here; give up after exit_flush_seconds,
+        abandoning (counting and logging) what is left."""
+        try:
+            async with asyncio.timeout(self.exit_flush_seconds):
+                if self._prepare is not None:
+                    self._prepare(self.pending)
+                while self.pending:
+                    await self._commit(self._next_batch())
+        except Exception as exc:  # includes the timeout and ClosedError
+            self.abandon(f"exit flush failed: {exc!r}")
 
     # -- the task -------------------------------------------------------------------
 
@@ -232,15 +271,19 @@ class CommitQueue:
         except asyncio.CancelledError:
             # The loop is shutting down (asyncio.run returned without close()):
             # commit what is queued before the process goes, within a bound.
-            if self.pending and not self._closed:
-                await self._flush_at_exit()
+            if self.pending and not self.closed:
+                await self.flush_at_exit()
             raise
 
     async def _batch_due(self) -> None:
         while True:
             timeout: float | None = None
             if self.pending and self.pending[0].ready:
-                if not self.linger_seconds or self._waiters or self.bytes >= self.max_batch_bytes:
+                if (
+                    not self.linger_seconds
+                    or self._waiters
+                    or self.bytes >= self.max_batch_bytes
+                ):
                     return
                 timeout = self.pending[0].started + self.linger_seconds - time.perf_counter()
                 if timeout <= 0:
@@ -265,13 +308,34 @@ class CommitQueue:
         return batch
 
     async def _commit(self, batch: list[Write]) -> None:
+        """Commit `batch` (the head of the queue), isolating records the store rejects."""
+        pieces = [batch]
+        while pieces:
+            piece = pieces.pop(0)
+            try:
+                await self._write_until_it_lands(piece)
+            except RecordRejectedError as exc:
+                if len(piece) == 1:
+                    self._reject(piece[0], exc)
+                else:  # halves, in order: the records at fault end up alone
+                    half = len(piece) // 2
+                    pieces[:0] = [piece[:half], piece[half:]]
+                continue
+            except StoreUnusableError as exc:
+                self.abandon(str(exc), exc)
+                return
+            self._committed(piece)
+
+    async def _write_until_it_lands(self, batch: list[Write]) -> None:
+        """Write `batch`, retrying transient store errors with backoff."""
         records = [write.record for write in batch]
         failures = 0
         while True:
             try:
                 await self._write_batch(records)
                 break
-            except ClosedError:
+            except (ClosedError, RecordRejectedError, StoreUnusableError):
+                self.failures += 1
                 raise
             except Exception as exc:
                 self.failures += 1
@@ -292,33 +356,48 @@ class CommitQueue:
                 await asyncio.sleep(delay)
         if failures:
             logger.warning("%r: %s succeeded after %d failures", self.owner, self.what, failures)
+
+    def _committed(self, batch: list[Write]) -> None:
         for write in batch:
-            self.pending.popleft()
-            self.bytes -= write.size
-            if self._latest.get(write.record.node_id) is write:
-                del self._latest[write.record.node_id]
+            self._settle_first(write)
             resolve(write.ack, True)
-        self._settled_total += len(batch)
         self.commits += 1
         self.committed += len(batch)
         if self._on_commit is not None:
             self._on_commit(batch)
-        self._release(None)
+        self._release()
 
-    async def _flush_at_exit(self) -> None:
-        """Commit everything queued, made ready here; give up after exit_flush_seconds."""
-        try:
-            async with asyncio.timeout(self.exit_flush_seconds):
-                if self._prepare is not None:
-                    self._prepare(self.pending)
-                while self.pending:
-                    await self._commit(self._next_batch())
-        except Exception as exc:  # includes the timeout and ClosedError
-            self.abandon(f"exit flush failed: {exc!r}")
+    def _settle_first(self, write: Write) -> None:
+        """Take `write`, the oldest queued, off the queue."""
+        taken = self.pending.popleft()
+        assert taken is write, "writes settle in queue order"
+        self.bytes -= write.size
+        if self._latest.get(write.record.node_id) is write:
+            del self._latest[write.record.node_id]
+        self._settled_total += 1
 
     # -- giving up ------------------------------------------------------------------
 
-    def abandon(self, why: str) -> None:
+    def _reject(self, write: Write, error: RecordRejectedError) -> None:
+        self._settle_first(write)
+        self.rejected += 1
+        record = write.record
+        logger.error(
+            "%r: node %s (execution %s, version %s) was REJECTED by the store and not "
+            "stored: %s",
+            self.owner,
+            record.node_id,
+            record.execution_id,
+            record.version_id,
+            error,
+        )
+        self._fail_waiters(write.position, error)
+        resolve(write.ack, error)
+        if self._on_drop is not None:
+            self._on_drop([write])
+        self._release()
+
+    def abandon(self, why: str, error: StoreError | None = None) -> None:
         """Give up every queued write: count, log with node ids, tell the waiters."""
         if not self.pending:
             return
@@ -326,43 +405,31 @@ class CommitQueue:
         self.abandoned += count
         nodes = ", ".join(dict.fromkeys(w.record.node_id for w in list(self.pending)[:20]))
         logger.error("%r: %d %s: %s; nodes: %s", self.owner, count, self.lost, why, nodes)
-        error = StoreError(f"{self.owner!r}: {count} {self.lost}: {why}")
-        for write in self.pending:
+        if error is None:
+            error = StoreError(f"{self.owner!r}: {count} {self.lost}: {why}")
+        self._fail_waiters(self._settled_total + 1, error)
+        dropped = list(self.pending)
+        for write in dropped:
             resolve(write.ack, error)
         self.pending.clear()
         self._latest.clear()
         self.bytes = 0
         self._settled_total = self._queued_total
-        self._release(error)
+        if self._on_drop is not None:
+            self._on_drop(dropped)
+        self._release()
 
-    def _release(self, error: StoreError | None) -> None:
+    def _fail_waiters(self, position: int, error: StoreError) -> None:
+        """The write at `position` (and any after it, for an abandon) was not stored."""
+        for waiter in self._waiters:
+            if waiter.target >= position and waiter.error is None:
+                waiter.error = error
+
+    def _release(self) -> None:
         waiting = []
-        for target, waiter in self._waiters:
-            if target <= self._settled_total:
-                resolve(waiter, error)
+        for waiter in self._waiters:
+            if waiter.target <= self._settled_total:
+                resolve(waiter.future, waiter.error)
             else:
-                waiting.append((target, waiter))
+                waiting.append(waiter)
         self._waiters = waiting
-
-
-@atexit.register
-def _flush_queues_at_exit() -> None:
-    """A loop stopped without cancelling its tasks leaves writes queued: store them now,
-    within exit_flush_seconds, or count and log them. Never silent. An engine's flush may
-    queue records in a tiered store's queue, so this goes round until nothing is left."""
-    for _ in range(3):
-        queues = [q for q in list(_live_queues) if q.pending and not q._closed]
-        if not queues:
-            return
-        for queue in queues:
-            try:
-                loop = queue._loop
-                if loop is not None and not loop.is_closed() and not loop.is_running():
-                    loop.run_until_complete(queue.stop())
-                else:
-                    asyncio.run(queue._flush_at_exit())
-            except Exception as exc:
-                queue.abandon(f"exit flush failed: {exc!r}")
-    for queue in list(_live_queues):
-        if not queue._closed:
-            queue.abandon("the process exited before they were stored")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import os
 import queue
 import threading
@@ -29,11 +30,19 @@ from typing import NamedTuple
 from .cache import HotCache
 from .codec import Codec, decode, default_codec, encode
 from .commits import CommitQueue, Write
-from .errors import BacklogFullError, ConfigError, InvalidNodeError, check_setting
+from .errors import (
+    BacklogFullError,
+    CheckpointCorruptError,
+    ConfigError,
+    InvalidNodeError,
+    WrongLoopError,
+    check_setting,
+)
 from .histogram import Histogram
 from .lifecycle import Closable
-from .model import ExecutionNode, NodeRecord
-from .store import CheckpointStore
+from .model import ExecutionNode, NodeRecord, corrupt_node
+from .shutdown import handle_sigterm
+from .store import CheckpointStore, limits_of
 
 logger = logging.getLogger("livingai")
 
@@ -44,9 +53,17 @@ CODEC_THREADS = max(1, (os.cpu_count() or 2) - 1)
 
 
 class NodeState(NamedTuple):
-    """A node as loaded, with its decoded state (None when it has no checkpoint)."""
+    """A node as loaded, with its state: the one its newest version carries, or, when that
+    version was saved without one, the newest earlier state of the node (None if none)."""
 
     node: ExecutionNode
+    state: bytes | None
+
+
+class _Cached(NamedTuple):
+    """A hot-cache entry: the node's newest version (queued or loaded) and its state."""
+
+    write: Write
     state: bytes | None
 
 
@@ -54,12 +71,16 @@ class NodeState(NamedTuple):
 class EngineStats:
     """Counters since the engine was created; latencies in milliseconds."""
 
-    saves: int  # save() calls accepted
-    in_budget: int  # saves that returned True: committed within the budget
-    late: int  # saves that returned False and were committed afterwards
+    # Every save ends as exactly one of these, so that, at any moment,
+    # saves == in_budget + late + rejected + refused + abandoned + backlog_writes
+    saves: int  # save() calls that passed validation
+    in_budget: int  # committed within the budget (a save that returned True)
+    late: int  # committed after the budget ran out (a save that returned False)
+    rejected: int  # refused by the store for good; each logged, its save raised
     refused: int  # saves that raised BacklogFullError (nothing queued)
-    abandoned: int  # queued writes given up at exit or close(timeout); each logged
-    store_errors: int  # store writes that raised; each batch is retried
+    abandoned: int  # queued writes given up (close() timed out or was cancelled, an
+    # unusable store, exit, SIGTERM); each logged
+    store_errors: int  # store writes that raised; transient ones are retried
     commits: int  # store transactions (group commits)
     backlog_writes: int  # queued, not yet committed
     backlog_bytes: int
@@ -106,7 +127,12 @@ class _Encoder:
 
 
 class CheckpointEngine(Closable):
-    """Checkpoints agent steps into a store without stalling the agent."""
+    """Checkpoints agent steps into a store without stalling the agent.
+
+    An engine belongs to the event loop it is first used on (its queue, its task and its
+    futures live there): use it from another loop and it raises WrongLoopError. Make one
+    engine per loop, for instance inside the function `asyncio.run` runs.
+    """
 
     def __init__(
         self,
@@ -121,7 +147,9 @@ class CheckpointEngine(Closable):
         max_batch_bytes: int = 4 * _MiB,
         offload_bytes: int = 16 * 1024,
         retry_max_delay_seconds: float = 2.0,
+        close_timeout_seconds: float = 30.0,
         exit_flush_seconds: float = 10.0,
+        handle_sigterm: bool = True,
     ) -> None:
         check_setting("overhead_budget_ms", overhead_budget_ms, minimum=0, inclusive=False)
         check_setting("hot_capacity", hot_capacity, minimum=0, whole=True)
@@ -133,6 +161,7 @@ class CheckpointEngine(Closable):
         check_setting(
             "retry_max_delay_seconds", retry_max_delay_seconds, minimum=0, inclusive=False
         )
+        check_setting("close_timeout_seconds", close_timeout_seconds, minimum=0)
         check_setting("exit_flush_seconds", exit_flush_seconds, minimum=0)
         try:
             self.codec = default_codec() if codec is None else Codec(codec)
@@ -142,10 +171,13 @@ class CheckpointEngine(Closable):
         if self.codec is Codec.ZSTD:
             encode(b"", Codec.ZSTD)  # fail now, naming the extra, not at the first save
         self.store = store
+        self.limits = limits_of(store)
         self.overhead_budget_ms = overhead_budget_ms
         self.max_backlog_bytes = max_backlog_bytes
         self.offload_bytes = offload_bytes
-        self._hot: HotCache[Write] = HotCache(hot_capacity, hot_max_bytes, hot_ttl_seconds)
+        self.close_timeout_seconds = close_timeout_seconds
+        self.handle_sigterm = handle_sigterm
+        self._hot: HotCache[_Cached] = HotCache(hot_capacity, hot_max_bytes, hot_ttl_seconds)
         self._queue = CommitQueue(
             self,
             store.append,
@@ -156,12 +188,14 @@ class CheckpointEngine(Closable):
             exit_flush_seconds=exit_flush_seconds,
             prepare=self._encode_now,
             on_commit=self._committed,
+            on_drop=self._dropped,
         )
         self._encoder: _Encoder | None = None
         self._encode_signalled = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._room = asyncio.Event()  # set by every commit: a full backlog has room again
         self._counts = dict.fromkeys(("saves", "in_budget", "late", "refused"), 0)
+        self._reported: set[str] = set()  # versions already logged as corrupt
         self._save_ms = Histogram()
         self._durable_ms = Histogram()
         self._batch_size = Histogram()
@@ -172,21 +206,51 @@ class CheckpointEngine(Closable):
 
     # -- lifecycle ------------------------------------------------------------------
 
+    def _enter(self) -> asyncio.AbstractEventLoop:
+        """Every operation starts here: open, and on the engine's own loop."""
+        self._check_open()
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+            self._room = asyncio.Event()
+            if self.handle_sigterm:
+                handle_sigterm(loop)
+        elif self._loop is not loop:
+            raise WrongLoopError(
+                f"{self!r} belongs to the event loop it was first used on and was used "
+                "from another one; make one engine per event loop (inside the function "
+                "asyncio.run runs, say)"
+            )
+        return loop
+
     async def flush(self) -> None:
-        """Wait until every write queued so far is committed (retrying store errors);
-        raises StoreError if any of them had to be abandoned."""
+        """Wait until every write queued so far is settled (retrying store errors);
+        raises the StoreError of the first that was rejected or abandoned."""
+        self._enter()
         await self._queue.flush()
 
     async def close(self, abandon_after_seconds: float | None = None) -> None:
-        """Flush, stop the writer and close the store. With `abandon_after_seconds`, writes
-        still queued after that long (a store that stays down) are counted, logged, dropped."""
-        if not self._begin_close():
-            return
+        """Flush, stop the writer and close the store. Writes still queued after
+        `abandon_after_seconds` (default `close_timeout_seconds`; `math.inf`: no bound) are
+        counted, logged and given up. Cancelled, it gives up what is queued the same way;
+        a later close() finishes the job."""
+        if abandon_after_seconds is None:
+            abandon_after_seconds = self.close_timeout_seconds
+        bound = None if math.isinf(abandon_after_seconds) else abandon_after_seconds
+        await self._closing(lambda: self._release(bound))
+
+    async def _release(self, abandon_after_seconds: float | None) -> None:
+        if self._queue.pending and self._loop is not asyncio.get_running_loop():
+            raise WrongLoopError(
+                f"{self!r} has {len(self._queue)} writes queued on the event loop it was "
+                "first used on; close it there"
+            )
         try:
             await self._queue.close(abandon_after_seconds)
         finally:
             if self._encoder is not None:
                 self._encoder.stop()
+                self._encoder = None
             await self.store.close()
 
     # -- saving ---------------------------------------------------------------------
@@ -198,32 +262,43 @@ class CheckpointEngine(Closable):
         False when still queued: it commits later and is never dropped. With `durable`,
         wait for the commit however long the store takes (the budget does not apply):
         for what must be on disk before the agent goes on, such as a tool's intent.
-        StoreError if the write had to be abandoned."""
+
+        Raises InvalidNodeError (nothing stored) for a node no store could keep or one
+        over the store's limits; RecordRejectedError when the store refused it for good
+        within the wait; StoreError when it had to be abandoned within the wait. A save
+        that returned False and then met either is counted and logged (`stats()`), and
+        the next flush() raises."""
         start = time.perf_counter()
         deadline = start + self.overhead_budget_ms / 1000.0
-        self._check_open()
+        loop = self._enter()
         if state is not None:
             if not isinstance(state, bytes | bytearray | memoryview):
                 raise InvalidNodeError(
                     f"node {node.id}: state must be bytes; got {type(state).__name__}"
                 )
-            record = NodeRecord.from_node(node)
             state = bytes(state)
+            record = NodeRecord.from_node(node)
+            self._check_limits(record, len(state))
+            cached_state: bytes | None = state
         else:
             record = NodeRecord.from_node(node, node.checkpoint)
             if node.checkpoint is not None:
-                _check_framed(node.id, node.checkpoint)
-        loop = asyncio.get_running_loop()
-        self._queue.start()  # raises if writes are queued on another loop
-        if loop is not self._loop:
-            self._loop = loop
-            self._room = asyncio.Event()
+                self._check_limits(record, len(node.checkpoint))
+                cached_state = await self._check_framed(node)
+            else:
+                self._check_limits(record, 0)
+                previous = self._hot.get(record.node_id)
+                cached_state = None if previous is None else previous.state
         ack: asyncio.Future[bool] = loop.create_future()
         write = Write(record, state, ack)
         if self._queue.bytes + write.size > self.max_backlog_bytes:
             await self._wait_for_room(write, deadline)
         self._counts["saves"] += 1
-        self._hot.put(record.node_id, write, write.size + len(state or b""))  # state + blob
+        if state is None and node.checkpoint is None and cached_state is None:
+            self._hot.discard(record.node_id)  # its state, if any, is found on load
+        else:
+            size = write.size + len(cached_state or b"")  # the state, then also its blob
+            self._hot.put(record.node_id, _Cached(write, cached_state), size)
         if state is not None and len(state) < self.offload_bytes:
             write.record = record.with_checkpoint(encode(state, self.codec))
         self._queue.put(write)
@@ -233,27 +308,66 @@ class CheckpointEngine(Closable):
             if self._encoder is None:
                 self._encoder = _Encoder(self.codec, self._encoded_elsewhere)
             self._encoder.submit(write)
-        timer = None
-        if not durable:
-            remaining = max(0.0, deadline - time.perf_counter())
-            timer = loop.call_at(loop.time() + remaining, _expire, ack)
+        remaining = max(0.0, deadline - time.perf_counter())
+        timer = loop.call_at(loop.time() + remaining, _expire, write, durable)
         try:
-            committed = await ack  # StoreError if the write had to be abandoned
+            return await ack
         finally:
-            if timer is not None:
-                timer.cancel()
+            timer.cancel()
             self._save_ms.record((time.perf_counter() - start) * 1000.0)
-        if committed:
-            self._counts["in_budget"] += 1
-        else:
-            write.late = True
-        return committed
+
+    def _check_limits(self, record: NodeRecord, state_bytes: int) -> None:
+        """Refuse at save() what the store could never keep, naming the limit."""
+        limits = self.limits
+        node_id = record.node_id
+        for name, value in (
+            ("id", node_id),
+            ("execution_id", record.execution_id),
+            ("parent_id", record.parent_id),
+        ):
+            if value is not None and len(value) * 4 > limits.max_id_bytes:
+                size = len(value.encode())
+                if size > limits.max_id_bytes:
+                    raise InvalidNodeError(
+                        f"node {node_id[:80]}: {name} is {size} bytes; {self.store!r} keeps "
+                        f"ids of at most {limits.max_id_bytes} bytes"
+                    )
+        if len(record.body) > limits.max_body_bytes:
+            raise InvalidNodeError(
+                f"node {node_id}: input, output, error and metadata take {len(record.body)} "
+                f"bytes as JSON; {self.store!r} keeps at most {limits.max_body_bytes}"
+            )
+        if state_bytes > limits.max_state_bytes:
+            raise InvalidNodeError(
+                f"node {node_id}: its state is {state_bytes} bytes; {self.store!r} keeps "
+                f"states of at most {limits.max_state_bytes} bytes"
+            )
+
+    async def _check_framed(self, node: ExecutionNode) -> bytes:
+        """A checkpoint passed in already framed (a loaded node saved again) must read
+        back whole: its decoded state, or InvalidNodeError."""
+        blob = node.checkpoint
+        if not isinstance(blob, bytes) or not blob:
+            raise InvalidNodeError(
+                f"node {node.id}: checkpoint must be a blob framed by a livingai codec; "
+                "pass the raw state as save(node, state=...) instead"
+            )
+        try:
+            state = await self.decode_state(node)
+        except CheckpointCorruptError as exc:
+            raise InvalidNodeError(
+                f"node {node.id}: checkpoint is not a blob framed by a livingai codec "
+                f"({exc}); pass the raw state as save(node, state=...) instead"
+            ) from None
+        assert state is not None
+        return state
 
     async def _wait_for_room(self, write: Write, deadline: float) -> None:
         while self._queue.bytes + write.size > self.max_backlog_bytes and self._queue.pending:
             self._room.clear()
             remaining = deadline - time.perf_counter()
             if remaining <= 0:
+                self._counts["saves"] += 1
                 self._counts["refused"] += 1
                 logger.error(
                     "%r refused a save of node %s: the write backlog holds %d bytes "
@@ -296,9 +410,16 @@ class CheckpointEngine(Closable):
         now = time.perf_counter()
         for write in batch:
             self._durable_ms.record((now - write.started) * 1000.0)
-            if write.late:
-                self._counts["late"] += 1
+            self._counts["late" if write.late else "in_budget"] += 1
         self._batch_size.record(len(batch))
+        self._room.set()
+
+    def _dropped(self, writes: list[Write]) -> None:
+        """Writes rejected or abandoned: the hot cache must not serve them any more."""
+        for write in writes:
+            cached = self._hot.get(write.record.node_id)
+            if cached is not None and cached.write is write:
+                self._hot.discard(write.record.node_id)
         self._room.set()
 
     # -- reading --------------------------------------------------------------------
@@ -306,55 +427,89 @@ class CheckpointEngine(Closable):
     async def decode_state(self, node: ExecutionNode) -> bytes | None:
         """The state a node version carries (its framed `checkpoint`, decoded), or None.
         CheckpointCorruptError names the node when the blob cannot be read."""
-        blob = node.checkpoint
+        return await self._decode(node.checkpoint, node.id)
+
+    async def _decode(self, blob: bytes | None, node_id: str) -> bytes | None:
         if blob is None:
             return None
         if len(blob) < self.offload_bytes:
-            return decode(blob, node.id)
-        return await asyncio.get_running_loop().run_in_executor(None, decode, blob, node.id)
+            return decode(blob, node_id)
+        return await asyncio.get_running_loop().run_in_executor(None, decode, blob, node_id)
 
     async def load(self, node_id: str) -> NodeState | None:
-        """The latest version of a node and its state: hot cache, then queue, then store."""
-        self._check_open()
-        write = self._hot.get(node_id) or self._queue.latest(node_id)
-        if write is not None:
-            return await self._state_of(write)
-        record = await self.store.read(node_id)
+        """The newest version of a node and its state (see NodeState): hot cache, then
+        queue, then store. CheckpointCorruptError names the node if it cannot be read."""
+        self._enter()
+        cached = self._hot.get(node_id)
+        if cached is not None:
+            return NodeState(cached.write.record.to_node(), cached.state)
+        write = self._queue.latest(node_id)
+        record = write.record if write is not None else await self.store.read(node_id)
         if record is None:
             return None
-        return await self._loaded(record)
-
-    async def _state_of(self, write: Write) -> NodeState:
-        node = write.record.to_node()
-        state = write.state
-        if state is None:
-            state = await self.decode_state(node)
-        return NodeState(node, state)
-
-    async def _loaded(self, record: NodeRecord) -> NodeState:
         node = record.to_node()
-        state = await self.decode_state(node)
-        cached = Write(record, state)
-        self._hot.put(record.node_id, cached, cached.size)
+        if write is not None and write.state is not None:
+            state: bytes | None = write.state
+        else:
+            state = await self._decode(record.checkpoint, node_id)
+        if state is None:
+            state = await self._earlier_state(node_id)
+        entry = _Cached(write or Write(record), state)
+        self._hot.put(node_id, entry, entry.write.size + len(state or b""))
         return NodeState(node, state)
+
+    async def _earlier_state(self, node_id: str) -> bytes | None:
+        """The newest state among a node's versions: queued ones first, then stored."""
+        queued = self._queue.newest(
+            lambda w: w.record.node_id == node_id
+            and (w.state is not None or w.record.checkpoint is not None)
+        )
+        if queued is not None:
+            if queued.state is not None:
+                return queued.state
+            return await self._decode(queued.record.checkpoint, node_id)
+        for record in reversed(await self.store.history(node_id)):
+            if record.checkpoint is not None:
+                return await self._decode(record.checkpoint, node_id)
+        return None
 
     async def latest(self, execution_id: str) -> NodeState | None:
         """The most recent checkpoint of an execution, including writes still queued."""
-        self._check_open()
+        self._enter()
         write = self._queue.newest(
             lambda w: (
                 w.record.execution_id == execution_id
                 and (w.state is not None or w.record.checkpoint is not None)
             )
         )
-        if write is not None:
-            return await self._state_of(write)
-        record = await self.store.latest_checkpoint(execution_id)
-        return None if record is None else await self._loaded(record)
+        if write is None:
+            record = await self.store.latest_checkpoint(execution_id)
+            if record is None:
+                return None
+            write = Write(record)
+        node = write.record.to_node()
+        state = write.state
+        if state is None:
+            state = await self._decode(write.record.checkpoint, node.id)
+        return NodeState(node, state)
+
+    def _nodes(self, records: Iterable[NodeRecord]) -> list[ExecutionNode]:
+        """The nodes of listed versions; one that cannot be read is shown as a FAILED
+        node saying why (see corrupt_node), logged once, and the listing goes on."""
+        nodes = []
+        for record in records:
+            try:
+                nodes.append(record.to_node())
+            except CheckpointCorruptError as exc:
+                if record.version_id not in self._reported:
+                    self._reported.add(record.version_id)
+                    logger.error("%r: %s", self, exc)
+                nodes.append(corrupt_node(record, exc))
+        return nodes
 
     async def list_nodes(self, execution_id: str) -> list[ExecutionNode]:
         """Latest version of each node of an execution in first-seen order, queued included."""
-        self._check_open()
+        self._enter()
         records = await self.store.list_nodes(execution_id)
         position = {record.node_id: i for i, record in enumerate(records)}
         for write in list(self._queue.pending):
@@ -364,35 +519,36 @@ class CheckpointEngine(Closable):
                     records.append(write.record)
                 else:
                     records[index] = write.record
-        return [record.to_node() for record in records]
+        return self._nodes(records)
 
     async def versions(self, execution_id: str) -> list[ExecutionNode]:
         """Every version of every node of an execution, in save order, queued ones
         included: the execution's whole log. Each carries its framed checkpoint;
         `decode_state` reads it."""
-        self._check_open()
+        self._enter()
         records = await self.store.list_versions(execution_id)
         queued = [w for w in list(self._queue.pending) if w.record.execution_id == execution_id]
         self._encode_now(queued)
         stored = {record.version_id for record in records}
         records.extend(w.record for w in queued if w.record.version_id not in stored)
-        return [record.to_node() for record in records]
+        return self._nodes(records)
 
     async def list_executions(self) -> list[str]:
         """Every execution id, in first-seen order, queued ones included."""
-        self._check_open()
+        self._enter()
         stored = await self.store.list_executions()
         queued = (w.record.execution_id for w in list(self._queue.pending))
         return list(dict.fromkeys([*stored, *queued]))
 
     async def history(self, node_id: str) -> list[ExecutionNode]:
         """Every committed version of a node, oldest first."""
-        self._check_open()
-        return [record.to_node() for record in await self.store.history(node_id)]
+        self._enter()
+        return self._nodes(await self.store.history(node_id))
 
     def stats(self) -> EngineStats:
         return EngineStats(
             **self._counts,
+            rejected=self._queue.rejected,
             abandoned=self._queue.abandoned,
             store_errors=self._queue.failures,
             commits=self._queue.commits,
@@ -404,15 +560,12 @@ class CheckpointEngine(Closable):
         )
 
 
-def _expire(ack: asyncio.Future[bool]) -> None:
-    """The budget ran out: the save returns False; its write stays queued."""
-    if not ack.done():
+def _expire(write: Write, durable: bool) -> None:
+    """The budget ran out before the commit: the write is late, and, unless the save is
+    durable, the save returns False; its write stays queued."""
+    ack = write.ack
+    if ack is None or ack.done():
+        return
+    write.late = True
+    if not durable:
         ack.set_result(False)
-
-
-def _check_framed(node_id: str, blob: bytes) -> None:
-    if not isinstance(blob, bytes) or not blob or blob[0] not in set(Codec):
-        raise InvalidNodeError(
-            f"node {node_id}: checkpoint must be a blob framed by a livingai codec; "
-            "pass the raw state as save(node, state=...) instead"
-        )

@@ -8,10 +8,18 @@ LivingAIError
 │                                        truncated or corrupt payload; names the node id
 ├── ExecutionNotFoundError (LookupError) no node of that execution is stored
 ├── ClosedError (RuntimeError)           an engine or store used after close()
+├── WrongLoopError (RuntimeError)        an engine used from an event loop other than
+│                                        the one it was first used on
 ├── BacklogFullError (RuntimeError)      the durable write backlog stayed full for a whole
 │                                        budget; the save was refused, nothing was stored
-├── StoreError                           the store failed (down, refused, locked); the
-│                                        engine retries these itself
+├── StoreError                           the store failed (down, refused, locked, timed
+│   │                                    out); the engine retries these itself
+│   ├── RecordRejectedError              the store refuses these records for good (too
+│   │                                    large, a key of the wrong type): the engine
+│   │                                    isolates them, commits the rest, rejects them
+│   └── StoreUnusableError               the store cannot work as configured (read-only,
+│                                        not a database, missing directory, bad
+│                                        credentials); names the path or URL and the cause
 └── MissingExtraError (ImportError)      an optional extra is not installed; names the
                                          `pip install "livingai[extra]"` to run
 """
@@ -43,12 +51,27 @@ class ClosedError(LivingAIError, RuntimeError):
     """An engine or a store was used after close()."""
 
 
+class WrongLoopError(LivingAIError, RuntimeError):
+    """An engine was used from an event loop other than the one it belongs to."""
+
+
 class BacklogFullError(LivingAIError, RuntimeError):
     """The durable-write backlog stayed full for a whole budget; the save was refused."""
 
 
 class StoreError(LivingAIError):
-    """The store failed to read or write; the message names the store."""
+    """The store failed to read or write; the message names the store. Transient: worth
+    retrying (the engine does)."""
+
+
+class RecordRejectedError(StoreError):
+    """The store can never accept these records as they are; retrying cannot help. The
+    message names the store and its reason."""
+
+
+class StoreUnusableError(StoreError):
+    """The store cannot work as configured; retrying cannot help until someone fixes it.
+    The message names the path or URL (password masked) and the cause."""
 
 
 class MissingExtraError(LivingAIError, ImportError):

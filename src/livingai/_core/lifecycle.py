@@ -5,14 +5,16 @@ ClosedError with one exact message, "<repr> was used after close()"; an object u
 then collected while still open warns with a ResourceWarning, as an unclosed file or
 aiosqlite connection does (one built and never used holds nothing worth a warning). A
 subclass sets `self._closed = False` as the last step of `__init__`, calls
-`_check_open()` at the start of every operation, and begins `close()` with
-`_begin_close()`.
+`_check_open()` at the start of every operation, and implements `close()` as
+`await self._closing(release)`: a close() that was cancelled or failed half way is
+finished by the next one.
 """
 
 from __future__ import annotations
 
 import warnings
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from types import TracebackType
 from typing import Self
 
@@ -22,6 +24,7 @@ from .errors import ClosedError
 class Closable(ABC):
     _closed = True  # until __init__ has finished
     _used = False  # set by the first operation
+    _released = False  # set once close() has released everything
 
     @property
     def closed(self) -> bool:
@@ -32,12 +35,14 @@ class Closable(ABC):
             raise ClosedError(f"{self!r} was used after close()")
         self._used = True
 
-    def _begin_close(self) -> bool:
-        """Mark closed; False when it already was (close() then has nothing to do)."""
-        if self._closed:
-            return False
+    async def _closing(self, release: Callable[[], Awaitable[None]]) -> None:
+        """Refuse new work from now on, then `release`, once: a second close() after one
+        that was cancelled or raised runs what was left."""
         self._closed = True
-        return True
+        if self._released:
+            return
+        await release()
+        self._released = True
 
     @abstractmethod
     async def close(self) -> None:

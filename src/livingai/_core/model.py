@@ -5,9 +5,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import math
 import operator
 import random
 import re
+import sys
 import traceback as tb
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -15,7 +17,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, TypeVar, cast
 
-from .errors import InvalidNodeError
+from .errors import CheckpointCorruptError, InvalidNodeError
 
 _E = TypeVar("_E", "NodeType", "Status")
 
@@ -160,30 +162,42 @@ def _refuse(obj: object) -> Any:
 
 
 def _check_keys(obj: Any) -> None:
-    """json.dumps would silently turn 1 or None keys into strings: refuse them."""
-    if isinstance(obj, dict):
-        for key, item in obj.items():
-            if not isinstance(key, str):
-                raise TypeError(f"{type(key).__name__} (as a dict key)")
-            _check_keys(item)
-    elif isinstance(obj, list | tuple):
-        for item in obj:
-            _check_keys(item)
+    """json.dumps would silently turn 1 or None keys into strings: refuse them. A loop,
+    not recursion: json.dumps has already refused cycles and depth beyond its limit."""
+    stack = [obj]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            for key in item:
+                if not isinstance(key, str):
+                    raise TypeError(f"{type(key).__name__} (as a dict key)")
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+
+
+def _dumps(value: Any) -> str:
+    body = json.dumps(value, allow_nan=False, separators=(",", ":"), default=_refuse)
+    _check_keys(value)
+    return body
 
 
 def _json_field(node: ExecutionNode, name: str, value: Any) -> str:
     try:
-        _check_keys(value)
-        return json.dumps(value, allow_nan=False, separators=(",", ":"), default=_refuse)
+        return _dumps(value)
     except RecursionError:
-        raise InvalidNodeError(f"node {node.id}: {name} is not valid JSON: it is cyclic") from None
+        raise InvalidNodeError(
+            f"node {node.id}: {name} is nested too deeply to store as JSON "
+            f"(more than about {sys.getrecursionlimit()} levels)"
+        ) from None
     except TypeError as exc:
         raise InvalidNodeError(
             f"node {node.id}: {name} must be JSON-serialisable; "
             f"it holds a value of type {exc.args[0]}"
         ) from None
     except ValueError as exc:  # NaN or infinity, or a reference cycle
-        raise InvalidNodeError(f"node {node.id}: {name} is not valid JSON: {exc}") from None
+        reason = "it refers to itself (a cycle)" if "ircular" in str(exc) else str(exc)
+        raise InvalidNodeError(f"node {node.id}: {name} is not valid JSON: {reason}") from None
 
 
 # Stores cannot keep every Python string: PostgreSQL text and jsonb refuse NUL, and UTF-8
@@ -265,6 +279,12 @@ def _to_record(node: ExecutionNode, checkpoint: bytes | None) -> NodeRecord:
         raise InvalidNodeError(
             f"node {node.id}: error must be an ErrorInfo; got {type(error).__name__}"
         )
+    _check_usage(node)
+    flag = node.metadata.get("idempotent")
+    if flag is not None and not isinstance(flag, bool):
+        raise InvalidNodeError(
+            f"node {node.id}: metadata['idempotent'] must be True or False; got {flag!r}"
+        )
     fields = {
         "input": node.input,
         "output": node.output,
@@ -274,8 +294,7 @@ def _to_record(node: ExecutionNode, checkpoint: bytes | None) -> NodeRecord:
         "metadata": node.metadata,
     }
     try:  # one pass on the hot path; on failure, find the field to name
-        _check_keys(fields)
-        body = json.dumps(fields, allow_nan=False, separators=(",", ":"), default=_refuse)
+        body = _dumps(fields)
     except (TypeError, ValueError, RecursionError):
         for name, value in fields.items():
             _json_field(node, name, value)
@@ -298,9 +317,45 @@ def _to_record(node: ExecutionNode, checkpoint: bytes | None) -> NodeRecord:
     )
 
 
+def _check_usage(node: ExecutionNode) -> None:
+    tokens, latency = node.cost_tokens, node.latency_ms
+    if tokens is not None and (
+        not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0
+    ):
+        raise InvalidNodeError(
+            f"node {node.id}: cost_tokens must be a whole number >= 0 or None; got {tokens!r}"
+        )
+    if latency is not None and (
+        not isinstance(latency, int | float)
+        or isinstance(latency, bool)
+        or not math.isfinite(latency)
+        or latency < 0
+    ):
+        raise InvalidNodeError(
+            f"node {node.id}: latency_ms must be a number >= 0 or None; got {latency!r}"
+        )
+
+
 def _from_record(record: NodeRecord) -> ExecutionNode:
+    """The node a stored version holds; CheckpointCorruptError naming the node and what
+    is wrong when the store hands back something no save could have written."""
+    try:
+        return _rebuild(record)
+    except Exception as exc:  # json, datetime, enum or shape errors: each its own type
+        raise CheckpointCorruptError(
+            f"node {record.node_id} (version {record.version_id}) is corrupt in the store: "
+            f"{type(exc).__name__}: {exc}"
+        ) from exc
+
+
+def _rebuild(record: NodeRecord) -> ExecutionNode:
     body = json.loads(record.body)
+    if not isinstance(body, dict):
+        raise ValueError(f"body is a JSON {type(body).__name__}, not an object")
     error = body.get("error")
+    metadata = body.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise ValueError("metadata is not a JSON object")
     return ExecutionNode(
         id=record.node_id,
         execution_id=record.execution_id,
@@ -316,8 +371,27 @@ def _from_record(record: NodeRecord) -> ExecutionNode:
         error=None if error is None else ErrorInfo(*error),
         cost_tokens=body.get("cost_tokens"),
         latency_ms=body.get("latency_ms"),
-        metadata=body.get("metadata") or {},
+        metadata=metadata,
         checkpoint=record.checkpoint,
+    )
+
+
+def corrupt_node(record: NodeRecord, error: CheckpointCorruptError) -> ExecutionNode:
+    """What a listing shows for a version that cannot be read: a FAILED node whose error
+    says why, taken as a TOOL (a possible side effect) when its type is unreadable, so
+    that recovery never runs it again unasked."""
+    try:
+        kind = NodeType(record.type)
+    except ValueError:
+        kind = NodeType.TOOL
+    return ExecutionNode(
+        id=record.node_id,
+        execution_id=record.execution_id,
+        type=kind,
+        parent_id=record.parent_id,
+        status=Status.FAILED,
+        error=ErrorInfo(type(error).__name__, str(error)),
+        metadata={"corrupt": True, "version_id": record.version_id},
     )
 
 

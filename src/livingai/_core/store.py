@@ -2,14 +2,51 @@
 
 A store only moves records: the engine does validation, encoding, caching and batching.
 It is append-only: `append` adds new versions and never changes or deletes old ones.
+
+Failures are told apart by type, so that the engine knows what to do with them:
+StoreError (transient: retried), RecordRejectedError (these records can never be stored:
+the engine isolates and rejects them), StoreUnusableError (the store cannot work as
+configured: callers are told). A store may declare `limits` (StoreLimits): the engine
+then refuses larger values at save() with InvalidNodeError, before they reach the store.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from .model import NodeRecord
+
+MAX_ID_BYTES = 1024  # on every store: PostgreSQL's indexes hold at most ~2700 bytes an
+# entry, and one limit keeps executions movable between stores
+
+
+@dataclass(frozen=True)
+class StoreLimits:
+    """The largest values a store keeps, in bytes (UTF-8 for ids and the JSON body)."""
+
+    max_body_bytes: int  # input, output, error, usage and metadata, as JSON
+    max_state_bytes: int  # one state, before compression (room is left for the framing)
+    max_id_bytes: int = MAX_ID_BYTES  # each of the node, execution and parent ids
+
+    def __and__(self, other: StoreLimits) -> StoreLimits:
+        """What both stores keep (a tiered store writes to two)."""
+        return StoreLimits(
+            min(self.max_body_bytes, other.max_body_bytes),
+            min(self.max_state_bytes, other.max_state_bytes),
+            min(self.max_id_bytes, other.max_id_bytes),
+        )
+
+
+NO_LIMITS = StoreLimits(sys.maxsize, sys.maxsize)  # but for ids: a store that says nothing
+
+
+def limits_of(store: object) -> StoreLimits:
+    """The store's declared limits; a store that declares none is held to NO_LIMITS."""
+    limits = getattr(store, "limits", None)
+    return limits if isinstance(limits, StoreLimits) else NO_LIMITS
 
 
 @runtime_checkable

@@ -65,4 +65,8 @@ class MemoryStore(Closable):
         return list(self._versions.get(node_id, []))
 
     async def close(self) -> None:
-        self._begin_close()
+        await self._closing(_nothing)
+
+
+async def _nothing() -> None:
+    """A MemoryStore holds no connection: closing it only refuses further calls."""

@@ -266,8 +266,9 @@ class PostgresStore(Closable):
 
     async def close(self) -> None:
         """Close the store's own pool (a pool passed in is left open)."""
-        if not self._begin_close():
-            return
+        await self._closing(self._release)
+
+    async def _release(self) -> None:
         pool = self._pool
         if not self._own_pool or pool is None or not self._pool_open:
             return

@@ -302,8 +302,9 @@ class RedisStore(Closable):
 
     async def close(self) -> None:
         """Let calls in flight finish, then close the pool (not a client passed in)."""
-        if not self._begin_close():
-            return
+        await self._closing(self._release)
+
+    async def _release(self) -> None:
         if self._inflight:
             self._drained = asyncio.Event()
             try:

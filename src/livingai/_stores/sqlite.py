@@ -211,8 +211,9 @@ class SQLiteStore(Closable):
         return await self._query(schema.NODE_HISTORY, (node_id,))
 
     async def close(self) -> None:
-        if not self._begin_close():
-            return
+        await self._closing(self._release)
+
+    async def _release(self) -> None:
         self._committed.set()  # a checkpointer waiting for quiet stops waiting
         workers = [
             (self._checkpointer, "_checkpoint_conn"),

@@ -143,11 +143,12 @@ class TieredStore(Closable):
     async def close(self, timeout_seconds: float | None = None) -> None:
         """Drain (at most `timeout_seconds`, default `close_timeout_seconds`), then close
         both stores. Records not copied by then are counted in `abandoned` and logged."""
-        if not self._begin_close():
-            return
         timeout = self.close_timeout_seconds if timeout_seconds is None else timeout_seconds
+        await self._closing(lambda: self._release(seconds=timeout))
+
+    async def _release(self, seconds: float) -> None:
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
+        deadline = loop.time() + seconds
         try:
             self._bind_loop()
             async with asyncio.timeout_at(deadline), self._lock:
