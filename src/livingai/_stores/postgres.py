@@ -11,8 +11,13 @@ skipped. The schema is created and migrated on first use, under an advisory lock
 processes starting together on an empty database do not race. A connection the server
 dropped (restart, pg_terminate_backend) is discarded by the pool and the operation runs
 again on another one; it is safe to, as every append is idempotent. Failures that remain
-(server down, no connection within `timeout`) raise StoreError naming the DSN with its
-password masked; the engine retries those.
+raise errors naming the DSN with its password masked: StoreError for what may pass
+(server down, no connection within `timeout`, no answer within `query_timeout`; the
+engine retries those), RecordRejectedError for records the server refuses for good
+(SQLSTATE classes 22 and 54: an id too long for an index, say), StoreUnusableError for
+a store it refuses (bad credentials, a missing database, no privilege). While the server
+is unreachable, each call asks it directly first, so that a call fails in milliseconds
+rather than after the pool's wait.
 """
 
 from __future__ import annotations
@@ -22,10 +27,18 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
-from .._core.errors import ClosedError, ConfigError, StoreError, check_setting
+from .._core.errors import (
+    ClosedError,
+    ConfigError,
+    RecordRejectedError,
+    StoreError,
+    StoreUnusableError,
+    check_setting,
+)
 from .._core.extras import require
 from .._core.lifecycle import Closable
 from .._core.model import NodeRecord
+from .._core.store import StoreLimits
 from . import postgres_sql as sql
 
 if TYPE_CHECKING:  # at run time psycopg is imported when a store is created, not before
@@ -42,7 +55,26 @@ T = TypeVar("T")
 # next request starts a fresh attempt at once. psycopg_pool's default (5 minutes, with
 # delays doubling from 1 s) could leave a store idle for a minute after the server is back.
 RECONNECT_SECONDS = 10.0
-CONNECT_TIMEOUT_SECONDS = 10  # libpq connect_timeout, unless the DSN sets one
+
+# PostgreSQL keeps a jsonb value up to 255 MB and a bytea one up to 1 GB; a batch goes in
+# as arrays, themselves under 1 GB: states are held to half of that.
+LIMITS = StoreLimits(max_body_bytes=255 * 1024 * 1024, max_state_bytes=512 * 1024 * 1024)
+
+# SQLSTATE classes and codes that no retry can fix: the server refuses these records
+# (data exception, program limit exceeded) or this store (authorization, privileges,
+# a missing database, a read-only server).
+_REJECTED_CLASSES = ("22", "54")
+_UNUSABLE_CLASSES = ("28", "3D")
+_UNUSABLE_CODES = ("42501", "25006")
+_MISSING_SCHEMA = ("42P01", "3F000")  # dropped under us: migrate again
+# What a refused connection says when the server answered and said no for good.
+_REFUSALS = (
+    "authentication failed",
+    "does not exist",
+    "no pg_hba.conf entry",
+    "permission denied",
+    "no password supplied",
+)
 
 
 class PostgresStore(Closable):
@@ -50,9 +82,13 @@ class PostgresStore(Closable):
 
     `dsn` is a libpq connection string or URL. Pass `pool=` to use your own open
     psycopg_pool.AsyncConnectionPool instead (the store then never closes it; `dsn` may
-    be omitted). `timeout` bounds the wait for a pooled connection, `application_name`
-    tags the store's connections in pg_stat_activity.
+    be omitted). Every wait is bounded, in seconds: `connect_timeout` for a new
+    connection (a `connect_timeout` in the DSN wins), `timeout` for a pooled one,
+    `query_timeout` for one statement and its rows. `application_name` tags the
+    store's connections in pg_stat_activity.
     """
+
+    limits = LIMITS
 
     def __init__(
         self,
@@ -62,7 +98,9 @@ class PostgresStore(Closable):
         schema: str = "livingai",
         min_size: int = 1,
         max_size: int = 10,
-        timeout: float = 10.0,
+        timeout: float = 5.0,
+        connect_timeout: float = 3.0,
+        query_timeout: float = 10.0,
         application_name: str = "livingai",
     ) -> None:
         require("psycopg", "postgres")  # MissingExtraError naming the extra, if absent
@@ -76,11 +114,14 @@ class PostgresStore(Closable):
             f"max_size (min_size={min_size})", max_size, minimum=max(1, min_size), whole=True
         )
         check_setting("timeout", timeout, minimum=0, inclusive=False)
+        check_setting("connect_timeout", connect_timeout, minimum=1)  # libpq: whole seconds
+        check_setting("query_timeout", query_timeout, minimum=0, inclusive=False)
         self._sql = sql.statements(schema)  # validates the name
         self.schema = schema
         self.min_size = min_size
         self.max_size = max_size
         self.timeout = timeout
+        self.query_timeout = query_timeout
         self.application_name = application_name
         conninfo = pool.conninfo if pool is not None and isinstance(pool.conninfo, str) else ""
         self._dsn = dsn if dsn is not None else conninfo
@@ -94,13 +135,14 @@ class PostgresStore(Closable):
             "application_name": application_name,
         }
         if "connect_timeout" not in params:
-            self._connect_kwargs["connect_timeout"] = CONNECT_TIMEOUT_SECONDS
+            self._connect_kwargs["connect_timeout"] = max(1, round(connect_timeout))
         self._own_pool = pool is None
         self._pool = pool
         self._loop: asyncio.AbstractEventLoop | None = None  # where the pool runs
         self._opening: asyncio.Lock | None = None
         self._pool_open = False
         self._ready = False  # schema at SCHEMA_VERSION
+        self._unreachable = False  # the last attempt found no server: probe before waiting
         self._closed = False
 
     def __repr__(self) -> str:
@@ -141,13 +183,49 @@ class PostgresStore(Closable):
         async with self._opening:
             pool = self._pool
             assert pool is not None
-            if self._own_pool and not self._pool_open:
-                await pool.open(wait=False)  # connects in the background
-                self._pool_open = True
             if not self._ready:
-                await self._with_connection(pool, self._migrate)
+                # On a connection of its own: a server that is down, or that refuses this
+                # store for good, is told at once, not after the pool's wait.
+                if self._own_pool:
+                    import psycopg
+
+                    async with await self._connect() as conn:
+                        try:
+                            await self._bounded(self._migrate(conn))
+                        except psycopg.Error as exc:
+                            raise self._error("creating the schema failed", exc) from exc
+                else:
+                    await self._with_connection(pool, self._migrate)
                 self._ready = True
+            if self._own_pool and not self._pool_open:
+                from psycopg_pool import PoolTimeout
+
+                try:  # the server just answered: its first connections come at once
+                    await pool.open(wait=True, timeout=self.timeout)
+                except PoolTimeout as exc:
+                    raise self._error(f"no connection within {self.timeout:g}s", exc) from exc
+                finally:
+                    self._pool_open = not pool.closed
         return pool
+
+    async def _connect(self) -> Connection:
+        """A connection outside the pool; the store's error for what prevents one."""
+        import psycopg
+
+        try:
+            return await psycopg.AsyncConnection.connect(self._dsn, **self._connect_kwargs)
+        except psycopg.Error as exc:
+            self._unreachable = True
+            raise self._error("cannot connect", exc) from exc
+
+    async def _bounded(self, work: Awaitable[T]) -> T:
+        try:
+            async with asyncio.timeout(self.query_timeout):
+                return await work
+        except TimeoutError:
+            raise StoreError(
+                f"{self!r}: no answer within query_timeout={self.query_timeout:g}s"
+            ) from None
 
     async def _run(self, work: Callable[[Connection], Awaitable[T]]) -> T:
         return await self._with_connection(await self._connected(), work)
@@ -161,17 +239,23 @@ class PostgresStore(Closable):
         import psycopg
         from psycopg_pool import PoolClosed, PoolTimeout
 
+        if self._unreachable and self._own_pool:
+            # The server was not there last time: ask it directly (refused at once)
+            # rather than wait out the pool's timeout on every call while it is down.
+            async with await self._connect():
+                self._unreachable = False
         attempts = 0
         while True:
             broken = False
             try:
                 async with pool.connection(timeout=self.timeout) as conn:
                     try:
-                        return await work(conn)
+                        return await self._bounded(work(conn))
                     except psycopg.Error:
                         broken = conn.broken or conn.closed
                         raise
             except PoolTimeout as exc:
+                self._unreachable = True
                 raise self._error(f"no connection within {self.timeout:g}s", exc) from exc
             except PoolClosed as exc:
                 if self._closed:
@@ -185,8 +269,21 @@ class PostgresStore(Closable):
                 raise self._error("query failed", exc) from exc
 
     def _error(self, what: str, exc: BaseException) -> StoreError:
+        """The store's error for a driver one: what no retry can fix is told apart."""
         detail = sql.scrub(str(exc).strip(), self._dsn) if self._dsn else str(exc).strip()
-        return StoreError(f"{self!r}: {what}: {type(exc).__name__}: {detail}")
+        text = f"{self!r}: {what}: {type(exc).__name__}: {detail}"
+        code = str(getattr(exc, "sqlstate", None) or "")
+        if code in _MISSING_SCHEMA:
+            self._ready = False  # the next call creates it again
+        if code.startswith(_REJECTED_CLASSES):
+            return RecordRejectedError(text)
+        if (
+            code.startswith(_UNUSABLE_CLASSES)
+            or code in _UNUSABLE_CODES
+            or (not code and any(refusal in detail for refusal in _REFUSALS))
+        ):
+            return StoreUnusableError(f"{text}; check the URL, the user and its privileges")
+        return StoreError(text)
 
     async def _migrate(self, conn: Connection) -> None:
         """Bring the schema to SCHEMA_VERSION in one transaction, under an advisory lock
@@ -204,7 +301,7 @@ class PostgresStore(Closable):
             if await _scalar(conn, q.version_table_exists, (table,)):
                 version = int(await _scalar(conn, q.read_version) or 0)
             if version is not None and version > sql.SCHEMA_VERSION:
-                raise StoreError(
+                raise StoreUnusableError(
                     f"{self!r} has schema version {version}, newer than this livingai "
                     f"knows ({sql.SCHEMA_VERSION}); upgrade livingai"
                 )

@@ -36,10 +36,19 @@ from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from .._core.errors import ClosedError, ConfigError, StoreError, check_setting
+from .._core.errors import (
+    CheckpointCorruptError,
+    ClosedError,
+    ConfigError,
+    RecordRejectedError,
+    StoreError,
+    StoreUnusableError,
+    check_setting,
+)
 from .._core.extras import require
 from .._core.lifecycle import Closable
 from .._core.model import NodeRecord
+from .._core.store import StoreLimits
 from .._core.urls import mask_url, redact, url_secrets
 from . import redis_keys as keys
 
@@ -49,10 +58,13 @@ if TYPE_CHECKING:
 logger = logging.getLogger("livingai")
 
 POOL_WAIT_SECONDS = 30.0  # a caller waits this long for a free connection
-CONNECT_TIMEOUT_SECONDS = 5.0  # these two can be overridden in the URL:
-SOCKET_TIMEOUT_SECONDS = 10.0  # ?socket_connect_timeout=..&socket_timeout=..
+CONNECT_TIMEOUT_SECONDS = 3.0  # these two can be overridden in the URL:
+SOCKET_TIMEOUT_SECONDS = 5.0  # ?socket_connect_timeout=..&socket_timeout=.. (each read
+# or write on the socket, not a whole call)
 RECONNECT_RETRIES = 1  # a call on a dropped connection is sent again once
 CLOSE_WAIT_SECONDS = 10.0  # close() lets calls in flight finish for this long
+DEFAULT_MAX_BULK = 512 * 1024 * 1024  # Redis's proto-max-bulk-len unless set otherwise
+BULK_HEADROOM = 64 * 1024  # the packed record holds the ids and times besides the body
 
 _UNCHECKED, _CHECKING, _CHECKED = 0, 1, 2
 
@@ -128,6 +140,7 @@ class RedisStore(Closable):
         self._client: _Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._persistence = _UNCHECKED
+        self._max_bulk = DEFAULT_MAX_BULK
         self._inflight = 0
         self._drained: asyncio.Event | None = None
         self._closed = False
@@ -182,7 +195,7 @@ class RedisStore(Closable):
         self._inflight += 1
         try:
             if self._persistence == _UNCHECKED:
-                await self._check_persistence(client)
+                await self._check_server(client)
             for attempt in range(RECONNECT_RETRIES + 1):
                 try:
                     return await self._script(client.connection_pool, script, args)
@@ -225,17 +238,30 @@ class RedisStore(Closable):
             await pool.release(connection)
 
     def _failure(self, exc: BaseException) -> Exception:
+        """The store's error for a redis-py one: what no retry can fix is told apart."""
         if self._closed:
             return ClosedError(f"{self!r} was closed while a call was in flight")
         message = redact(str(exc), self._secret_url, self.url, self._secrets)
-        return StoreError(f"{self!r}: {type(exc).__name__}: {message}")
+        text = f"{self!r}: {type(exc).__name__}: {message}"
+        errors = _redis().errors
+        if isinstance(exc, errors.AuthenticationError | errors.NoPermissionError):
+            return StoreUnusableError(
+                f"{text}; check the user and password in the URL and what that user may do"
+            )
+        if message.startswith(keys.REJECTED):
+            return RecordRejectedError(text)
+        if message.startswith(keys.DAMAGED):
+            return StoreUnusableError(f"{text}; the keys under prefix {self.prefix!r} are damaged")
+        return StoreError(text)
 
-    async def _check_persistence(self, client: _Client) -> None:
-        """Once per store: warn when Redis keeps nothing across a restart."""
+    async def _check_server(self, client: _Client) -> None:
+        """Once per store: learn the largest argument the server takes, and warn when
+        Redis keeps nothing across a restart."""
         self._persistence = _CHECKING  # concurrent first calls do not check again
         try:
             save = await client.execute_command("CONFIG GET", "save")
             appendonly = await client.execute_command("CONFIG GET", "appendonly")
+            bulk = await client.execute_command("CONFIG GET", "proto-max-bulk-len")
         except _redis().errors.ResponseError:  # CONFIG renamed or not permitted: skip
             self._persistence = _CHECKED
             return
@@ -243,6 +269,9 @@ class RedisStore(Closable):
             self._persistence = _UNCHECKED  # the next call checks again
             raise
         self._persistence = _CHECKED
+        max_bulk = _config(bulk, "proto-max-bulk-len")
+        if max_bulk is not None and max_bulk.isdigit():
+            self._max_bulk = int(max_bulk)
         if _config(save, "save") == "" and _config(appendonly, "appendonly") == "no":
             logger.warning(
                 '%r: the Redis server has no persistence (save "" and appendonly no): '
@@ -254,8 +283,12 @@ class RedisStore(Closable):
 
     # -- the store contract -------------------------------------------------------------
 
-    def _records(self, reply: object) -> list[NodeRecord]:
-        """Records from a READ reply: a packed record, then its checkpoint, per record."""
+    def _records(self, reply: object, *, listing: bool = True) -> list[NodeRecord]:
+        """Records from a READ reply: a packed record, then its checkpoint, per record.
+
+        A record that cannot be read is corrupt in Redis: a listing logs it and goes on
+        (a version whose checkpoint is not the one saved is listed without it); a read
+        of that one record raises CheckpointCorruptError naming it."""
         if reply is None:
             return []
         if not isinstance(reply, list) or len(reply) % 2:
@@ -267,17 +300,43 @@ class RedisStore(Closable):
                     raise ValueError("not bytes")
                 records.append(keys.unpack(head, blob))
             except (ValueError, UnicodeDecodeError) as exc:
-                raise StoreError(f"{self!r}: a stored record cannot be read: {exc}") from exc
+                error = CheckpointCorruptError(f"{self!r}: a stored record is corrupt: {exc}")
+                if not listing:
+                    raise error from exc
+                logger.error("%s; listed without it", error)
+                if isinstance(exc, keys.BlobMismatch):
+                    records.append(exc.record)
         return records
 
     async def _one(self, operation: str, argument: str) -> NodeRecord | None:
-        records = self._records(await self._call(keys.READ, self.prefix, operation, argument))
+        reply = await self._call(keys.READ, self.prefix, operation, argument)
+        records = self._records(reply, listing=False)
         return records[-1] if records else None
+
+    @property
+    def limits(self) -> StoreLimits:
+        """Redis takes each argument up to its proto-max-bulk-len (512 MB by default; the
+        server's own value once connected): a state, or the rest of a record."""
+        return StoreLimits(
+            max_body_bytes=self._max_bulk - BULK_HEADROOM,
+            max_state_bytes=int(self._max_bulk * 0.99),
+        )
 
     async def append(self, records: Sequence[NodeRecord]) -> None:
         self._check_open()
-        if records:
-            await self._call(keys.APPEND, *keys.append_args(self.prefix, self.ttl_seconds, records))
+        if not records:
+            return
+        args = keys.append_args(self.prefix, self.ttl_seconds, records)
+        for arg in args:
+            # An argument over the limit makes Redis drop the connection, which looks
+            # like an outage and would be retried for ever: refuse the record instead.
+            if isinstance(arg, bytes) and len(arg) > self._max_bulk:
+                owner = keys.owner_of(args, arg)
+                raise RecordRejectedError(
+                    f"{self!r}: node {owner} needs a {len(arg)}-byte argument; this Redis "
+                    f"takes at most {self._max_bulk} (proto-max-bulk-len)"
+                )
+        await self._call(keys.APPEND, *args)
 
     async def read(self, node_id: str) -> NodeRecord | None:
         return await self._one("read", node_id)

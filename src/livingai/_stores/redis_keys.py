@@ -58,14 +58,57 @@ class Script:
         return hashlib.sha1(self.text.encode(), usedforsecurity=False).hexdigest()
 
 
+REJECTED = "livingai: rejected:"  # a record's keys hold something else: refuse it
+DAMAGED = "livingai: damaged:"  # the prefix's own keys are damaged: nothing can be stored
+
 APPEND = Script(
     "append",
     """
 -- livingai RedisStore append (layout 1). ARGV: prefix, ttl seconds (0: none), then six
 -- per record: version id, node id, execution id, "1" when it has a checkpoint, the packed
 -- record, the checkpoint (empty when it has none). Returns how many records were new.
+-- All or nothing: every key is checked before anything is written (a key of another
+-- type would fail a write half way), and a version's marker, its field in xr, is
+-- written last, so a version is never seen as stored without its indexes.
 local p = ARGV[1]
 local ttl = tonumber(ARGV[2])
+local function wrong(key, want)
+  local got = redis.call('TYPE', key)['ok']
+  if got ~= 'none' and got ~= want then
+    return key .. ' holds a ' .. got .. ' where a ' .. want .. ' belongs'
+  end
+  return false
+end
+local problem = wrong(p .. ':seq', 'string') or wrong(p .. ':executions', 'zset')
+  or (ttl > 0 and wrong(p .. ':touched', 'zset'))
+if not problem then
+  local counter = redis.call('GET', p .. ':seq')
+  if counter and not string.match(counter, '^%d+$') then
+    problem = p .. ':seq holds ' .. string.format('%q', string.sub(counter, 1, 40))
+      .. ', not a counter'
+  end
+end
+if problem then
+  return redis.error_reply('livingai: damaged: ' .. problem)
+end
+local checked = {}
+for i = 3, #ARGV, 6 do
+  local node, exec = ARGV[i + 1], ARGV[i + 2]
+  if not checked['x' .. exec] then
+    checked['x' .. exec] = true
+    local x = ':' .. exec
+    problem = wrong(p .. ':xr' .. x, 'hash') or wrong(p .. ':xb' .. x, 'hash')
+      or wrong(p .. ':xv' .. x, 'zset') or wrong(p .. ':xn' .. x, 'zset')
+      or wrong(p .. ':xl' .. x, 'hash') or wrong(p .. ':xc' .. x, 'string')
+  end
+  if not problem and not checked['n' .. node] then
+    checked['n' .. node] = true
+    problem = wrong(p .. ':n:' .. node, 'list')
+  end
+  if problem then
+    return redis.error_reply('livingai: rejected: node ' .. node .. ': ' .. problem)
+  end
+end
 local now = 0
 if ttl > 0 then
   now = tonumber(redis.call('TIME')[1])
@@ -75,7 +118,7 @@ local seen, touched = {}, {}
 for i = 3, #ARGV, 6 do
   local vid, node, exec = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local x = ':' .. exec
-  if redis.call('HSETNX', p .. ':xr' .. x, vid, ARGV[i + 4]) == 1 then
+  if redis.call('HEXISTS', p .. ':xr' .. x, vid) == 0 then
     local seq = redis.call('INCR', p .. ':seq')
     redis.call('ZADD', p .. ':executions', 'NX', seq, exec)
     redis.call('ZADD', p .. ':xv' .. x, seq, vid)
@@ -86,6 +129,7 @@ for i = 3, #ARGV, 6 do
       redis.call('HSET', p .. ':xb' .. x, vid, ARGV[i + 5])
       redis.call('SET', p .. ':xc' .. x, vid)
     end
+    redis.call('HSET', p .. ':xr' .. x, vid, ARGV[i + 4])
     stored = stored + 1
   end
   if not seen[exec] then
@@ -167,10 +211,13 @@ if op == 'read' then
   end
   return out
 elseif op == 'history' then
-  local out = {}
+  local out, seen = {}, {}
   for _, entry in ipairs(redis.call('LRANGE', p .. ':n:' .. arg, 0, -1)) do
-    local exec, vid = locate(entry)
-    records(exec, {vid}, out)
+    if not seen[entry] then
+      seen[entry] = true
+      local exec, vid = locate(entry)
+      records(exec, {vid}, out)
+    end
   end
   return out
 elseif op == 'versions' then
@@ -219,6 +266,12 @@ def append_args(prefix: str, ttl_seconds: int | None, records: Sequence[NodeReco
             b"" if blob is None else blob,
         )
     return args
+
+
+def owner_of(args: Sequence[Arg], arg: bytes) -> str:
+    """The node id of the record whose APPEND argument `arg` is (see append_args)."""
+    index = next(i for i, value in enumerate(args) if value is arg)
+    return str(args[2 + (index - 2) // 6 * 6 + 1])
 
 
 # -- packed records ---------------------------------------------------------------------
@@ -272,17 +325,27 @@ def unpack(data: bytes, checkpoint: bytes | None) -> NodeRecord:
     if pos + 4 != len(data):
         raise ValueError("record has a bad length")
     (blob_length,) = _LENGTH.unpack_from(data, pos)
-    if blob_length == _NONE:
-        if checkpoint is not None:
-            raise ValueError("a checkpoint is stored for a record without one")
-    elif checkpoint is None or len(checkpoint) != blob_length:
-        got = "none" if checkpoint is None else f"{len(checkpoint)} bytes"
-        raise ValueError(f"checkpoint of {blob_length} bytes expected, {got} stored")
     texts = [None if value is None else value.decode() for value in values]
     for name, text in zip(_STRINGS, texts, strict=True):
         if text is None and name in _REQUIRED:
             raise ValueError(f"record has no {name}")
-    return NodeRecord.from_row((*texts, checkpoint))
+    if blob_length == _NONE and checkpoint is not None:
+        problem = f"a {len(checkpoint)}-byte checkpoint is stored for a version saved without one"
+    elif blob_length != _NONE and (checkpoint is None or len(checkpoint) != blob_length):
+        got = "none is" if checkpoint is None else f"{len(checkpoint)} bytes are"
+        problem = f"its checkpoint was {blob_length} bytes and {got} stored"
+    else:
+        return NodeRecord.from_row((*texts, checkpoint))
+    raise BlobMismatch(NodeRecord.from_row((*texts, None)), problem)
+
+
+class BlobMismatch(ValueError):
+    """A record whose head reads but whose checkpoint is not the one it was saved with;
+    `record` is the version without it."""
+
+    def __init__(self, record: NodeRecord, problem: str) -> None:
+        super().__init__(f"node {record.node_id} (version {record.version_id}): {problem}")
+        self.record = record
 
 
 # -- the wire -------------------------------------------------------------------------

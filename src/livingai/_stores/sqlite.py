@@ -24,9 +24,16 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TypeVar
 
-from .._core.errors import ConfigError, StoreError, check_setting
+from .._core.errors import (
+    ConfigError,
+    RecordRejectedError,
+    StoreError,
+    StoreUnusableError,
+    check_setting,
+)
 from .._core.lifecycle import Closable
 from .._core.model import NodeRecord
+from .._core.store import StoreLimits
 from . import sqlite_sql as schema
 from .worker import Worker
 
@@ -44,9 +51,26 @@ CHECKPOINT_EVERY_BYTES = 8 * 1024 * 1024
 CHECKPOINT_QUIET_SECONDS = 0.1
 CHECKPOINT_INLINE_BYTES = 1024 * 1024 * 1024
 
+# SQLite keeps a string, a blob and a whole row in at most SQLITE_MAX_LENGTH bytes
+# (1,000,000,000 unless built otherwise): room for a state and the node's JSON body.
+LIMITS = StoreLimits(max_body_bytes=100_000_000, max_state_bytes=890_000_000)
+
+# Primary result codes (https://sqlite.org/rescode.html) that no retry can fix.
+_UNUSABLE = {
+    3: "permission denied",  # SQLITE_PERM
+    8: "the database file or its directory is read-only",  # SQLITE_READONLY
+    11: "the database file is damaged",  # SQLITE_CORRUPT
+    14: "the file cannot be opened: is its directory there and writable?",  # SQLITE_CANTOPEN
+    23: "access denied",  # SQLITE_AUTH
+    26: "the file is not a SQLite database",  # SQLITE_NOTADB
+}
+_REJECTED = {18, 20, 25}  # SQLITE_TOOBIG, SQLITE_MISMATCH, SQLITE_RANGE: these records
+
 
 class SQLiteStore(Closable):
     """A store in one SQLite file; the schema is created and migrated on first use."""
+
+    limits = LIMITS
 
     def __init__(
         self,
@@ -147,7 +171,20 @@ class SQLiteStore(Closable):
         try:
             return await asyncio.wrap_future(worker.submit(fn))
         except sqlite3.Error as exc:
-            raise StoreError(f"{self!r}: {exc}") from exc
+            raise self._error(exc) from exc
+
+    def _error(self, exc: sqlite3.Error) -> StoreError:
+        """The store's error for a SQLite error, by its result code: what no retry can
+        fix is told apart from what may pass (a lock, a full disk)."""
+        code = (getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+        name = getattr(exc, "sqlite_errorname", None) or type(exc).__name__
+        if code in _UNUSABLE:
+            return StoreUnusableError(
+                f"{self!r}: {exc} ({name}): {_UNUSABLE[code]}; fix that, then save again"
+            )
+        if code in _REJECTED:
+            return RecordRejectedError(f"{self!r}: {exc} ({name})")
+        return StoreError(f"{self!r}: {exc} ({name})")
 
     async def _ensure_schema(self) -> None:
         if self._write_conn is None:
@@ -258,7 +295,7 @@ def _migrate(conn: sqlite3.Connection, path: str) -> None:
     try:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         if version > schema.SCHEMA_VERSION:
-            raise StoreError(
+            raise StoreUnusableError(
                 f"SQLiteStore({path!r}) has schema version {version}, newer than this "
                 f"livingai knows ({schema.SCHEMA_VERSION}); upgrade livingai"
             )
