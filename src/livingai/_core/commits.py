@@ -279,11 +279,7 @@ class CommitQueue:
         while True:
             timeout: float | None = None
             if self.pending and self.pending[0].ready:
-                if (
-                    not self.linger_seconds
-                    or self._waiters
-                    or self.bytes >= self.max_batch_bytes
-                ):
+                if not self.linger_seconds or self._waiters or self.bytes >= self.max_batch_bytes:
                     return
                 timeout = self.pending[0].started + self.linger_seconds - time.perf_counter()
                 if timeout <= 0:
@@ -383,8 +379,7 @@ class CommitQueue:
         self.rejected += 1
         record = write.record
         logger.error(
-            "%r: node %s (execution %s, version %s) was REJECTED by the store and not "
-            "stored: %s",
+            "%r: node %s (execution %s, version %s) was REJECTED by the store and not stored: %s",
             self.owner,
             record.node_id,
             record.execution_id,

@@ -461,8 +461,10 @@ class CheckpointEngine(Closable):
     async def _earlier_state(self, node_id: str) -> bytes | None:
         """The newest state among a node's versions: queued ones first, then stored."""
         queued = self._queue.newest(
-            lambda w: w.record.node_id == node_id
-            and (w.state is not None or w.record.checkpoint is not None)
+            lambda w: (
+                w.record.node_id == node_id
+                and (w.state is not None or w.record.checkpoint is not None)
+            )
         )
         if queued is not None:
             if queued.state is not None:

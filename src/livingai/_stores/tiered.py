@@ -49,10 +49,10 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from .._core.commits import CommitQueue, Write
-from .._core.errors import check_setting
+from .._core.errors import StoreError, StoreUnusableError, check_setting
 from .._core.lifecycle import Closable
 from .._core.model import NodeRecord
-from .._core.store import CheckpointStore
+from .._core.store import CheckpointStore, StoreLimits, limits_of
 
 logger = logging.getLogger("livingai")
 
@@ -60,6 +60,7 @@ T = TypeVar("T")
 U = TypeVar("U")
 
 _MiB = 1024 * 1024
+COLD_RETRY_SECONDS = 5.0  # after a failed cold read, reads leave the cold store out this long
 
 
 @dataclass(frozen=True)
@@ -108,10 +109,16 @@ class TieredStore(Closable):
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lock = asyncio.Lock()
+        self._cold_down_until = 0.0  # loop time before which reads skip the cold store
         self._closed = False
 
     def __repr__(self) -> str:
         return f"TieredStore(hot={self.hot!r}, cold={self.cold!r})"
+
+    @property
+    def limits(self) -> StoreLimits:
+        """What both stores keep: every record goes to each."""
+        return limits_of(self.hot) & limits_of(self.cold)
 
     def stats(self) -> TieredStats:
         queue = self._queue
@@ -197,9 +204,8 @@ class TieredStore(Closable):
                     for w in self._queue.pending
                     if w.record.execution_id == execution_id
                 }
-                hot, cold = await _both(
-                    self.hot.list_versions(execution_id), self.cold.list_versions(execution_id)
-                )
+                hot = await self.hot.list_versions(execution_id)
+                cold = await self.cold.list_versions(execution_id)  # strict: no leaving out
                 known.update(record.version_id for record in cold)
                 missing = [record for record in hot if record.version_id not in known]
                 if missing:
@@ -229,10 +235,11 @@ class TieredStore(Closable):
     async def list_versions(self, execution_id: str) -> list[NodeRecord]:
         self._check_open()
         queued = self._queued(lambda r: r.execution_id == execution_id)
-        hot, cold = await _both(
-            self.hot.list_versions(execution_id), self.cold.list_versions(execution_id)
+        hot, cold = await self._both(
+            lambda: self.hot.list_versions(execution_id),
+            lambda: self.cold.list_versions(execution_id),
         )
-        return _merge(cold, queued, hot)
+        return _merge(cold or [], queued, hot)
 
     async def list_nodes(self, execution_id: str) -> list[NodeRecord]:
         latest: dict[str, NodeRecord] = {}  # first-seen order, newest version
@@ -248,8 +255,9 @@ class TieredStore(Closable):
             lambda r: r.execution_id == execution_id and r.checkpoint is not None
         )
         queued = checkpointed[-1] if checkpointed else None
-        hot, cold = await _both(
-            self.hot.latest_checkpoint(execution_id), self.cold.latest_checkpoint(execution_id)
+        hot, cold = await self._both(
+            lambda: self.hot.latest_checkpoint(execution_id),
+            lambda: self.cold.latest_checkpoint(execution_id),
         )
         if hot is None:  # nothing after the queue has one; the queue is newer than cold
             return queued or cold
@@ -261,24 +269,43 @@ class TieredStore(Closable):
     async def list_executions(self) -> list[str]:
         self._check_open()
         queued = [write.record.execution_id for write in self._queue.pending]
-        hot, cold = await _both(self.hot.list_executions(), self.cold.list_executions())
-        return list(dict.fromkeys([*cold, *queued, *hot]))
+        hot, cold = await self._both(self.hot.list_executions, self.cold.list_executions)
+        return list(dict.fromkeys([*(cold or []), *queued, *hot]))
 
     async def history(self, node_id: str) -> list[NodeRecord]:
         self._check_open()
         queued = self._queued(lambda r: r.node_id == node_id)
-        hot, cold = await _both(self.hot.history(node_id), self.cold.history(node_id))
-        return _merge(cold, queued, hot)
+        hot, cold = await self._both(
+            lambda: self.hot.history(node_id), lambda: self.cold.history(node_id)
+        )
+        return _merge(cold or [], queued, hot)
 
-
-async def _both(hot: Awaitable[T], cold: Awaitable[U]) -> tuple[T, U]:
-    """Both reads at once; both finish before either's error is raised (none left over)."""
-    hot_result, cold_result = await asyncio.gather(hot, cold, return_exceptions=True)
-    if isinstance(hot_result, BaseException):
-        raise hot_result
-    if isinstance(cold_result, BaseException):
-        raise cold_result
-    return hot_result, cold_result
+    async def _both(
+        self, hot: Callable[[], Awaitable[T]], cold: Callable[[], Awaitable[U]]
+    ) -> tuple[T, U | None]:
+        """Both reads at once; both finish before either's error is raised (none left
+        over). A cold store that fails (down, timed out) is left out, as None, and not
+        asked again for COLD_RETRY_SECONDS: reads serve what the hot store and the queue
+        hold meanwhile, rather than wait for the cold store's timeout on every call."""
+        loop = asyncio.get_running_loop()
+        if loop.time() < self._cold_down_until:
+            return await hot(), None
+        hot_result, cold_result = await asyncio.gather(hot(), cold(), return_exceptions=True)
+        if isinstance(hot_result, BaseException):
+            raise hot_result
+        if not isinstance(cold_result, BaseException):
+            return hot_result, cold_result
+        if not isinstance(cold_result, StoreError) or isinstance(cold_result, StoreUnusableError):
+            raise cold_result
+        self._cold_down_until = loop.time() + COLD_RETRY_SECONDS
+        logger.warning(
+            "%r: the cold store failed (%s); reads serve the hot store and the queue "
+            "for the next %gs",
+            self,
+            cold_result,
+            COLD_RETRY_SECONDS,
+        )
+        return hot_result, None
 
 
 def _merge(*parts: list[NodeRecord]) -> list[NodeRecord]:
