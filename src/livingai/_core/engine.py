@@ -42,7 +42,7 @@ from .histogram import Histogram
 from .lifecycle import Closable
 from .model import ExecutionNode, NodeRecord, corrupt_node
 from .shutdown import handle_sigterm
-from .store import CheckpointStore, limits_of
+from .store import CheckpointStore, StoreLimits, limits_of
 
 logger = logging.getLogger("livingai")
 
@@ -171,7 +171,6 @@ class CheckpointEngine(Closable):
         if self.codec is Codec.ZSTD:
             encode(b"", Codec.ZSTD)  # fail now, naming the extra, not at the first save
         self.store = store
-        self.limits = limits_of(store)
         self.overhead_budget_ms = overhead_budget_ms
         self.max_backlog_bytes = max_backlog_bytes
         self.offload_bytes = offload_bytes
@@ -203,6 +202,12 @@ class CheckpointEngine(Closable):
 
     def __repr__(self) -> str:
         return f"CheckpointEngine({self.store!r})"
+
+    @property
+    def limits(self) -> StoreLimits:
+        """The store's limits, which save() enforces (a Redis store learns its server's
+        once connected)."""
+        return limits_of(self.store)
 
     # -- lifecycle ------------------------------------------------------------------
 

@@ -391,7 +391,7 @@ def corrupt_node(record: NodeRecord, error: CheckpointCorruptError) -> Execution
         parent_id=record.parent_id,
         status=Status.FAILED,
         error=ErrorInfo(type(error).__name__, str(error)),
-        metadata={"corrupt": True, "version_id": record.version_id},
+        metadata={"corrupt": True, "version_id": record.version_id, "idempotent": False},
     )
 
 

@@ -19,8 +19,8 @@ from typing import Protocol, runtime_checkable
 
 from .model import NodeRecord
 
-MAX_ID_BYTES = 1024  # on every store: PostgreSQL's indexes hold at most ~2700 bytes an
-# entry, and one limit keeps executions movable between stores
+MAX_ID_BYTES = 1024  # on every store of ours: PostgreSQL's indexes hold at most ~2700
+# bytes an entry, and one limit keeps executions movable between stores
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ class StoreLimits:
         )
 
 
-NO_LIMITS = StoreLimits(sys.maxsize, sys.maxsize)  # but for ids: a store that says nothing
+NO_LIMITS = StoreLimits(sys.maxsize, sys.maxsize, sys.maxsize)  # a store that says nothing
 
 
 def limits_of(store: object) -> StoreLimits:

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Sequence
 
 from .._core.lifecycle import Closable
 from .._core.model import NodeRecord
+from .._core.store import StoreLimits
 
 
 class MemoryStore(Closable):
     """A store in a dict: for tests and for trying things; gone when the process ends."""
+
+    limits = StoreLimits(max_body_bytes=sys.maxsize, max_state_bytes=sys.maxsize)
 
     def __init__(self) -> None:
         self._versions: dict[str, list[NodeRecord]] = {}
