@@ -1,18 +1,29 @@
-"""Fault injection around a real store: it delays or fails appends, then passes them on."""
+"""Fault injection around a real store: it delays, fails or rejects appends, then passes
+them on. It declares no limits, so the engine sends it whatever the store behind would
+refuse: what the store itself does about it is what is tested."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
 
-from livingai import CheckpointStore, NodeRecord, StoreError
+from livingai import CheckpointStore, NodeRecord, RecordRejectedError, StoreError
 
 
 class FaultyStore:
-    """Wraps a real store: appends wait for `gate` and fail while `failures_left` > 0."""
+    """Wraps a real store: appends wait for `gate`, fail while `failures_left` > 0, and
+    are refused for good when they hold a node whose id is in `poison`."""
 
-    def __init__(self, inner: CheckpointStore, *, failures: int = 0, gated: bool = False) -> None:
+    def __init__(
+        self,
+        inner: CheckpointStore,
+        *,
+        failures: int = 0,
+        gated: bool = False,
+        poison: frozenset[str] = frozenset(),
+    ) -> None:
         self.inner = inner
+        self.poison = poison
         self.failures_left = failures
         self.gate = asyncio.Event()
         if not gated:
@@ -28,6 +39,9 @@ class FaultyStore:
         if self.failures_left > 0:
             self.failures_left -= 1
             raise StoreError("injected failure: store is down")
+        bad = [record.node_id for record in records if record.node_id in self.poison]
+        if bad:
+            raise RecordRejectedError(f"injected rejection of {', '.join(bad)}")
         await self.inner.append(records)
         self.appends.append(len(records))
 
