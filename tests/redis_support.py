@@ -89,7 +89,9 @@ class RedisServer:
     a restart on the same directory finds them all. Not started until start().
     """
 
-    def __init__(self, directory: Path, *, appendonly: bool = True) -> None:
+    def __init__(
+        self, directory: Path, *, appendonly: bool = True, options: tuple[str, ...] = ()
+    ) -> None:
         binary = redis_server_binary()
         if binary is None:
             raise RuntimeError("redis-server is not installed")
@@ -97,6 +99,7 @@ class RedisServer:
         self.directory = directory
         self.directory.mkdir(parents=True, exist_ok=True)
         self.appendonly = appendonly
+        self.options = options  # more redis-server options, as "--name", "value", ...
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -115,7 +118,7 @@ class RedisServer:
             command += ["--appendonly", "yes", "--appendfsync", "always"]
         else:
             command += ["--appendonly", "no"]
-        return command
+        return [*command, *self.options]
 
     def start(self) -> None:
         """Start it (again, on the same port and directory) and wait until it answers."""
@@ -135,6 +138,8 @@ class RedisServer:
         client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
         try:
             return bool(client.ping())
+        except redis.AuthenticationError:  # up, and wants a password (--requirepass)
+            return True
         except redis.RedisError:  # refused, or still LOADING the append-only file
             return False
         finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from datetime import UTC, datetime, timedelta, timezone
@@ -9,7 +10,15 @@ from typing import Any, cast
 
 import pytest
 
-from livingai import ErrorInfo, ExecutionNode, InvalidNodeError, NodeRecord, NodeType, Status
+from livingai import (
+    CheckpointCorruptError,
+    ErrorInfo,
+    ExecutionNode,
+    InvalidNodeError,
+    NodeRecord,
+    NodeType,
+    Status,
+)
 
 
 def _node(**fields: Any) -> ExecutionNode:
@@ -304,8 +313,61 @@ def test_nan_and_infinity_rejected(field: str, bad: float) -> None:
 def test_reference_cycle_rejected() -> None:
     loop: list[Any] = []
     loop.append(loop)
-    with pytest.raises(InvalidNodeError, match="input"):
+    with pytest.raises(InvalidNodeError, match="input is not valid JSON: it refers to itself"):
         NodeRecord.from_node(_node(input=loop), None)
+
+
+def test_deep_nesting_is_told_apart_from_a_cycle() -> None:
+    deep: Any = "bottom"
+    for _ in range(5000):
+        deep = [deep]
+    with pytest.raises(InvalidNodeError, match="output is nested too deeply") as caught:
+        NodeRecord.from_node(_node(output=deep), None)
+    assert "cycl" not in str(caught.value)
+    shallow: Any = "bottom"
+    for _ in range(200):
+        shallow = {"k": shallow}
+    back = NodeRecord.from_node(_node(output=shallow), None).to_node()
+    assert back.output == shallow  # deep but within bounds: kept as is
+
+
+@pytest.mark.parametrize("tokens", ["12", 1.5, True, -1])
+def test_cost_tokens_must_be_a_whole_number(tokens: object) -> None:
+    with pytest.raises(InvalidNodeError, match="cost_tokens must be a whole number >= 0"):
+        NodeRecord.from_node(_node(cost_tokens=tokens), None)
+
+
+@pytest.mark.parametrize("latency", ["3 ms", -0.5, math.nan, math.inf, False])
+def test_latency_must_be_a_number(latency: object) -> None:
+    with pytest.raises(InvalidNodeError, match="latency_ms must be a number >= 0"):
+        NodeRecord.from_node(_node(latency_ms=latency), None)
+
+
+@pytest.mark.parametrize("flag", ["true", 1, 0, "no", None])
+def test_an_idempotent_flag_that_is_not_a_bool_is_refused(flag: object) -> None:
+    node = _node(metadata={"idempotent": flag})
+    if flag is None:
+        NodeRecord.from_node(node, None)  # absent and None alike: the type decides
+        return
+    with pytest.raises(InvalidNodeError, match=r"metadata\['idempotent'\] must be True or False"):
+        NodeRecord.from_node(node, None)
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "says"),
+    [
+        ("type", "BOGUS", "'BOGUS' is not a valid NodeType"),
+        ("status", "DONE", "'DONE' is not a valid Status"),
+        ("body", "{not json", "JSONDecodeError"),
+        ("body", "[1, 2]", "body is a JSON list, not an object"),
+        ("created_at", "yesterday", "Invalid isoformat string"),
+    ],
+)
+def test_a_corrupt_stored_field_names_the_node(column: str, value: str, says: str) -> None:
+    record = NodeRecord.from_node(_node(), None)
+    broken = dataclasses.replace(record, **{column: value})  # type: ignore[arg-type]
+    with pytest.raises(CheckpointCorruptError, match=f"node {record.node_id} .*{says}"):
+        broken.to_node()
 
 
 def test_non_string_dict_key_of_unsupported_type_rejected() -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 import os
 import sys
 import textwrap
@@ -17,12 +18,14 @@ from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from livingai import (
+    CheckpointCorruptError,
     CheckpointEngine,
     ClosedError,
     ExecutionNode,
@@ -30,11 +33,15 @@ from livingai import (
     NodeRecord,
     NodeType,
     PostgresStore,
+    RecordRejectedError,
+    RecoveryEngine,
     Status,
     StoreError,
+    StoreUnusableError,
 )
 from livingai._stores.postgres_sql import SCHEMA_VERSION, mask_dsn, quote_ident, scrub, statements
 from livingai.testing import assert_same, make_record
+from tests.faults import FaultyStore
 from tests.postgres_support import PrivateCluster, drop_schema
 from tests.services import (
     POSTGRES_DSN,
@@ -554,3 +561,105 @@ def test_without_the_extra_import_works_and_the_store_names_the_extra(tmp_path: 
     lines = _marked_lines(_run_python(script, "psycopg,psycopg_pool", cwd=tmp_path).stdout)
     assert 'pip install "livingai[postgres]"' in lines["ERROR"]
     assert lines["LOADED"] == ""
+
+
+# -- hardening: records PostgreSQL refuses, stores it refuses, bounded waits, corruption ----
+
+
+async def test_an_id_too_long_for_an_index_is_rejected_and_the_rest_land(shared: str) -> None:
+    """A 10 KB execution id: `index row requires 10064 bytes`. Through a wrapper that
+    declares no limits it reaches PostgreSQL; the engine isolates it and goes on."""
+    store = PostgresStore(POSTGRES_DSN, schema=shared)
+    engine = CheckpointEngine(FaultyStore(store, gated=True), overhead_budget_ms=1)
+    try:
+        huge = step(os.urandom(5_000).hex())  # 10 KB that no index compression shrinks
+        nodes = [step("fine"), huge, step("fine")]
+        for node in nodes:
+            assert await engine.save(node) is False
+        engine.store.gate.set()  # type: ignore[attr-defined]
+        with pytest.raises(RecordRejectedError, match="index row"):
+            await engine.flush()
+        assert [n.id for n in await engine.list_nodes("fine")] == [nodes[0].id, nodes[2].id]
+        stats = engine.stats()
+        assert (stats.rejected, stats.late, stats.backlog_writes) == (1, 2, 0)
+    finally:
+        await engine.close()
+    async with CheckpointEngine(PostgresStore(POSTGRES_DSN, schema=shared)) as direct:
+        with pytest.raises(InvalidNodeError, match="ids of at most 1024 bytes"):
+            await direct.save(huge)  # refused up front, on the store itself
+
+
+@pytest.mark.parametrize(
+    ("dsn", "says"),
+    [
+        ("postgresql://no_such_role@127.0.0.1:{port}/test", 'role "no_such_role" does not exist'),
+        ("postgresql://postgres@127.0.0.1:{port}/no_such_db", 'database "no_such_db"'),
+    ],
+)
+async def test_a_store_the_server_refuses_is_unusable_at_once(dsn: str, says: str) -> None:
+    need_server("PostgreSQL", POSTGRES_DSN, 5432)
+    port = str(urlsplit(POSTGRES_DSN).port or 5432)
+    async with asyncio.timeout(10):  # told, not retried for ever (nor waited out)
+        async with CheckpointEngine(PostgresStore(dsn.format(port=port))) as engine:
+            with pytest.raises(StoreUnusableError, match=says):
+                await engine.save(step("refused"), durable=True)
+            with pytest.raises(StoreUnusableError, match="check the URL, the user"):
+                await engine.load("anything")
+            assert engine.stats().abandoned == 1
+
+
+@pytest.mark.timeout(120)
+async def test_every_wait_is_bounded_when_the_server_goes_away() -> None:
+    with PrivateCluster() as cluster:
+        await asyncio.to_thread(cluster.start)
+        store = PostgresStore(cluster.dsn, schema="lv")
+        async with CheckpointEngine(store, hot_capacity=0) as engine:
+            node = step("gone")
+            await engine.save(node, state=b"s", durable=True)
+            await asyncio.to_thread(cluster.kill)
+            # Bounded by the pool's `timeout` (5 s) the first time; then the store asks
+            # the server directly and is refused at once. The old store took 20 s each.
+            for _ in range(3):
+                async with asyncio.timeout(8):
+                    with pytest.raises(StoreError):
+                        await engine.load(node.id)
+                    with pytest.raises(StoreError):
+                        await RecoveryEngine(engine).plan("gone")
+            await asyncio.to_thread(cluster.start)
+            loaded = await engine.load(node.id)  # back: served again, nothing lost
+            assert loaded is not None
+            assert loaded.state == b"s"
+
+
+async def test_a_corrupt_row_is_named_listed_as_failed_and_the_plan_goes_on(
+    shared_store: PostgresStore, shared: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with CheckpointEngine(shared_store, hot_capacity=0) as engine:
+        early = step("rot")
+        await engine.save(early, state=b"early state")
+        bent = step("rot")
+        await engine.save(bent)
+        last = step("rot")
+        await engine.save(last, state=b"last state")
+        await engine.flush()
+        table = f"{quote_ident(shared)}.nodes"
+        await fetch(POSTGRES_DSN, f"UPDATE {table} SET type = 'BOGUS' WHERE node_id = %s", bent.id)
+        await fetch(
+            POSTGRES_DSN,
+            f"UPDATE {table} SET checkpoint = '\\x00dead'::bytea WHERE node_id = %s",
+            last.id,
+        )
+        with pytest.raises(CheckpointCorruptError, match=bent.id):
+            await engine.load(bent.id)
+        with caplog.at_level(logging.ERROR, logger="livingai"):
+            listed = await engine.list_nodes("rot")
+        assert [n.id for n in listed] == [early.id, bent.id, last.id]
+        assert listed[1].status is Status.FAILED
+        assert listed[1].type is NodeType.TOOL  # unreadable type: taken as a side effect
+        assert "BOGUS" in caplog.text
+        plan = await RecoveryEngine(engine).plan("rot")
+        assert plan.resume_node_id == early.id  # the newest checkpoint is corrupt
+        assert plan.state == b"early state"
+        assert [n.id for n in plan.skipped_nodes] == [bent.id]
+        assert any("resuming from an earlier checkpoint" in w for w in plan.warnings)
+        assert any(bent.id in w for w in plan.warnings)

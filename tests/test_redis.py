@@ -25,16 +25,26 @@ import redis
 import redis.asyncio
 
 from livingai import (
+    CheckpointCorruptError,
     CheckpointEngine,
     ClosedError,
+    Codec,
+    ExecutionNode,
+    InvalidNodeError,
     NodeRecord,
+    NodeType,
+    RecordRejectedError,
+    RecoveryEngine,
     RedisStore,
+    Status,
     StoreError,
+    StoreUnusableError,
 )
 from livingai._core.urls import mask_url
 from livingai._stores import redis_keys as keys
 from livingai._stores.redis_keys import client_name, pack, scan_pattern, unpack
 from livingai.testing import assert_same, make_record
+from tests.faults import FaultyStore
 from tests.redis_support import (
     RedisServer,
     Saved,
@@ -676,3 +686,144 @@ async def test_a_dropped_idle_connection_is_replaced_without_an_error(
 
 def test_scan_pattern_escapes_glob_characters() -> None:
     assert scan_pattern("a*b?[c]\\") == "a\\*b\\?\\[c\\]\\\\:*"
+
+
+# -- hardening: records Redis refuses, a damaged prefix, bad credentials, corruption --------
+
+
+@pytest.fixture
+def small_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A private redis-server taking arguments of at most 1 MiB (proto-max-bulk-len)."""
+    _need_binary()
+    with RedisServer(tmp_path / "small", options=("--proto-max-bulk-len", "1mb")) as private:
+        private.start()
+        yield private
+
+
+def _node(execution_id: str, node_id: str) -> ExecutionNode:
+    node = ExecutionNode(execution_id=execution_id, type=NodeType.PROMPT, status=Status.SUCCESS)
+    node.id = node_id
+    return node
+
+
+async def test_a_state_over_the_servers_argument_limit_is_refused_not_retried(
+    small_server: RedisServer,
+) -> None:
+    big = os.urandom(2 * 1024 * 1024)  # incompressible: 2 MiB on the wire, over 1 MiB
+    # Through a wrapper that declares no limits, the record reaches the store, which
+    # refuses it; the records around it land.
+    store = RedisStore(small_server.url, prefix="bulk")
+    engine = CheckpointEngine(FaultyStore(store, gated=True), codec=Codec.NONE)
+    try:
+        for node_id in ("before", "big", "after"):
+            state = big if node_id == "big" else b"small"
+            assert await engine.save(_node("bulk", node_id), state=state) is False
+        engine.store.gate.set()  # type: ignore[attr-defined]
+        with pytest.raises(RecordRejectedError, match="proto-max-bulk-len"):
+            await engine.flush()
+        assert [r.node_id for r in await store.list_nodes("bulk")] == ["before", "after"]
+        assert engine.stats().rejected == 1
+    finally:
+        await engine.close()
+    # Straight on the store, the engine knows the server's limit and refuses at save().
+    async with CheckpointEngine(RedisStore(small_server.url, prefix="bulk")) as direct:
+        await direct.list_executions()  # connected: the limit is learned
+        assert direct.limits.max_state_bytes < 1024 * 1024
+        with pytest.raises(InvalidNodeError, match="keeps states of at most"):
+            await direct.save(_node("bulk", "big"), state=big)
+
+
+async def test_a_key_of_the_wrong_type_rejects_its_records_and_stores_nothing_of_them(
+    prefix: str,
+) -> None:
+    client: Any = sync_client(REDIS_URL)
+    client.set(f"{prefix}:xv:broken", "not a sorted set")  # someone else's key
+    store = RedisStore(REDIS_URL, prefix=prefix)
+    broken = make_record("broken", "b1", checkpoint=b"\x00b")
+    fine = make_record("fine", "f1")
+    try:
+        with pytest.raises(RecordRejectedError, match=r"node b1: .*:xv:broken holds a string"):
+            await store.append([fine, broken])
+        # All or nothing: the batch failed before writing anything, so a retry of the
+        # part that is fine stores it whole, and the broken record left no trace.
+        await store.append([fine])
+        assert_same(await store.read("f1"), fine)
+        assert await store.read("b1") is None
+        assert not client.hexists(f"{prefix}:xr:broken", broken.version_id)
+        assert client.llen(f"{prefix}:n:b1") == 0
+        client.delete(f"{prefix}:xv:broken")
+        assert check_layout(REDIS_URL, prefix) == []
+        await store.append([broken])  # once the key is mended, it is stored like any other
+        assert_same(await store.read("b1"), broken)
+    finally:
+        client.close()
+        await store.close()
+
+
+async def test_an_engine_isolates_the_records_a_damaged_key_rejects(prefix: str) -> None:
+    client: Any = sync_client(REDIS_URL)
+    client.hset(f"{prefix}:n:victim", "not", "a list")
+    try:
+        async with CheckpointEngine(RedisStore(REDIS_URL, prefix=prefix)) as engine:
+            results = await asyncio.gather(
+                *(engine.save(_node("mixed", n), durable=True) for n in ("a", "victim", "b")),
+                return_exceptions=True,
+            )
+            assert results[0] is True
+            assert results[2] is True
+            assert isinstance(results[1], RecordRejectedError)
+            assert [n.id for n in await engine.list_nodes("mixed")] == ["a", "b"]
+            assert engine.stats().rejected == 1
+    finally:
+        client.close()
+
+
+async def test_a_garbage_counter_makes_the_store_unusable_not_silent(prefix: str) -> None:
+    client: Any = sync_client(REDIS_URL)
+    client.set(f"{prefix}:seq", "garbage")
+    try:
+        async with CheckpointEngine(RedisStore(REDIS_URL, prefix=prefix)) as engine:
+            with pytest.raises(StoreUnusableError, match=r"seq holds .*garbage.*not a counter"):
+                await engine.save(_node("count", "n"), durable=True)
+            assert engine.stats().abandoned == 1
+    finally:
+        client.close()
+
+
+async def test_a_wrong_password_is_an_unusable_store(tmp_path: Path) -> None:
+    _need_binary()
+    with RedisServer(
+        tmp_path / "auth", appendonly=False, options=("--requirepass", "right-password")
+    ) as server:
+        server.start()
+        for url in (
+            f"redis://:wrong-password@127.0.0.1:{server.port}/0",
+            f"redis://127.0.0.1:{server.port}/0",  # no password at all
+        ):
+            async with CheckpointEngine(RedisStore(url, prefix="auth")) as engine:
+                with pytest.raises(StoreUnusableError, match="check the user and password") as e:
+                    await engine.save(_node("auth", "n"), durable=True)
+                assert "wrong-password" not in str(e.value)
+                with pytest.raises(StoreUnusableError):
+                    await engine.load("n")
+
+
+async def test_a_checkpoint_of_the_wrong_length_is_corrupt_and_the_plan_goes_back(
+    prefix: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with CheckpointEngine(RedisStore(REDIS_URL, prefix=prefix)) as engine:
+        first, second = _node("cut", "first"), _node("cut", "second")
+        await engine.save(first, state=b"good state", durable=True)
+        await engine.save(second, state=b"newer state", durable=True)
+    client: Any = sync_client(REDIS_URL)
+    vid = client.get(f"{prefix}:xc:cut")
+    client.hset(f"{prefix}:xb:cut", vid, b"\x00cut")  # shorter than it was written
+    client.close()
+    async with CheckpointEngine(RedisStore(REDIS_URL, prefix=prefix)) as fresh:
+        with pytest.raises(CheckpointCorruptError, match="node second"):
+            await fresh.load("second")
+        with caplog.at_level(logging.ERROR, logger="livingai"):
+            plan = await RecoveryEngine(fresh).plan("cut")
+        assert plan.resume_node_id == "first"
+        assert plan.state == b"good state"
+        assert "checkpoint was" in caplog.text

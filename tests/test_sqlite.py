@@ -3,17 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
 import sqlite3
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
 
-from livingai import CheckpointEngine, SQLiteStore, StoreError
+from livingai import (
+    CheckpointCorruptError,
+    CheckpointEngine,
+    Codec,
+    ExecutionNode,
+    NodeType,
+    RecordRejectedError,
+    RecoveryEngine,
+    SQLiteStore,
+    Status,
+    StoreError,
+    StoreUnusableError,
+)
 from livingai._stores.sqlite_sql import SCHEMA_VERSION
 from livingai.testing import make_record
-from tests.services import run_processes
+from tests.faults import FaultyStore
+from tests.services import run_processes, skip_or_fail
 
 
 async def test_new_file_gets_wal_and_the_current_schema(tmp_path: Path) -> None:
@@ -91,3 +107,108 @@ def test_several_processes_write_one_file_without_errors(tmp_path: Path) -> None
             return [len(await engine.list_nodes(e)) for e in await engine.list_executions()]
 
     assert asyncio.run(count()) == [25] * 32
+
+
+# -- hardening: a record SQLite refuses, files it cannot use, corrupt rows ------------------
+
+
+async def test_a_blob_over_the_length_limit_is_rejected_and_the_rest_land(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "limit.db")
+    await store.list_executions()  # connected; now lower SQLITE_LIMIT_LENGTH on the writer
+    await asyncio.wrap_future(
+        store._writer.submit(  # the store's own connection, on its own thread
+            lambda: store._writer_conn().setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 100_000)
+        )
+    )
+    engine = CheckpointEngine(FaultyStore(store, gated=True), codec=Codec.NONE)
+    try:
+        names = ["before", "big", "after"]
+        for name in names:
+            node = ExecutionNode(execution_id="len", type=NodeType.PROMPT, id=name)
+            state = os.urandom(200_000) if name == "big" else b"small"
+            assert await engine.save(node, state=state) is False
+        engine.store.gate.set()  # type: ignore[attr-defined]
+        with pytest.raises(RecordRejectedError, match="SQLITE_TOOBIG"):
+            await engine.flush()
+        assert [n.id for n in await engine.list_nodes("len")] == ["before", "after"]
+        assert engine.stats().rejected == 1
+    finally:
+        await engine.close()
+
+
+async def _told_unusable(store: SQLiteStore, says: str) -> None:
+    """A save is told the store cannot work (not retried for ever), and so is a read;
+    `async with` then exits at once."""
+    async with asyncio.timeout(10), CheckpointEngine(store) as engine:
+        node = ExecutionNode(execution_id="unusable", type=NodeType.PROMPT)
+        with pytest.raises(StoreUnusableError, match=says) as caught:
+            await engine.save(node, durable=True)
+        assert store.path in str(caught.value)
+        with pytest.raises(StoreUnusableError):
+            await engine.load(node.id)
+        assert engine.stats().abandoned == 1
+
+
+async def test_a_file_that_is_not_a_database_is_unusable(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_bytes(b"these are my notes, not a database" * 100)
+    await _told_unusable(SQLiteStore(path), "not a SQLite database")
+    assert path.read_bytes() == b"these are my notes, not a database" * 100  # untouched
+
+
+async def test_a_missing_directory_is_unusable(tmp_path: Path) -> None:
+    await _told_unusable(SQLiteStore(tmp_path / "no-such-dir" / "x.db"), "is its directory")
+
+
+def _read_only(path: Path, on: bool) -> bool:
+    """Make a file read-only, or writable again: by its mode, or, as root (whom modes do
+    not stop), with chattr +i. False when that cannot be done here."""
+    if os.geteuid() != 0:
+        path.chmod(0o444 if on else 0o644)
+        return True
+    if shutil.which("chattr") is None:
+        return False
+    flag = "+i" if on else "-i"
+    return (
+        subprocess.run(["chattr", flag, str(path)], capture_output=True, check=False).returncode
+        == 0
+    )
+
+
+async def test_a_read_only_file_is_unusable(tmp_path: Path) -> None:
+    path = tmp_path / "ro.db"
+    async with SQLiteStore(path) as store:
+        await store.append([make_record("kept")])
+    if not await asyncio.to_thread(_read_only, path, True):
+        skip_or_fail("running as root, and chattr +i is not available to make a file read-only")
+    try:
+        async with asyncio.timeout(10), CheckpointEngine(SQLiteStore(path)) as engine:
+            node = ExecutionNode(execution_id="ro", type=NodeType.PROMPT)
+            with pytest.raises(StoreUnusableError, match="read-only") as caught:
+                await engine.save(node, durable=True)
+            assert str(path) in str(caught.value)
+    finally:
+        await asyncio.to_thread(_read_only, path, False)
+
+
+async def test_a_corrupt_row_is_named_listed_as_failed_and_the_plan_goes_on(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "rot.db"
+    async with CheckpointEngine(SQLiteStore(path), hot_capacity=0) as engine:
+        nodes = [ExecutionNode(execution_id="rot", type=NodeType.PROMPT) for _ in range(3)]
+        for node in nodes:
+            await engine.save(node, state=node.id.encode(), durable=True)
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE nodes SET body = '{not json' WHERE node_id = ?", (nodes[1].id,))
+        conn.execute("UPDATE nodes SET created_at = 'yesterday' WHERE node_id = ?", (nodes[2].id,))
+    async with CheckpointEngine(SQLiteStore(path), hot_capacity=0) as engine:
+        for node, says in ((nodes[1], "JSONDecodeError"), (nodes[2], "yesterday")):
+            with pytest.raises(CheckpointCorruptError, match=f"node {node.id}.*{says}"):
+                await engine.load(node.id)
+        listed = await engine.list_nodes("rot")
+        assert [n.status for n in listed] == [Status.PENDING, Status.FAILED, Status.FAILED]
+        plan = await RecoveryEngine(engine).plan("rot")
+        assert plan.resume_node_id == nodes[0].id  # the checkpoints after it are unreadable
+        assert plan.state == nodes[0].id.encode()
+        assert len(plan.warnings) == 2

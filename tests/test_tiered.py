@@ -25,6 +25,8 @@ from livingai import (
     MemoryStore,
     NodeRecord,
     NodeType,
+    PostgresStore,
+    RecordRejectedError,
     RecoveryEngine,
     SQLiteStore,
     Status,
@@ -34,7 +36,14 @@ from livingai import (
 from livingai.testing import CONFORMANCE_TESTS, Check, assert_same, make_record
 from tests.conftest import StoreFactory
 from tests.faults import FaultyStore
-from tests.services import POSTGRES_DSN, REDIS_URL, need_server, run_processes, unique_name
+from tests.services import (
+    POSTGRES_DSN,
+    REDIS_URL,
+    free_port,
+    need_server,
+    run_processes,
+    unique_name,
+)
 
 EXECUTIONS = ["exec-0", "exec-1", "exec-2"]
 
@@ -634,3 +643,58 @@ def test_redis_postgres_several_processes_lose_nothing(
     want = {f"w{w}-{n}": 15 for w in range(3) for n in range(6)}
     assert asyncio.run(counts(make_cold)) == want  # every process drained into PostgreSQL
     assert asyncio.run(counts(make_hot)) == want
+
+
+# -- hardening: a cold store that is down or refuses a record -------------------------------
+
+
+async def test_reads_serve_the_hot_store_while_the_cold_one_is_down(
+    served: tuple[StoreFactory, StoreFactory, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """PostgreSQL unreachable: saves are acknowledged by Redis, and a plan of an execution
+    Redis holds is made at once, not after the cold store's timeout."""
+    make_hot, _, name = served
+    dead = f"postgresql://postgres@127.0.0.1:{free_port()}/nowhere"
+    store = TieredStore(
+        make_hot(),
+        PostgresStore(dead, schema=name),
+        flush_interval_seconds=0,
+        close_timeout_seconds=0.2,
+    )
+    async with CheckpointEngine(store, hot_capacity=0, retry_max_delay_seconds=0.05) as engine:
+        first = ExecutionNode(execution_id="hot-only", type=NodeType.PROMPT)
+        tool = ExecutionNode(execution_id="hot-only", type=NodeType.TOOL)
+        await engine.save(first, state=b"in redis", durable=True)
+        await engine.save(tool, durable=True)
+        with caplog.at_level(logging.WARNING, logger="livingai"):
+            async with asyncio.timeout(5):
+                plan = await RecoveryEngine(engine).plan("hot-only")
+                loaded = await engine.load(first.id)
+        assert plan.resume_node_id == first.id
+        assert plan.state == b"in redis"
+        assert [n.id for n in plan.skipped_nodes] == [tool.id]
+        assert loaded is not None
+        assert loaded.state == b"in redis"
+        assert "reads serve the hot store" in caplog.text
+        assert store.stats().cold_failures > 0
+    assert store.stats().abandoned == 2  # never copied: counted, logged, in Redis only
+
+
+async def test_a_record_the_cold_store_refuses_is_rejected_and_the_rest_copied() -> None:
+    async with (
+        MemoryStore() as hot,
+        TieredStore(
+            hot,
+            FaultyStore(MemoryStore(), poison=frozenset({"refused"})),
+            flush_interval_seconds=0,
+        ) as store,
+    ):
+        records = [make_record("x", name) for name in ("a", "refused", "b")]
+        await store.append(records)
+        with pytest.raises(RecordRejectedError):
+            await store.drain()
+        stats = store.stats()
+        assert (stats.moved, stats.rejected, stats.pending_cold) == (2, 1, 0)
+        assert ids(await store.cold.list_versions("x")) == ids([records[0], records[2]])
+        # The hot store still has it: reads list it, after what the cold store holds.
+        assert sorted(ids(await store.list_versions("x"))) == sorted(ids(records))

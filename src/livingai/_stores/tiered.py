@@ -29,7 +29,9 @@ Reads. The cold store holds the oldest part of the log, this process's queue the
 on their way there, the hot store the recent part (everything, or only what was written
 since it lost data: a flush, a restart, expiry). Lists are merged in that order, without
 duplicates by version_id; `read` takes the queue, then the hot store, then the cold one.
-So once the queue is drained, every execution is complete from the cold store alone.
+So once the queue is drained, every execution is complete from the cold store alone,
+but for a record the cold store refused for good (counted in `stats().rejected` and
+logged): it stays in the hot store only, and merged lists show it after the cold ones.
 Appends go through one lock, so the hot store, the queue and the cold store all hold the
 same order.
 
@@ -71,7 +73,8 @@ class TieredStats:
     pending_cold_bytes: int
     moved: int  # records copied to the cold store
     cold_batches: int  # successful cold appends, each one batch
-    cold_failures: int  # cold appends that raised; each batch is retried until it lands
+    cold_failures: int  # cold appends that raised; transient ones are retried until they land
+    rejected: int  # records the cold store refused for good; each logged; hot only
     abandoned: int  # records given up (close() timed out, exit); each logged; hot only
 
 
@@ -128,6 +131,7 @@ class TieredStore(Closable):
             moved=queue.committed,
             cold_batches=queue.commits,
             cold_failures=queue.failures,
+            rejected=queue.rejected,
             abandoned=queue.abandoned,
         )
 
