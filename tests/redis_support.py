@@ -21,6 +21,8 @@ from types import TracebackType
 from typing import Any, Self
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from livingai import (
     CheckpointEngine,
@@ -135,7 +137,12 @@ class RedisServer:
             time.sleep(0.01)  # polling for readiness, bounded by the deadline
 
     def answers(self) -> bool:
-        client = redis.Redis(port=self.port, socket_timeout=1, socket_connect_timeout=1)
+        client = redis.Redis(
+            port=self.port,
+            socket_timeout=1,
+            socket_connect_timeout=1,
+            retry=Retry(NoBackoff(), 0),  # one try: the caller polls
+        )
         try:
             return bool(client.ping())
         except redis.AuthenticationError:  # up, and wants a password (--requirepass)
