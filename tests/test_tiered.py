@@ -663,7 +663,7 @@ async def test_reads_serve_the_hot_store_while_the_cold_one_is_down(
     )
     async with CheckpointEngine(store, hot_capacity=0, retry_max_delay_seconds=0.05) as engine:
         first = ExecutionNode(execution_id="hot-only", type=NodeType.PROMPT)
-        tool = ExecutionNode(execution_id="hot-only", type=NodeType.TOOL)
+        tool = ExecutionNode(execution_id="hot-only", type=NodeType.TOOL, status=Status.SUCCESS)
         await engine.save(first, state=b"in redis", durable=True)
         await engine.save(tool, durable=True)
         with caplog.at_level(logging.WARNING, logger="livingai"):

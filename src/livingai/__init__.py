@@ -9,24 +9,54 @@ private; see "How it works" in the README for the map.
 """
 
 from ._core.codec import Codec
-from ._core.engine import CheckpointEngine, EngineStats, NodeState
+from ._core.engine import (
+    CheckpointEngine,
+    EngineStats,
+    NodeState,
+)
 from ._core.errors import (
     BacklogFullError,
     CheckpointCorruptError,
     ClosedError,
     ConfigError,
     ExecutionNotFoundError,
+    FencedError,
+    InDoubtError,
     InvalidNodeError,
+    LeaseHeldError,
     LivingAIError,
     MissingExtraError,
+    NondeterminismError,
+    NotInStepError,
     RecordRejectedError,
+    StepFailedError,
     StoreError,
     StoreUnusableError,
     WrongLoopError,
 )
-from ._core.model import ErrorInfo, ExecutionNode, NodeRecord, NodeType, Status
-from ._core.store import CheckpointStore, StoreLimits
+from ._core.model import (
+    ErrorInfo,
+    ExecutionNode,
+    NodeRecord,
+    NodeType,
+    Status,
+)
+from ._core.store import (
+    CheckpointStore,
+    Lease,
+    LeaseStore,
+    StoreLimits,
+)
 from ._runtime.recovery import RecoveryEngine, RecoveryPlan
+from ._runtime.runs import (
+    NOT_DONE,
+    PendingRun,
+    RecoveredRun,
+    Run,
+    Runtime,
+    StepContext,
+    current_step,
+)
 from ._stores.memory import MemoryStore
 from ._stores.postgres import PostgresStore  # imports psycopg only when one is created
 from ._stores.redis import RedisStore  # imports redis-py only when one is created
@@ -37,6 +67,7 @@ from ._stores.url import open_store
 __version__ = "0.5.0"
 
 __all__ = [
+    "NOT_DONE",
     "BacklogFullError",
     "CheckpointCorruptError",
     "CheckpointEngine",
@@ -48,20 +79,33 @@ __all__ = [
     "ErrorInfo",
     "ExecutionNode",
     "ExecutionNotFoundError",
+    "FencedError",
+    "InDoubtError",
     "InvalidNodeError",
+    "Lease",
+    "LeaseHeldError",
+    "LeaseStore",
     "LivingAIError",
     "MemoryStore",
     "MissingExtraError",
     "NodeRecord",
     "NodeState",
     "NodeType",
+    "NondeterminismError",
+    "NotInStepError",
+    "PendingRun",
     "PostgresStore",
     "RecordRejectedError",
+    "RecoveredRun",
     "RecoveryEngine",
     "RecoveryPlan",
     "RedisStore",
+    "Run",
+    "Runtime",
     "SQLiteStore",
     "Status",
+    "StepContext",
+    "StepFailedError",
     "StoreError",
     "StoreLimits",
     "StoreUnusableError",
@@ -69,5 +113,6 @@ __all__ = [
     "TieredStore",
     "WrongLoopError",
     "__version__",
+    "current_step",
     "open_store",
 ]

@@ -34,6 +34,7 @@ from typing import Any
 
 from .errors import ClosedError, RecordRejectedError, StoreError, StoreUnusableError
 from .model import NodeRecord
+from .store import Fences
 
 logger = logging.getLogger("livingai")
 
@@ -42,17 +43,19 @@ class Write:
     """One queued record. `state` is the raw state while its blob is being encoded
     elsewhere (not `ready` until then); `ack` is settled True once committed."""
 
-    __slots__ = ("ack", "late", "position", "record", "size", "started", "state")
+    __slots__ = ("ack", "fence", "late", "position", "record", "size", "started", "state")
 
     def __init__(
         self,
         record: NodeRecord,
         state: bytes | None = None,
         ack: asyncio.Future[bool] | None = None,
+        fence: int | None = None,
     ) -> None:
         self.record = record
         self.state = state
         self.ack = ack
+        self.fence = fence  # the lease token its execution must still have in the store
         # What the queue holds: the state, then its blob (at most about the state's size).
         self.size = record.size + (len(state) if state is not None else 0)
         self.started = time.perf_counter()
@@ -64,7 +67,7 @@ class Write:
         return self.state is None or self.record.checkpoint is not None
 
 
-WriteBatch = Callable[[list[NodeRecord]], Awaitable[None]]
+WriteBatch = Callable[[list[NodeRecord], Fences | None], Awaitable[None]]
 
 
 def backoff_seconds(failures: int, cap: float) -> float:
@@ -103,7 +106,8 @@ class CommitQueue:
     """Writes committed in order by one task, with retries; see the module docstring.
 
     `write_batch` stores a batch, all or none, and may be called again with the same
-    batch after a failure (stores skip version ids they hold). `what` names the write in
+    batch after a failure (stores skip version ids they hold); it is given the lease
+    tokens the batch's writes are fenced with, or None. `what` names the write in
     log lines ("store write", "cold append"), `lost` says what an abandoned write means.
     A batch is due as soon as a write is ready, or with `linger_seconds`, once the oldest
     has waited that long, `max_batch_bytes` are queued, or someone waits in flush().
@@ -325,10 +329,11 @@ class CommitQueue:
     async def _write_until_it_lands(self, batch: list[Write]) -> None:
         """Write `batch`, retrying transient store errors with backoff."""
         records = [write.record for write in batch]
+        fences = {w.record.execution_id: w.fence for w in batch if w.fence is not None}
         failures = 0
         while True:
             try:
-                await self._write_batch(records)
+                await self._write_batch(records, fences or None)
                 break
             except (ClosedError, RecordRejectedError, StoreUnusableError):
                 self.failures += 1

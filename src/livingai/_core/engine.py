@@ -42,7 +42,7 @@ from .histogram import Histogram
 from .lifecycle import Closable
 from .model import ExecutionNode, NodeRecord, corrupt_node
 from .shutdown import handle_sigterm
-from .store import CheckpointStore, StoreLimits, limits_of
+from .store import CheckpointStore, Fences, Lease, LeaseStore, StoreLimits, limits_of
 
 logger = logging.getLogger("livingai")
 
@@ -179,7 +179,7 @@ class CheckpointEngine(Closable):
         self._hot: HotCache[_Cached] = HotCache(hot_capacity, hot_max_bytes, hot_ttl_seconds)
         self._queue = CommitQueue(
             self,
-            store.append,
+            self._write,
             what="store write",
             lost="queued writes were NOT stored",
             max_batch_bytes=max_batch_bytes,
@@ -261,12 +261,20 @@ class CheckpointEngine(Closable):
     # -- saving ---------------------------------------------------------------------
 
     async def save(
-        self, node: ExecutionNode, state: bytes | None = None, *, durable: bool = False
+        self,
+        node: ExecutionNode,
+        state: bytes | None = None,
+        *,
+        durable: bool = False,
+        fence: Lease | None = None,
     ) -> bool:
         """Checkpoint `node` (and `state`, if given). True when committed within the budget;
         False when still queued: it commits later and is never dropped. With `durable`,
         wait for the commit however long the store takes (the budget does not apply):
         for what must be on disk before the agent goes on, such as a tool's intent.
+        With `fence`, a lease on the node's execution, the store takes the write only while
+        that lease is still held (FencedError otherwise): a worker whose execution was
+        taken over cannot write to it any more.
 
         Raises InvalidNodeError (nothing stored) for a node no store could keep or one
         over the store's limits; RecordRejectedError when the store refused it for good
@@ -276,6 +284,11 @@ class CheckpointEngine(Closable):
         start = time.perf_counter()
         deadline = start + self.overhead_budget_ms / 1000.0
         loop = self._enter()
+        if fence is not None and fence.execution_id != node.execution_id:
+            raise InvalidNodeError(
+                f"node {node.id} is of execution {node.execution_id!r}; its fence is a lease "
+                f"on {fence.execution_id!r}"
+            )
         if state is not None:
             if not isinstance(state, bytes | bytearray | memoryview):
                 raise InvalidNodeError(
@@ -295,7 +308,7 @@ class CheckpointEngine(Closable):
                 previous = self._hot.get(record.node_id)
                 cached_state = None if previous is None else previous.state
         ack: asyncio.Future[bool] = loop.create_future()
-        write = Write(record, state, ack)
+        write = Write(record, state, ack, None if fence is None else fence.token)
         if self._queue.bytes + write.size > self.max_backlog_bytes:
             await self._wait_for_room(write, deadline)
         self._counts["saves"] += 1
@@ -320,6 +333,43 @@ class CheckpointEngine(Closable):
         finally:
             timer.cancel()
             self._save_ms.record((time.perf_counter() - start) * 1000.0)
+
+    async def _write(self, records: list[NodeRecord], fences: Fences | None) -> None:
+        """The commit queue's one write: a batch, fenced when its writes carry leases."""
+        if fences is None:
+            await self.store.append(records)
+        else:
+            await self._leasing().append(records, fences=fences)
+
+    def _leasing(self) -> LeaseStore:
+        if not isinstance(self.store, LeaseStore):
+            raise ConfigError(
+                f"{self.store!r} keeps no leases; durable runs need a store that does "
+                "(every store of livingai does)"
+            )
+        return self.store
+
+    # -- leases ---------------------------------------------------------------------
+
+    async def acquire_lease(self, execution_id: str, worker_id: str, seconds: float) -> Lease:
+        """Own an execution for `seconds`: LeaseHeldError while another live worker does.
+        The same worker takes its own lease back at once (a restarted process)."""
+        self._enter()
+        return await self._leasing().acquire_lease(execution_id, worker_id, seconds)
+
+    async def renew_lease(self, lease: Lease, seconds: float) -> Lease | None:
+        """Keep owning it; None once the lease was lost (taken over, or expired)."""
+        self._enter()
+        return await self._leasing().renew_lease(lease, seconds)
+
+    async def release_lease(self, lease: Lease) -> None:
+        self._enter()
+        await self._leasing().release_lease(lease)
+
+    async def leases(self) -> list[Lease]:
+        """Every live lease: who runs which execution now."""
+        self._enter()
+        return await self._leasing().leases()
 
     def _check_limits(self, record: NodeRecord, state_bytes: int) -> None:
         """Refuse at save() what the store could never keep, naming the limit."""

@@ -12,11 +12,23 @@ LivingAIError
 │                                        the one it was first used on
 ├── BacklogFullError (RuntimeError)      the durable write backlog stayed full for a whole
 │                                        budget; the save was refused, nothing was stored
+├── LeaseHeldError (RuntimeError)        another live worker holds the execution's lease;
+│                                        names it and when the lease expires
+├── NondeterminismError (RuntimeError)   a run's step differs from the one recorded at
+│                                        the same position; names both
+├── NotInStepError (RuntimeError)        current_step() called outside a run's step or tool
+├── InDoubtError                         a tool's intent is recorded and its outcome is
+│                                        not: it may or may not have acted; carries the
+│                                        execution id, the step and its idempotency key
+├── StepFailedError                      a recorded step failure whose exception type
+│                                        cannot be rebuilt; carries its type and message
 ├── StoreError                           the store failed (down, refused, locked, timed
 │   │                                    out); the engine retries these itself
 │   ├── RecordRejectedError              the store refuses these records for good (too
-│   │                                    large, a key of the wrong type): the engine
-│   │                                    isolates them, commits the rest, rejects them
+│   │   │                                large, a key of the wrong type): the engine
+│   │   │                                isolates them, commits the rest, rejects them
+│   │   └── FencedError                  the write's lease was taken over by another
+│   │                                    worker (or expired): it may not write there now
 │   └── StoreUnusableError               the store cannot work as configured (read-only,
 │                                        not a database, missing directory, bad
 │                                        credentials); names the path or URL and the cause
@@ -59,6 +71,50 @@ class BacklogFullError(LivingAIError, RuntimeError):
     """The durable-write backlog stayed full for a whole budget; the save was refused."""
 
 
+class LeaseHeldError(LivingAIError, RuntimeError):
+    """Another live worker holds the execution's lease: one worker at a time runs it."""
+
+    def __init__(
+        self, message: str, *, execution_id: str = "", holder: str = "", expires_at: float = 0.0
+    ) -> None:
+        super().__init__(message)
+        self.execution_id = execution_id
+        self.holder = holder
+        self.expires_at = expires_at
+
+
+class NondeterminismError(LivingAIError, RuntimeError):
+    """A resumed run asked for a step other than the one recorded at that position: the
+    agent's code took another path than it did before the crash."""
+
+
+class NotInStepError(LivingAIError, RuntimeError):
+    """current_step() was called outside the function of a run's step or tool."""
+
+
+class InDoubtError(LivingAIError):
+    """A tool's intent was recorded and its outcome was not: it may or may not have
+    acted. It is not run again silently: retry it with its key, reconcile it, or have a
+    human decide."""
+
+    def __init__(
+        self, message: str, *, execution_id: str = "", step: str = "", idempotency_key: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.execution_id = execution_id
+        self.step = step
+        self.idempotency_key = idempotency_key
+
+
+class StepFailedError(LivingAIError):
+    """A step failure recorded earlier, re-raised on resume, whose exception type cannot
+    be rebuilt here; `type_name` names it."""
+
+    def __init__(self, message: str, *, type_name: str = "") -> None:
+        super().__init__(message)
+        self.type_name = type_name
+
+
 class StoreError(LivingAIError):
     """The store failed to read or write; the message names the store. Transient: worth
     retrying (the engine does)."""
@@ -67,6 +123,11 @@ class StoreError(LivingAIError):
 class RecordRejectedError(StoreError):
     """The store can never accept these records as they are; retrying cannot help. The
     message names the store and its reason."""
+
+
+class FencedError(RecordRejectedError):
+    """A write under a lease that another worker has taken over (or that expired): the
+    worker that wrote it no longer owns the execution, so it may not write there."""
 
 
 class StoreUnusableError(StoreError):

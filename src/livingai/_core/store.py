@@ -13,7 +13,7 @@ then refuses larger values at save() with InvalidNodeError, before they reach th
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -41,6 +41,21 @@ class StoreLimits:
 
 
 NO_LIMITS = StoreLimits(sys.maxsize, sys.maxsize, sys.maxsize)  # a store that says nothing
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One worker's hold on one execution, until `expires_at` (seconds since the epoch,
+    by the store's clock). `token` grows with every acquisition of the execution: a write
+    fenced with an older token is refused (FencedError)."""
+
+    execution_id: str
+    worker_id: str
+    token: int
+    expires_at: float
+
+
+Fences = Mapping[str, int]  # execution id -> the lease token its writes are made under
 
 
 def limits_of(store: object) -> StoreLimits:
@@ -80,3 +95,30 @@ class CheckpointStore(Protocol):
 
     async def close(self) -> None:
         """Release connections; a closed store refuses further calls."""
+
+
+@runtime_checkable
+class LeaseStore(CheckpointStore, Protocol):
+    """A store that also keeps leases: one worker at a time owns an execution, and a
+    worker that lost its lease cannot write to it any more (fencing). Every store here is
+    one; durable runs need one."""
+
+    async def append(self, records: Sequence[NodeRecord], *, fences: Fences | None = None) -> None:
+        """As CheckpointStore.append; with `fences`, first check, in the same transaction,
+        that each named execution's lease still has that token, and store nothing but
+        raise FencedError naming them when one does not."""
+
+    async def acquire_lease(self, execution_id: str, worker_id: str, seconds: float) -> Lease:
+        """Take the execution's lease for `seconds` with a new token: when it is free, has
+        expired, or is held by this same worker (a restarted process takes its own back at
+        once). LeaseHeldError, naming the holder, when another live worker holds it."""
+
+    async def renew_lease(self, lease: Lease, seconds: float) -> Lease | None:
+        """Extend a lease still held with its token; None when it was lost (taken over, or
+        expired and taken)."""
+
+    async def release_lease(self, lease: Lease) -> None:
+        """Let the lease go, if still held with its token; its token is never reused."""
+
+    async def leases(self) -> list[Lease]:
+        """Every live lease."""

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections.abc import Sequence
 
+from .._core.leases import fenced, next_lease
 from .._core.lifecycle import Closable
 from .._core.model import NodeRecord
-from .._core.store import StoreLimits
+from .._core.store import Fences, Lease, StoreLimits
 
 
 class MemoryStore(Closable):
@@ -22,15 +24,20 @@ class MemoryStore(Closable):
         self._execution_versions: dict[str, list[NodeRecord]] = {}
         self._checkpoints: dict[str, NodeRecord] = {}
         self._version_ids: set[str] = set()
+        self._leases: dict[str, Lease] = {}  # kept when released: tokens never repeat
         self._lock = asyncio.Lock()
         self._closed = False
 
     def __repr__(self) -> str:
         return "MemoryStore()"
 
-    async def append(self, records: Sequence[NodeRecord]) -> None:
+    async def append(self, records: Sequence[NodeRecord], *, fences: Fences | None = None) -> None:
         self._check_open()
         async with self._lock:
+            if fences:
+                lost = [x for x, token in fences.items() if self._token(x) != token]
+                if lost:
+                    raise fenced(self, lost)
             for record in records:
                 if record.version_id in self._version_ids:
                     continue
@@ -67,6 +74,40 @@ class MemoryStore(Closable):
     async def history(self, node_id: str) -> list[NodeRecord]:
         self._check_open()
         return list(self._versions.get(node_id, []))
+
+    def _token(self, execution_id: str) -> int | None:
+        lease = self._leases.get(execution_id)
+        live = lease is not None and lease.expires_at > time.time()
+        return lease.token if lease is not None and live else None
+
+    async def acquire_lease(self, execution_id: str, worker_id: str, seconds: float) -> Lease:
+        self._check_open()
+        lease = next_lease(
+            self._leases.get(execution_id), execution_id, worker_id, seconds, time.time()
+        )
+        self._leases[execution_id] = lease
+        return lease
+
+    async def renew_lease(self, lease: Lease, seconds: float) -> Lease | None:
+        self._check_open()
+        if self._token(lease.execution_id) != lease.token:
+            return None
+        renewed = Lease(lease.execution_id, lease.worker_id, lease.token, time.time() + seconds)
+        self._leases[lease.execution_id] = renewed
+        return renewed
+
+    async def release_lease(self, lease: Lease) -> None:
+        self._check_open()
+        current = self._leases.get(lease.execution_id)
+        if current is not None and current.token == lease.token:
+            self._leases[lease.execution_id] = Lease(
+                lease.execution_id, lease.worker_id, lease.token, 0.0
+            )
+
+    async def leases(self) -> list[Lease]:
+        self._check_open()
+        now = time.time()
+        return [lease for lease in self._leases.values() if lease.expires_at > now]
 
     async def close(self) -> None:
         await self._closing(_nothing)

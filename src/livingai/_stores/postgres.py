@@ -36,9 +36,10 @@ from .._core.errors import (
     check_setting,
 )
 from .._core.extras import require
+from .._core.leases import fenced, held
 from .._core.lifecycle import Closable
 from .._core.model import NodeRecord
-from .._core.store import StoreLimits
+from .._core.store import Fences, Lease, StoreLimits
 from . import postgres_sql as sql
 
 if TYPE_CHECKING:  # at run time psycopg is imported when a store is created, not before
@@ -319,16 +320,62 @@ class PostgresStore(Closable):
 
     # -- the store contract -----------------------------------------------------------
 
-    async def append(self, records: Sequence[NodeRecord]) -> None:
+    async def append(self, records: Sequence[NodeRecord], *, fences: Fences | None = None) -> None:
         self._check_open()
         if not records:
             return
         params = sql.to_columns(records)
 
-        async def write(conn: Connection) -> None:
-            await conn.execute(self._sql.append, params)
+        async def write(conn: Connection) -> list[str]:
+            if not fences:
+                await conn.execute(self._sql.append, params)
+                return []
+            ids, tokens = list(fences), list(fences.values())
+            cursor = await conn.execute(self._sql.append_fenced, (ids, tokens, *params))
+            return [str(row[0]) for row in await cursor.fetchall()]
 
-        await self._run(write)
+        lost = await self._run(write)
+        if lost:
+            raise fenced(self, lost)
+
+    # -- leases -------------------------------------------------------------------------
+
+    async def acquire_lease(self, execution_id: str, worker_id: str, seconds: float) -> Lease:
+        async def take(conn: Connection) -> Lease:
+            cursor = await conn.execute(self._sql.acquire_lease, (execution_id, worker_id, seconds))
+            row = await cursor.fetchone()
+            if row is not None:
+                return _lease(row)
+            cursor = await conn.execute(self._sql.lease_holder, (execution_id,))
+            holder = await cursor.fetchone()
+            if holder is None:  # released between the two statements: try again
+                return await take(conn)
+            raise held(_lease(holder), float(holder[4]))
+
+        return await self._run(take)
+
+    async def renew_lease(self, lease: Lease, seconds: float) -> Lease | None:
+        async def renew(conn: Connection) -> Lease | None:
+            cursor = await conn.execute(
+                self._sql.renew_lease, (seconds, lease.execution_id, lease.token)
+            )
+            row = await cursor.fetchone()
+            return None if row is None else _lease(row)
+
+        return await self._run(renew)
+
+    async def release_lease(self, lease: Lease) -> None:
+        async def release(conn: Connection) -> None:
+            await conn.execute(self._sql.release_lease, (lease.execution_id, lease.token))
+
+        await self._run(release)
+
+    async def leases(self) -> list[Lease]:
+        async def read(conn: Connection) -> list[Lease]:
+            cursor = await conn.execute(self._sql.live_leases)
+            return [_lease(row) for row in await cursor.fetchall()]
+
+        return await self._run(read)
 
     async def _query(self, statement: str, args: tuple[str, ...]) -> list[NodeRecord]:
         async def read(conn: Connection) -> list[NodeRecord]:
@@ -375,6 +422,10 @@ class PostgresStore(Closable):
             running = None
         if running is self._loop:
             await pool.close()
+
+
+def _lease(row: Sequence[Any]) -> Lease:
+    return Lease(str(row[0]), str(row[1]), int(row[2]), float(row[3]))
 
 
 async def _scalar(conn: Connection, statement: str, args: tuple[object, ...] = ()) -> Any:

@@ -9,6 +9,8 @@ Layout, inside the store's own schema (CREATE SCHEMA IF NOT EXISTS on first use)
   `completed_at` keep the exact ISO text the model produced.
 - `executions`: one row per execution, `first_seq` giving first-seen order.
 - `schema_version`: one row, the number of MIGRATIONS applied.
+- `leases`: one row per execution ever leased: holder, fencing token (only grows) and
+  expiry in seconds since the epoch, by the server's clock.
 
 Statements are templates with `{s}` standing for the quoted schema name; `Statements`
 renders them once per schema.
@@ -63,6 +65,18 @@ MIGRATIONS: list[tuple[str, ...]] = [
         """,
         "CREATE INDEX executions_by_first_seq ON {s}.executions (first_seq)",
     ),
+    # 2: leases, one row an execution, kept when released so that tokens never repeat.
+    # expires_at is seconds since the epoch by the server's clock.
+    (
+        """
+        CREATE TABLE {s}.leases (
+            execution_id text PRIMARY KEY,
+            worker_id text NOT NULL,
+            token bigint NOT NULL,
+            expires_at double precision NOT NULL
+        )
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -113,6 +127,12 @@ class Statements:
     list_versions: str
     latest_checkpoint: str
     list_executions: str
+    append_fenced: str  # append's parameters after two arrays: execution ids, tokens
+    acquire_lease: str
+    lease_holder: str
+    renew_lease: str
+    release_lease: str
+    live_leases: str
 
 
 @functools.cache
@@ -123,6 +143,44 @@ def statements(schema: str) -> Statements:
     unnest = ", ".join(f"%b::{kind}[]" for kind in _TYPES)
     columns = ", ".join(_COLUMNS)
     values = ", ".join("body::jsonb" if c == "body" else c for c in _COLUMNS)
+    now = "extract(epoch FROM clock_timestamp())"
+    lease_columns = "execution_id, worker_id, token, expires_at"
+
+    def append(fenced: bool) -> str:
+        """One statement: rows in batch order, stored versions skipped, executions first
+        seen get a row. Fenced, it first locks the leases named (FOR SHARE: a takeover
+        waits for this statement) and stores nothing if one no longer has its token;
+        it returns the execution ids at fault."""
+        fence = f"""
+            wanted AS (
+                SELECT * FROM unnest(%s::text[], %s::bigint[]) AS w(execution_id, token)
+            ), held AS (
+                SELECT execution_id, token, expires_at FROM {s}.leases
+                WHERE execution_id IN (SELECT execution_id FROM wanted) FOR SHARE
+            ), lost AS (
+                SELECT w.execution_id FROM wanted AS w LEFT JOIN held AS h USING (execution_id)
+                WHERE h.token IS DISTINCT FROM w.token OR h.expires_at <= {now}
+            ),"""
+        return f"""
+            WITH {fence if fenced else ""} batch AS (
+                SELECT * FROM unnest({unnest}) WITH ORDINALITY
+                    AS b({columns}, position)
+            ), stored AS (
+                INSERT INTO {s}.nodes ({columns})
+                SELECT {values} FROM batch
+                {"WHERE NOT EXISTS (SELECT 1 FROM lost)" if fenced else ""}
+                ORDER BY position
+                ON CONFLICT (version_id) DO NOTHING
+                RETURNING execution_id, seq
+            ), listed AS (
+                INSERT INTO {s}.executions (execution_id, first_seq)
+                SELECT execution_id, min(seq) FROM stored GROUP BY execution_id
+                ORDER BY execution_id  -- the same lock order in every process: no deadlock
+                ON CONFLICT (execution_id) DO NOTHING
+            )
+            {"SELECT execution_id FROM lost" if fenced else "SELECT 1 WHERE false"}
+        """
+
     return Statements(
         schema=schema,
         # Parameters, not text: to_regnamespace and to_regclass parse the quoted name.
@@ -147,25 +205,10 @@ def statements(schema: str) -> Statements:
             ";\n".join(statement.format(s=s).strip() for statement in migration)
             for migration in MIGRATIONS
         ),
-        # One statement, so one round trip and one transaction even in autocommit. Rows go
-        # in in batch order (the identity's nextval runs above the ordered subquery, so seq
-        # follows `position`); a version already stored is skipped; executions first seen
-        # in this batch get a row.
-        append=f"""
-            WITH batch AS (
-                SELECT * FROM unnest({unnest}) WITH ORDINALITY
-                    AS b({columns}, position)
-            ), stored AS (
-                INSERT INTO {s}.nodes ({columns})
-                SELECT {values} FROM batch ORDER BY position
-                ON CONFLICT (version_id) DO NOTHING
-                RETURNING execution_id, seq
-            )
-            INSERT INTO {s}.executions (execution_id, first_seq)
-            SELECT execution_id, min(seq) FROM stored GROUP BY execution_id
-            ORDER BY execution_id  -- the same lock order in every process: no deadlock
-            ON CONFLICT (execution_id) DO NOTHING
-        """,
+        # One statement, so one round trip and one transaction even in autocommit (the
+        # identity's nextval runs above the ordered subquery, so seq follows `position`).
+        append=append(fenced=False),
+        append_fenced=append(fenced=True),
         read_node=f"""
             SELECT {_select()} FROM {s}.nodes WHERE node_id = %s ORDER BY seq DESC LIMIT 1
         """,
@@ -190,6 +233,31 @@ def statements(schema: str) -> Statements:
             ORDER BY seq DESC LIMIT 1
         """,
         list_executions=f"SELECT execution_id FROM {s}.executions ORDER BY first_seq",
+        # Taken when free, expired or held by the same worker; always with a new token.
+        acquire_lease=f"""
+            INSERT INTO {s}.leases AS l ({lease_columns})
+            VALUES (%s, %s, 1, {now} + %s)
+            ON CONFLICT (execution_id) DO UPDATE
+            SET worker_id = excluded.worker_id, token = l.token + 1,
+                expires_at = excluded.expires_at
+            WHERE l.worker_id = excluded.worker_id OR l.expires_at <= {now}
+            RETURNING {lease_columns}
+        """,
+        lease_holder=f"""
+            SELECT {lease_columns}, {now} FROM {s}.leases WHERE execution_id = %s
+        """,
+        renew_lease=f"""
+            UPDATE {s}.leases SET expires_at = {now} + %s
+            WHERE execution_id = %s AND token = %s AND expires_at > {now}
+            RETURNING {lease_columns}
+        """,
+        release_lease=f"""
+            UPDATE {s}.leases SET expires_at = 0 WHERE execution_id = %s AND token = %s
+        """,
+        live_leases=f"""
+            SELECT {lease_columns} FROM {s}.leases WHERE expires_at > {now}
+            ORDER BY execution_id
+        """,
     )
 
 

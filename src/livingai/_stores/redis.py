@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+import time
 from collections.abc import Sequence
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -40,15 +41,18 @@ from .._core.errors import (
     CheckpointCorruptError,
     ClosedError,
     ConfigError,
+    FencedError,
     RecordRejectedError,
     StoreError,
     StoreUnusableError,
     check_setting,
 )
 from .._core.extras import require
+from .._core.leases import fenced
+from .._core.leases import held as held_error
 from .._core.lifecycle import Closable
 from .._core.model import NodeRecord
-from .._core.store import StoreLimits
+from .._core.store import Fences, Lease, StoreLimits
 from .._core.urls import mask_url, redact, url_secrets
 from . import redis_keys as keys
 
@@ -248,6 +252,8 @@ class RedisStore(Closable):
             return StoreUnusableError(
                 f"{text}; check the user and password in the URL and what that user may do"
             )
+        if message.startswith(keys.FENCED):
+            return FencedError(text)
         if message.startswith(keys.REJECTED):
             return RecordRejectedError(text)
         if message.startswith(keys.DAMAGED):
@@ -322,11 +328,11 @@ class RedisStore(Closable):
             max_state_bytes=int(self._max_bulk * 0.99),
         )
 
-    async def append(self, records: Sequence[NodeRecord]) -> None:
+    async def append(self, records: Sequence[NodeRecord], *, fences: Fences | None = None) -> None:
         self._check_open()
         if not records:
             return
-        args = keys.append_args(self.prefix, self.ttl_seconds, records)
+        args = keys.append_args(self.prefix, self.ttl_seconds, records, fences)
         for arg in args:
             # An argument over the limit makes Redis drop the connection, which looks
             # like an outage and would be retried for ever: refuse the record instead.
@@ -336,7 +342,10 @@ class RedisStore(Closable):
                     f"{self!r}: node {owner} needs a {len(arg)}-byte argument; this Redis "
                     f"takes at most {self._max_bulk} (proto-max-bulk-len)"
                 )
-        await self._call(keys.APPEND, *args)
+        try:
+            await self._call(keys.APPEND, *args)
+        except FencedError:
+            raise fenced(self, fences or {}) from None
 
     async def read(self, node_id: str) -> NodeRecord | None:
         return await self._one("read", node_id)
@@ -358,6 +367,39 @@ class RedisStore(Closable):
 
     async def history(self, node_id: str) -> list[NodeRecord]:
         return self._records(await self._call(keys.READ, self.prefix, "history", node_id))
+
+    # -- leases -------------------------------------------------------------------------
+
+    async def _lease(self, op: str, execution_id: str, worker: str, token: int, ms: int) -> Any:
+        return await self._call(keys.LEASE, self.prefix, op, execution_id, worker, token, ms)
+
+    async def acquire_lease(self, execution_id: str, worker_id: str, seconds: float) -> Lease:
+        ok, held, expires_ms = await self._lease(
+            "acquire", execution_id, worker_id, 0, _milliseconds(seconds)
+        )
+        lease = _held_lease(execution_id, held, expires_ms)
+        if not ok:
+            raise held_error(lease, time.time())
+        return lease
+
+    async def renew_lease(self, lease: Lease, seconds: float) -> Lease | None:
+        ok, held, expires_ms = await self._lease(
+            "renew", lease.execution_id, lease.worker_id, lease.token, _milliseconds(seconds)
+        )
+        return _held_lease(lease.execution_id, held, expires_ms) if ok else None
+
+    async def release_lease(self, lease: Lease) -> None:
+        await self._lease("release", lease.execution_id, lease.worker_id, lease.token, 0)
+
+    async def leases(self) -> list[Lease]:
+        reply = await self._call(
+            keys.LEASE, self.prefix, "list", "", "", 0, 0, keys.scan_pattern(self.prefix, "lease:")
+        )
+        found = [
+            _held_lease(name.decode(), held, expires_ms)
+            for name, held, expires_ms in zip(reply[::3], reply[1::3], reply[2::3], strict=True)
+        ]
+        return sorted(found, key=lambda lease: lease.execution_id)
 
     async def close(self) -> None:
         """Let calls in flight finish, then close the pool (not a client passed in)."""
@@ -393,6 +435,17 @@ async def _roundtrip(connection: Any, command: str, script: str, args: tuple[key
         await connection.send_packed_command(piece, check_health=first)
         first = False
     return await connection.read_response()
+
+
+def _milliseconds(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def _held_lease(execution_id: str, held: bytes | str, expires_ms: int) -> Lease:
+    """A lease from its key's value, "<token>:<worker id>"."""
+    text = held.decode() if isinstance(held, bytes) else held
+    token, _, worker = text.partition(":")
+    return Lease(execution_id, worker, int(token), int(expires_ms) / 1000.0)
 
 
 def _config(reply: object, name: str) -> str | None:

@@ -20,6 +20,9 @@ make two keys collide, whatever colons it holds.
                                       "<len(version id)>:<version id><execution id>"
     {prefix}:touched          zset    (only with a TTL) execution id -> server time of its
                                       last append, to prune expired executions
+    {prefix}:lease:{x}        string  "<token>:<worker id>", expiring by itself (PX): who
+                                      runs the execution; see LEASE
+    {prefix}:fence            string  the counter lease tokens come from; never expires
 
 A batch is stored by one APPEND script call, so a crash never leaves a version without
 its index entries or an index entry without its version. A version whose id is already
@@ -40,7 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from .._core.model import RECORD_COLUMNS, NodeRecord
@@ -64,14 +67,17 @@ DAMAGED = "livingai: damaged:"  # the prefix's own keys are damaged: nothing can
 APPEND = Script(
     "append",
     """
--- livingai RedisStore append (layout 1). ARGV: prefix, ttl seconds (0: none), then six
--- per record: version id, node id, execution id, "1" when it has a checkpoint, the packed
--- record, the checkpoint (empty when it has none). Returns how many records were new.
+-- livingai RedisStore append (layout 1). ARGV: prefix, ttl seconds (0: none), the index
+-- of the first record's first argument, then two per fence (execution id, lease token),
+-- then six per record: version id, node id, execution id, "1" when it has a checkpoint,
+-- the packed record, the checkpoint (empty when it has none). Returns how many records
+-- were new. A fence whose lease is gone or has another token: nothing is written.
 -- All or nothing: every key is checked before anything is written (a key of another
 -- type would fail a write half way), and a version's marker, its field in xr, is
 -- written last, so a version is never seen as stored without its indexes.
 local p = ARGV[1]
 local ttl = tonumber(ARGV[2])
+local first = tonumber(ARGV[3])
 local function wrong(key, want)
   local got = redis.call('TYPE', key)['ok']
   if got ~= 'none' and got ~= want then
@@ -91,8 +97,14 @@ end
 if problem then
   return redis.error_reply('livingai: damaged: ' .. problem)
 end
+for i = 4, first - 1, 2 do
+  local held = redis.call('GET', p .. ':lease:' .. ARGV[i])
+  if not held or string.match(held, '^(%d+):') ~= ARGV[i + 1] then
+    return redis.error_reply('livingai: fenced')
+  end
+end
 local checked = {}
-for i = 3, #ARGV, 6 do
+for i = first, #ARGV, 6 do
   local node, exec = ARGV[i + 1], ARGV[i + 2]
   if not checked['x' .. exec] then
     checked['x' .. exec] = true
@@ -115,7 +127,7 @@ if ttl > 0 then
 end
 local stored = 0
 local seen, touched = {}, {}
-for i = 3, #ARGV, 6 do
+for i = first, #ARGV, 6 do
   local vid, node, exec = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local x = ':' .. exec
   if redis.call('HEXISTS', p .. ':xr' .. x, vid) == 0 then
@@ -159,6 +171,58 @@ if ttl > 0 then
   end
 end
 return stored
+""",
+)
+
+LEASE = Script(
+    "lease",
+    """
+-- livingai RedisStore leases (layout 1). ARGV: prefix, operation, execution id, worker
+-- id, token, milliseconds, and for 'list' a SCAN pattern. A lease is the key
+-- {prefix}:lease:{x} = "<token>:<worker id>", expiring by itself (PX); tokens come from
+-- the counter {prefix}:fence, which never expires, so a token is never given twice.
+-- Replies: {1 or 0, "<token>:<worker>" held, expiry in ms since the epoch}.
+local p, op, x, worker, token, ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
+local key = p .. ':lease:' .. x
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local mine = token .. ':' .. worker
+if op == 'acquire' then
+  local held = redis.call('GET', key)
+  if held and string.match(held, '^%d+:(.*)$') ~= worker then
+    return {0, held, now + redis.call('PTTL', key)}
+  end
+  local fresh = redis.call('INCR', p .. ':fence') .. ':' .. worker
+  redis.call('SET', key, fresh, 'PX', ms)
+  return {1, fresh, now + tonumber(ms)}
+elseif op == 'renew' then
+  if redis.call('GET', key) == mine then
+    redis.call('PEXPIRE', key, ms)
+    return {1, mine, now + tonumber(ms)}
+  end
+  return {0, '', 0}
+elseif op == 'release' then
+  if redis.call('GET', key) == mine then
+    redis.call('DEL', key)
+  end
+  return {1, '', 0}
+elseif op == 'list' then
+  local out, cursor = {}, '0'
+  repeat
+    local page = redis.call('SCAN', cursor, 'MATCH', ARGV[7], 'COUNT', 1000)
+    cursor = page[1]
+    for _, name in ipairs(page[2]) do
+      local held, left = redis.call('GET', name), redis.call('PTTL', name)
+      if held and left > 0 then
+        out[#out + 1] = string.sub(name, #p + 8)
+        out[#out + 1] = held
+        out[#out + 1] = now + left
+      end
+    end
+  until cursor == '0'
+  return out
+end
+return redis.error_reply('livingai: unknown lease operation ' .. tostring(op))
 """,
 )
 
@@ -251,10 +315,16 @@ return redis.error_reply('livingai: unknown read operation ' .. tostring(op))
 Arg = str | bytes | int
 
 
-def append_args(prefix: str, ttl_seconds: int | None, records: Sequence[NodeRecord]) -> list[Arg]:
+def append_args(
+    prefix: str,
+    ttl_seconds: int | None,
+    records: Sequence[NodeRecord],
+    fences: Mapping[str, int] | None = None,
+) -> list[Arg]:
     """The APPEND script's arguments for a batch. A checkpoint goes as its own argument,
     not copied into the packed record: the bytes are sent as they are."""
-    args: list[Arg] = [prefix, ttl_seconds or 0]
+    fenced = [arg for pair in (fences or {}).items() for arg in pair]
+    args: list[Arg] = [prefix, ttl_seconds or 0, 4 + len(fenced), *fenced]
     for record in records:
         blob = record.checkpoint
         args += (
@@ -270,8 +340,12 @@ def append_args(prefix: str, ttl_seconds: int | None, records: Sequence[NodeReco
 
 def owner_of(args: Sequence[Arg], arg: bytes) -> str:
     """The node id of the record whose APPEND argument `arg` is (see append_args)."""
+    start = int(args[2]) - 1  # the script's index counts from 1
     index = next(i for i, value in enumerate(args) if value is arg)
-    return str(args[2 + (index - 2) // 6 * 6 + 1])
+    return str(args[start + (index - start) // 6 * 6 + 1])
+
+
+FENCED = "livingai: fenced"  # a fenced execution of the batch lost its lease
 
 
 # -- packed records ---------------------------------------------------------------------
@@ -375,10 +449,11 @@ def pieces(chunks: Sequence[bytes], size: int = PIECE_BYTES) -> Iterator[list[by
 # -- names ---------------------------------------------------------------------
 
 
-def scan_pattern(prefix: str) -> str:
-    """A SCAN MATCH pattern for every key under `prefix`, glob characters escaped."""
+def scan_pattern(prefix: str, tag: str = "") -> str:
+    """A SCAN MATCH pattern for every key under `prefix` (and `tag`, as `lease:`), glob
+    characters escaped."""
     escaped = "".join("\\" + c if c in "*?[]\\" else c for c in prefix)
-    return f"{escaped}:*"
+    return f"{escaped}:{tag}*"
 
 
 def client_name(prefix: str) -> str:

@@ -31,9 +31,10 @@ from .._core.errors import (
     StoreUnusableError,
     check_setting,
 )
+from .._core.leases import fenced, next_lease
 from .._core.lifecycle import Closable
 from .._core.model import NodeRecord
-from .._core.store import StoreLimits
+from .._core.store import Fences, Lease, StoreLimits
 from . import sqlite_sql as schema
 from .worker import Worker
 
@@ -192,28 +193,79 @@ class SQLiteStore(Closable):
 
     # -- the store contract -----------------------------------------------------------
 
-    async def append(self, records: Sequence[NodeRecord]) -> None:
+    async def append(self, records: Sequence[NodeRecord], *, fences: Fences | None = None) -> None:
         rows = [record.as_row() for record in records]
         size = sum(record.size for record in records)
         executions = list(dict.fromkeys(r.execution_id for r in records))
 
+        def insert(conn: sqlite3.Connection) -> None:
+            if fences:
+                now = time.time()
+                lost = [
+                    execution_id
+                    for execution_id, token in fences.items()
+                    if _live_token(conn.execute(schema.READ_LEASE, (execution_id,)), now) != token
+                ]
+                if lost:
+                    raise fenced(self, lost)
+            for chunk in schema.chunked(rows):
+                conn.execute(schema.insert_nodes(len(chunk)), [v for row in chunk for v in row])
+            for ids in schema.chunked(executions):
+                conn.execute(schema.insert_executions(len(ids)), ids)
+
         def write() -> None:
             conn = self._writer_conn()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for chunk in schema.chunked(rows):
-                    conn.execute(schema.insert_nodes(len(chunk)), [v for row in chunk for v in row])
-                for ids in schema.chunked(executions):
-                    conn.execute(schema.insert_executions(len(ids)), ids)
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
+            _in_transaction(conn, lambda: insert(conn))
             self._after_commit(conn, size)
 
         if rows:
             await self._run(self._writer, write)
+
+    # -- leases -----------------------------------------------------------------------
+
+    async def acquire_lease(self, execution_id: str, worker_id: str, seconds: float) -> Lease:
+        def take(conn: sqlite3.Connection) -> Lease:
+            row = conn.execute(schema.READ_LEASE, (execution_id,)).fetchone()
+            current = None if row is None else Lease(*row)
+            lease = next_lease(current, execution_id, worker_id, seconds, time.time())
+            conn.execute(
+                schema.WRITE_LEASE, (execution_id, worker_id, lease.token, lease.expires_at)
+            )
+            return lease
+
+        def write() -> Lease:
+            conn = self._writer_conn()
+            return _in_transaction(conn, lambda: take(conn))
+
+        return await self._run(self._writer, write)
+
+    async def renew_lease(self, lease: Lease, seconds: float) -> Lease | None:
+        def renew() -> Lease | None:
+            now = time.time()
+            cursor = self._writer_conn().execute(
+                schema.RENEW_LEASE, (now + seconds, lease.execution_id, lease.token, now)
+            )
+            if cursor.rowcount != 1:
+                return None
+            return Lease(lease.execution_id, lease.worker_id, lease.token, now + seconds)
+
+        return await self._run(self._writer, renew)
+
+    async def release_lease(self, lease: Lease) -> None:
+        await self._run(
+            self._writer,
+            lambda: self._writer_conn().execute(
+                schema.RELEASE_LEASE, (lease.execution_id, lease.token)
+            ),
+        )
+
+    async def leases(self) -> list[Lease]:
+        await self._ensure_schema()
+        rows = await self._run(
+            self._reader,
+            lambda: self._reader_conn().execute(schema.LIVE_LEASES, (time.time(),)).fetchall(),
+        )
+        return [Lease(*row) for row in rows]
 
     async def _query(self, sql: str, args: tuple[str, ...]) -> list[NodeRecord]:
         await self._ensure_schema()
@@ -269,6 +321,25 @@ class SQLiteStore(Closable):
         if conn is not None:
             conn.close()
             setattr(self, attribute, None)
+
+
+def _in_transaction(conn: sqlite3.Connection, work: Callable[[], T]) -> T:
+    """`work` in one write transaction, the lock taken up front; rolled back if it raises."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = work()
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    return result
+
+
+def _live_token(cursor: sqlite3.Cursor, now: float) -> int | None:
+    """The token of the lease row the cursor holds, if that lease is live."""
+    row = cursor.fetchone()
+    return None if row is None or row[3] <= now else int(row[2])
 
 
 def _retry_locked(action: Callable[[], object], seconds: float) -> None:

@@ -2,6 +2,9 @@
 
 Layout: `nodes` holds one row per node version; its rowid `seq` is the global append
 order. `executions` holds one row per execution, its rowid giving first-seen order.
+`leases` holds one row per execution ever leased: who holds it, until when (seconds
+since the epoch, by this machine's clock: every process on one file shares it), and the
+fencing token, which only grows.
 """
 
 from __future__ import annotations
@@ -35,6 +38,15 @@ MIGRATIONS: list[str] = [
     CREATE INDEX nodes_by_execution ON nodes(execution_id, node_id);
     CREATE INDEX checkpoints_by_execution ON nodes(execution_id) WHERE checkpoint IS NOT NULL;
     CREATE TABLE executions (execution_id TEXT PRIMARY KEY);
+    """,
+    # 2: leases, one row an execution, kept when released so that tokens never repeat.
+    """
+    CREATE TABLE leases (
+        execution_id TEXT PRIMARY KEY,
+        worker_id TEXT NOT NULL,
+        token INTEGER NOT NULL,
+        expires_at REAL NOT NULL
+    );
     """,
 ]
 
@@ -81,3 +93,16 @@ LATEST_CHECKPOINT = f"""
     WHERE execution_id = ? AND checkpoint IS NOT NULL ORDER BY seq DESC LIMIT 1
 """
 LIST_EXECUTIONS = "SELECT execution_id FROM executions ORDER BY rowid"
+
+READ_LEASE = "SELECT execution_id, worker_id, token, expires_at FROM leases WHERE execution_id = ?"
+WRITE_LEASE = (
+    "INSERT OR REPLACE INTO leases (execution_id, worker_id, token, expires_at) VALUES (?, ?, ?, ?)"
+)
+RENEW_LEASE = (
+    "UPDATE leases SET expires_at = ? WHERE execution_id = ? AND token = ? AND expires_at > ?"
+)
+RELEASE_LEASE = "UPDATE leases SET expires_at = 0 WHERE execution_id = ? AND token = ?"
+LIVE_LEASES = (
+    "SELECT execution_id, worker_id, token, expires_at FROM leases WHERE expires_at > ? "
+    "ORDER BY execution_id"
+)

@@ -51,10 +51,10 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from .._core.commits import CommitQueue, Write
-from .._core.errors import StoreError, StoreUnusableError, check_setting
+from .._core.errors import ConfigError, StoreError, StoreUnusableError, check_setting
 from .._core.lifecycle import Closable
 from .._core.model import NodeRecord
-from .._core.store import CheckpointStore, StoreLimits, limits_of
+from .._core.store import CheckpointStore, Fences, Lease, LeaseStore, StoreLimits, limits_of
 
 logger = logging.getLogger("livingai")
 
@@ -102,7 +102,7 @@ class TieredStore(Closable):
         self.close_timeout_seconds = close_timeout_seconds
         self._queue = CommitQueue(
             self,
-            cold.append,
+            lambda records, _: cold.append(records),  # leases live in the hot store
             what="cold append",
             lost="records were NOT copied to the cold store (they are in the hot store only)",
             max_batch_bytes=batch_bytes,
@@ -177,16 +177,43 @@ class TieredStore(Closable):
 
     # -- writing --------------------------------------------------------------------
 
-    async def append(self, records: Sequence[NodeRecord]) -> None:
-        """Durable once the hot store has them; queued for the cold store after."""
+    async def append(self, records: Sequence[NodeRecord], *, fences: Fences | None = None) -> None:
+        """Durable once the hot store has them; queued for the cold store after. Fences
+        are checked by the hot store, which acknowledges and keeps the leases."""
         self._check_open()
         if not records:
             return
         batch = list(records)
         self._bind_loop()
         async with self._lock:  # one order for the hot store, the queue and the cold store
-            await self.hot.append(batch)
+            if fences:
+                await self._leasing().append(batch, fences=fences)
+            else:
+                await self.hot.append(batch)
             self._enqueue(batch)
+
+    # -- leases: the hot store's, where writes are acknowledged ----------------------
+
+    def _leasing(self) -> LeaseStore:
+        if not isinstance(self.hot, LeaseStore):
+            raise ConfigError(f"{self!r}: the hot store {self.hot!r} keeps no leases")
+        return self.hot
+
+    async def acquire_lease(self, execution_id: str, worker_id: str, seconds: float) -> Lease:
+        self._check_open()
+        return await self._leasing().acquire_lease(execution_id, worker_id, seconds)
+
+    async def renew_lease(self, lease: Lease, seconds: float) -> Lease | None:
+        self._check_open()
+        return await self._leasing().renew_lease(lease, seconds)
+
+    async def release_lease(self, lease: Lease) -> None:
+        self._check_open()
+        await self._leasing().release_lease(lease)
+
+    async def leases(self) -> list[Lease]:
+        self._check_open()
+        return await self._leasing().leases()
 
     def _enqueue(self, records: list[NodeRecord]) -> None:
         for record in records:

@@ -1,7 +1,8 @@
 """The store conformance suite: every store, ours or a third party's, must pass it.
 
-Each test is a plain `async def test_x(store)` taking a fresh, empty, open store. Run
-them all against your store with pytest:
+Each test is a plain `async def test_x(store)` taking a fresh, empty, open store.
+CONFORMANCE_TESTS hold for every store; LEASE_TESTS for a store that keeps leases (a
+LeaseStore), which durable runs need. Run them against your store with pytest:
 
     import pytest
     from livingai.testing import CONFORMANCE_TESTS
@@ -17,10 +18,21 @@ import asyncio
 import dataclasses
 import json
 import os
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from livingai import CheckpointStore, ClosedError, ExecutionNode, NodeRecord, NodeType, Status
+from livingai import (
+    CheckpointStore,
+    ClosedError,
+    ExecutionNode,
+    FencedError,
+    LeaseHeldError,
+    LeaseStore,
+    NodeRecord,
+    NodeType,
+    Status,
+)
 
 Check = Callable[[CheckpointStore], Awaitable[None]]
 
@@ -179,6 +191,86 @@ async def test_use_after_close_raises_closed_error(store: CheckpointStore) -> No
     raise AssertionError("append after close() did not raise ClosedError")
 
 
+# -- leases ---------------------------------------------------------------------------
+
+LeaseCheck = Callable[[LeaseStore], Awaitable[None]]
+
+
+async def test_a_lease_is_held_by_one_worker(store: LeaseStore) -> None:
+    first = await store.acquire_lease("exec-lease", "worker-a", 30)
+    assert (first.execution_id, first.worker_id) == ("exec-lease", "worker-a")
+    assert first.expires_at > time.time() + 20
+    refused: LeaseHeldError | None = None
+    try:
+        await store.acquire_lease("exec-lease", "worker-b", 30)
+    except LeaseHeldError as exc:
+        refused = exc
+    assert refused is not None, "a second worker took a live lease"
+    assert refused.holder == "worker-a"
+    assert "worker-a" in str(refused)
+    other = await store.acquire_lease("exec-other", "worker-b", 30)  # one lease an execution
+    assert other.worker_id == "worker-b"
+    assert sorted(lease.execution_id for lease in await store.leases()) == [
+        "exec-lease",
+        "exec-other",
+    ]
+
+
+async def test_the_same_worker_takes_its_lease_back_with_a_new_token(store: LeaseStore) -> None:
+    old = await store.acquire_lease("exec-restart", "worker-a", 30)
+    new = await store.acquire_lease("exec-restart", "worker-a", 30)  # a restarted process
+    assert new.token > old.token
+    assert await store.renew_lease(old, 30) is None  # the old incarnation is fenced off
+    renewed = await store.renew_lease(new, 60)
+    assert renewed is not None
+    assert renewed.token == new.token
+    assert renewed.expires_at > new.expires_at
+
+
+async def test_a_released_or_expired_lease_goes_to_the_next_worker(store: LeaseStore) -> None:
+    first = await store.acquire_lease("exec-free", "worker-a", 30)
+    await store.release_lease(first)
+    assert await store.leases() == []
+    second = await store.acquire_lease("exec-free", "worker-b", 0.2)
+    assert second.token > first.token  # a token is never given twice
+    deadline = time.monotonic() + 10
+    while True:  # the short lease runs out by itself
+        try:
+            third = await store.acquire_lease("exec-free", "worker-c", 30)
+            break
+        except LeaseHeldError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.05)
+    assert third.token > second.token
+    assert await store.renew_lease(second, 30) is None
+
+
+async def test_a_fenced_write_lands_only_under_the_live_lease(store: LeaseStore) -> None:
+    lease = await store.acquire_lease("exec-fenced", "worker-a", 30)
+    kept = make_record("exec-fenced", "kept")
+    await store.append([kept], fences={"exec-fenced": lease.token})
+    assert_same(await store.read("kept"), kept)
+    await store.acquire_lease("exec-fenced", "worker-a", 30)  # taken over: a new token
+    stale = make_record("exec-fenced", "stale")
+    for fences in ({"exec-fenced": lease.token}, {"exec-nobody-leases": 1}):
+        try:
+            await store.append([stale, make_record("exec-free-to-write")], fences=fences)
+        except FencedError:
+            pass
+        else:
+            raise AssertionError(f"a write fenced with {fences} landed")
+    assert await store.read("stale") is None
+    assert await store.list_versions("exec-free-to-write") == []  # nothing of the batch
+
+
+LEASE_TESTS: list[LeaseCheck] = [
+    test_a_lease_is_held_by_one_worker,
+    test_the_same_worker_takes_its_lease_back_with_a_new_token,
+    test_a_released_or_expired_lease_goes_to_the_next_worker,
+    test_a_fenced_write_lands_only_under_the_live_lease,
+]
+
 CONFORMANCE_TESTS: list[Check] = [
     test_read_returns_appended_record,
     test_read_of_unknown_node_is_none,
@@ -195,4 +287,4 @@ CONFORMANCE_TESTS: list[Check] = [
     test_use_after_close_raises_closed_error,
 ]
 
-__all__ = ["CONFORMANCE_TESTS", "Check", "assert_same", "make_record"]
+__all__ = ["CONFORMANCE_TESTS", "LEASE_TESTS", "Check", "LeaseCheck", "assert_same", "make_record"]

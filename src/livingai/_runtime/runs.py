@@ -1,0 +1,617 @@
+"""Durable agent runs: a crashed run resumes where it stopped, and no side effect happens
+twice.
+
+A run is an execution whose log holds, besides the steps, one record of the run itself
+(node `<execution id>/run`, a MEMORY node: the agent's name and arguments, then its
+result or error). Each `run.step` and `run.tool` is the node `<execution id>/<position>`,
+numbered in the order the agent calls them. Run again (after a crash, or on purpose),
+the agent's code starts from the top and fast-forwards: a step or tool that completed
+returns its recorded output (or raises its recorded error) without running; the first
+one not recorded runs for real.
+
+What each kind of step gets:
+
+- `run.step` (model calls, reads, anything idempotent): at least once. Its outcome is
+  saved after it returns, within the engine's budget; a crash before that runs it again.
+- `run.tool` (payments, emails: side effects): at most once by default. Its intent (name,
+  arguments, idempotency key) is stored durably before it runs, its outcome durably
+  after. A crash between the two leaves it *in doubt*: on resume it is never run again
+  silently. With `retry_with_key=True` it runs again with the same idempotency key (exactly
+  once, with a provider that deduplicates on that key); with `reconcile=fn`, `fn(step)`
+  looks the effect up and returns its result (or NOT_DONE: then it runs again with the
+  same key); otherwise InDoubtError, and the run is marked as needing a human.
+
+One worker at a time runs an execution: it holds the execution's lease, renewed while the
+run lives, and every write of the run is fenced with it, so a worker whose lease was
+taken over cannot write to that execution any more (FencedError).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import inspect
+import logging
+import os
+import socket
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, TypeVar
+
+from .._core.engine import CheckpointEngine
+from .._core.errors import (
+    ConfigError,
+    FencedError,
+    InDoubtError,
+    InvalidNodeError,
+    LeaseHeldError,
+    LivingAIError,
+    NondeterminismError,
+    NotInStepError,
+    StepFailedError,
+    check_setting,
+)
+from .._core.lifecycle import Closable
+from .._core.model import ErrorInfo, ExecutionNode, NodeRecord, NodeType, Status, new_id, utcnow
+from .._core.store import Lease
+
+logger = logging.getLogger("livingai")
+
+T = TypeVar("T")
+Agent = Callable[..., Awaitable[Any]]
+
+NOT_DONE: Any = type("NotDone", (), {"__repr__": lambda self: "NOT_DONE"})()
+"""What a `reconcile` function returns when the tool's effect did not happen."""
+
+
+@dataclass(frozen=True)
+class StepContext:
+    """The step or tool running now (see current_step)."""
+
+    execution_id: str
+    name: str
+    position: int  # in the order the agent calls its steps, from 0
+    kind: Literal["step", "tool"]
+    attempt: int  # 1, then more when an in-doubt tool runs again with its key
+    idempotency_key: str  # `<execution id>/<position>`: the same across crashes and retries
+
+
+_current: contextvars.ContextVar[StepContext | None] = contextvars.ContextVar(
+    "livingai_step", default=None
+)
+
+
+def current_step() -> StepContext:
+    """The step or tool this code runs in: for its idempotency key, above all."""
+    step = _current.get()
+    if step is None:
+        raise NotInStepError(
+            "current_step() was called outside a run's step or tool; call it from the "
+            "function given to run.step() or run.tool()"
+        )
+    return step
+
+
+def run_node_id(execution_id: str) -> str:
+    return f"{execution_id}/run"
+
+
+def step_node_id(execution_id: str, position: int) -> str:
+    return f"{execution_id}/{position}"
+
+
+class Run:
+    """One run of an agent: what the agent's code calls its steps and tools on."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        execution_id: str,
+        lease: Lease,
+        recorded: dict[int, ExecutionNode],
+    ) -> None:
+        self.runtime = runtime
+        self.execution_id = execution_id
+        self.lease = lease
+        self._recorded = recorded  # position -> the step's latest recorded version
+        self._next = 0
+        self._lost: FencedError | None = None  # the lease was lost: no more writes
+
+    def __repr__(self) -> str:
+        return f"Run({self.execution_id!r})"
+
+    def step(
+        self, name: str, fn: Callable[..., Any], /, *args: Any, **kwargs: Any
+    ) -> Awaitable[Any]:
+        """Run `fn(*args, **kwargs)` (sync or async) as a step, or return what it returned
+        the first time. Its output must be JSON."""
+        return self._call("step", self._position(), name, fn, args, kwargs, False, None)
+
+    def tool(
+        self,
+        name: str,
+        fn: Callable[..., Any],
+        /,
+        *args: Any,
+        retry_with_key: bool = False,
+        reconcile: Callable[[StepContext], Any] | None = None,
+        **kwargs: Any,
+    ) -> Awaitable[Any]:
+        """Run `fn(*args, **kwargs)` as a tool: its intent stored before it runs, its
+        outcome after; at most once, or exactly once with `retry_with_key` and a provider
+        that deduplicates on `current_step().idempotency_key`. See the module docstring."""
+        position = self._position()
+        return self._call("tool", position, name, fn, args, kwargs, retry_with_key, reconcile)
+
+    def _position(self) -> int:
+        """Taken when the step is called, not when it starts: steps gathered concurrently
+        keep the order they were called in, run after run."""
+        position = self._next
+        self._next += 1
+        return position
+
+    async def _call(
+        self,
+        kind: Literal["step", "tool"],
+        position: int,
+        name: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        retry_with_key: bool,
+        reconcile: Callable[[StepContext], Any] | None,
+    ) -> Any:
+        if self._lost is not None:
+            raise self._lost
+        recorded = self._recorded.get(position)
+        attempt = 1
+        if recorded is not None:
+            self._check_same(recorded, kind, position, name)
+            if recorded.status is Status.SUCCESS:
+                return recorded.output
+            if recorded.status is Status.FAILED:
+                raise rebuild_error(recorded, name)
+            if kind == "tool" and recorded.status is Status.RUNNING:
+                attempt = int(recorded.metadata.get("attempt", 1)) + 1
+                step = self._context(kind, position, name, attempt - 1)
+                if reconcile is not None:
+                    found = await _call_maybe_async(reconcile, (step,), {}, step)
+                    if found is not NOT_DONE:
+                        return await self._finish(recorded, found, None, 0.0, kind, name)
+                elif not retry_with_key:
+                    raise await self.runtime.in_doubt(self, step)
+        step = self._context(kind, position, name, attempt)
+        node = ExecutionNode(
+            id=step.idempotency_key,
+            execution_id=self.execution_id,
+            type=NodeType.TOOL if kind == "tool" else NodeType.PROMPT,
+            parent_id=run_node_id(self.execution_id),
+            status=Status.RUNNING,
+            input={"args": list(args), "kwargs": kwargs},
+            metadata={
+                "step": name,
+                "kind": kind,
+                "position": position,
+                "attempt": attempt,
+                "idempotency_key": step.idempotency_key,
+                "idempotent": kind == "step",
+            },
+        )
+        _checked(node, name, "its arguments")  # refused before it runs, naming the step
+        if kind == "tool":
+            await self._save(node, durable=True)  # the intent, on disk before the effect
+        started = time.perf_counter()
+        try:
+            result = await _call_maybe_async(fn, args, kwargs, step)
+        except Exception as exc:
+            return await self._finish(node, None, exc, _ms(started), kind, name)
+        return await self._finish(node, result, None, _ms(started), kind, name)
+
+    async def _finish(
+        self,
+        node: ExecutionNode,
+        result: Any,
+        error: BaseException | None,
+        latency_ms: float,
+        kind: str,
+        name: str,
+    ) -> Any:
+        """Record the outcome (a tool's durably) and give it back: the result, or raise."""
+        node.completed_at = utcnow()
+        node.latency_ms = latency_ms
+        if error is None:
+            node.status, node.output = Status.SUCCESS, result
+            try:
+                _checked(node, name, "its output")
+            except InvalidNodeError as invalid:
+                error = invalid
+        if error is not None:
+            record_error(node, error)
+        await self._save(node, durable=kind == "tool")
+        if error is not None:
+            raise error
+        return result
+
+    def _context(
+        self, kind: Literal["step", "tool"], position: int, name: str, attempt: int
+    ) -> StepContext:
+        key = step_node_id(self.execution_id, position)
+        return StepContext(self.execution_id, name, position, kind, attempt, key)
+
+    def _check_same(self, recorded: ExecutionNode, kind: str, position: int, name: str) -> None:
+        was = (recorded.metadata.get("kind"), recorded.metadata.get("step"))
+        if was != (kind, name):
+            raise NondeterminismError(
+                f"execution {self.execution_id!r}: at position {position} the agent asked "
+                f"for {kind} {name!r}, but {was[0]} {was[1]!r} was recorded there; the "
+                "agent's code must take the same path when it is run again"
+            )
+
+    async def _save(self, node: ExecutionNode, *, durable: bool) -> None:
+        try:
+            await self.runtime.engine.save(node, durable=durable, fence=self.lease)
+        except FencedError as exc:
+            self._lost = exc
+            raise
+
+
+class Runtime(Closable):
+    """Runs agents durably over an engine (see the module docstring).
+
+    `worker_id` names this worker in leases (default: host and process id); a process
+    restarted with the same id takes its executions back at once, another worker waits
+    until their leases expire (`lease_seconds`, renewed while a run lives).
+    """
+
+    def __init__(
+        self,
+        engine: CheckpointEngine,
+        *,
+        worker_id: str | None = None,
+        lease_seconds: float = 30.0,
+    ) -> None:
+        check_setting("lease_seconds", lease_seconds, minimum=0, inclusive=False)
+        if worker_id is not None and (not isinstance(worker_id, str) or not worker_id):
+            raise ConfigError(f"worker_id must be a non-empty string; got {worker_id!r}")
+        self.engine = engine
+        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.lease_seconds = lease_seconds
+        self._agents: dict[str, Agent] = {}
+        self._runs: dict[str, Run] = {}  # execution id -> its run in this process
+        self._closed = False
+
+    def __repr__(self) -> str:
+        return f"Runtime({self.engine!r}, worker_id={self.worker_id!r})"
+
+    async def close(self) -> None:
+        """Close the engine (and its store)."""
+        await self._closing(self.engine.close)
+
+    # -- agents ---------------------------------------------------------------------
+
+    def agent(self, fn: Agent) -> Agent:
+        """Register an agent by its name, so that recover_pending() can run it again."""
+        name = agent_name(fn)
+        known = self._agents.get(name)
+        if known is not None and known is not fn:
+            raise ConfigError(f"two agents are named {name!r}; give one another name")
+        self._agents[name] = fn
+        return fn
+
+    @property
+    def agents(self) -> dict[str, Agent]:
+        return dict(self._agents)
+
+    # -- running --------------------------------------------------------------------
+
+    async def run(
+        self, agent: Agent, /, *args: Any, execution_id: str | None = None, **kwargs: Any
+    ) -> Any:
+        """Run `agent(run, *args, **kwargs)` as execution `execution_id` (a new one if
+        None): start it, or resume it where it stopped. A finished execution returns
+        its recorded result, or raises its recorded error, without running anything.
+        Arguments given to resume must be those it was started with; none given means
+        those."""
+        self._check_open()
+        self.agent(agent)
+        name = agent_name(agent)
+        execution_id = new_id() if execution_id is None else execution_id
+        engine = self.engine
+        lease = await engine.acquire_lease(execution_id, self.worker_id, self.lease_seconds)
+        keeper = asyncio.create_task(self._keep(lease), name=f"livingai-lease-{execution_id}")
+        run: Run | None = None
+        try:
+            header, recorded = await self._recorded(execution_id)
+            if header is not None:
+                args, kwargs = _same_start(header, execution_id, name, args, kwargs)
+                if header.status is Status.SUCCESS:
+                    return header.output
+                if header.status is Status.FAILED:
+                    raise rebuild_error(header, name)
+            run = Run(self, execution_id, lease, recorded)
+            self._runs[execution_id] = run
+            start = ExecutionNode(
+                id=run_node_id(execution_id),
+                execution_id=execution_id,
+                type=NodeType.MEMORY,
+                status=Status.RUNNING,
+                input={"agent": name, "args": list(args), "kwargs": kwargs},
+                metadata={"run": True, "agent": name, "worker": self.worker_id},
+            )
+            _checked(start, name, "the agent's arguments", what="agent")
+            if header is None or header.metadata.get("needs_human"):
+                await run._save(start, durable=True)
+            try:
+                result = await agent(run, *args, **kwargs)
+            except (InDoubtError, FencedError, NondeterminismError):
+                raise  # not the run's outcome: it stays unfinished, to be resumed
+            except Exception as exc:
+                record_error(start, exc)
+                await run._save(start, durable=True)
+                raise
+            start.status, start.output = Status.SUCCESS, result
+            try:
+                _checked(start, name, "its result", what="agent")
+            except InvalidNodeError as invalid:
+                record_error(start, invalid)
+                await run._save(start, durable=True)
+                raise
+            await run._save(start, durable=True)
+            return result
+        finally:
+            self._runs.pop(execution_id, None)
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            with contextlib.suppress(Exception):  # it expires by itself if this fails
+                await engine.release_lease(lease if run is None else run.lease)
+
+    async def _recorded(
+        self, execution_id: str
+    ) -> tuple[ExecutionNode | None, dict[int, ExecutionNode]]:
+        """The run's own record and its steps' latest versions, by position."""
+        latest: dict[str, ExecutionNode] = {}
+        for version in await self.engine.versions(execution_id):
+            latest[version.id] = version
+        header = latest.pop(run_node_id(execution_id), None)
+        steps: dict[int, ExecutionNode] = {}
+        for node in latest.values():
+            position = node.metadata.get("position")
+            if isinstance(position, int) and node.id == step_node_id(execution_id, position):
+                steps[position] = node
+        return header, steps
+
+    async def _keep(self, lease: Lease) -> None:
+        """Renew the lease while the run lives; once it is lost, the run's writes fail."""
+        every = self.lease_seconds / 3
+        while True:
+            await asyncio.sleep(every)
+            run = self._runs.get(lease.execution_id)
+            current = lease if run is None else run.lease
+            try:
+                renewed = await self.engine.renew_lease(current, self.lease_seconds)
+            except LivingAIError as exc:  # the store is down: try again, it may expire
+                logger.warning("%r: renewing the lease on %s failed: %s", self, current, exc)
+                continue
+            if renewed is None:
+                logger.error(
+                    "%r: the lease on execution %r was lost (taken over, or expired): this "
+                    "worker stops writing to it",
+                    self,
+                    lease.execution_id,
+                )
+                if run is not None:
+                    run._lost = FencedError(
+                        f"{self!r} lost its lease on execution {lease.execution_id!r}"
+                    )
+                return
+            if run is not None:
+                run.lease = renewed
+
+    async def in_doubt(self, run: Run, step: StepContext) -> InDoubtError:
+        """Mark the run as needing a human, and say why."""
+        header = await self.engine.load(run_node_id(run.execution_id))
+        if header is not None:
+            node = header.node
+            node.metadata = {
+                **node.metadata,
+                "needs_human": {
+                    "step": step.name,
+                    "position": step.position,
+                    "idempotency_key": step.idempotency_key,
+                },
+            }
+            await run._save(node, durable=True)
+        return InDoubtError(
+            f"execution {run.execution_id!r}: tool {step.name!r} (key "
+            f"{step.idempotency_key!r}) was started and its outcome was never recorded: it "
+            "may or may not have acted. It is not run again silently: pass "
+            "retry_with_key=True (with a provider that deduplicates on the key) or "
+            "reconcile=<a function that looks the effect up>; the run is marked as needing "
+            "a human meanwhile",
+            execution_id=run.execution_id,
+            step=step.name,
+            idempotency_key=step.idempotency_key,
+        )
+
+    # -- pending executions -----------------------------------------------------------
+
+    async def pending(self) -> list[PendingRun]:
+        """Runs that are unfinished and that no live lease owns: crashed, or given up."""
+        self._check_open()
+        owned = {lease.execution_id for lease in await self.engine.leases()}
+        found = []
+        for execution_id in await self.engine.list_executions():
+            if execution_id in owned:
+                continue
+            loaded = await self.engine.load(run_node_id(execution_id))
+            if loaded is None or loaded.node.status in (Status.SUCCESS, Status.FAILED):
+                continue
+            header = loaded.node
+            start = header.input if isinstance(header.input, dict) else {}
+            found.append(
+                PendingRun(
+                    execution_id=execution_id,
+                    agent=str(header.metadata.get("agent", "")),
+                    args=list(start.get("args", [])),
+                    kwargs=dict(start.get("kwargs", {})),
+                    needs_human=header.metadata.get("needs_human"),
+                )
+            )
+        return found
+
+    async def recover_pending(self, *, concurrency: int = 16) -> list[RecoveredRun]:
+        """Resume every pending run with its registered agent, `concurrency` at a time,
+        and say how each ended."""
+        check_setting("concurrency", concurrency, minimum=1, whole=True)
+        gate = asyncio.Semaphore(concurrency)
+
+        async def recover(pending: PendingRun) -> RecoveredRun:
+            agent = self._agents.get(pending.agent)
+            if agent is None:
+                return RecoveredRun(pending.execution_id, "not_registered", agent=pending.agent)
+            async with gate:
+                try:
+                    result = await self.run(
+                        agent, *pending.args, execution_id=pending.execution_id, **pending.kwargs
+                    )
+                except InDoubtError as exc:
+                    return RecoveredRun(pending.execution_id, "in_doubt", pending.agent, error=exc)
+                except LeaseHeldError as exc:
+                    return RecoveredRun(pending.execution_id, "leased", pending.agent, error=exc)
+                except Exception as exc:
+                    return RecoveredRun(pending.execution_id, "failed", pending.agent, error=exc)
+            return RecoveredRun(pending.execution_id, "finished", pending.agent, result=result)
+
+        return list(await asyncio.gather(*(recover(p) for p in await self.pending())))
+
+
+@dataclass(frozen=True)
+class PendingRun:
+    """An unfinished run no live worker owns."""
+
+    execution_id: str
+    agent: str
+    args: list[Any] = field(default_factory=list)
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    needs_human: Any = None  # the in-doubt tool, when one stopped it
+
+
+@dataclass(frozen=True)
+class RecoveredRun:
+    """How recover_pending() left one run."""
+
+    execution_id: str
+    outcome: Literal["finished", "failed", "in_doubt", "leased", "not_registered"]
+    agent: str = ""
+    result: Any = None
+    error: BaseException | None = None
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def agent_name(fn: Callable[..., Any]) -> str:
+    return str(getattr(fn, "__name__", None) or repr(fn))
+
+
+def _ms(started: float) -> float:
+    return round((time.perf_counter() - started) * 1000.0, 3)
+
+
+def _checked(node: ExecutionNode, name: str, part: str, *, what: str = "step") -> None:
+    """InvalidNodeError naming the step when the node cannot be stored as it is."""
+    try:
+        NodeRecord.from_node(node)
+    except InvalidNodeError as exc:
+        raise InvalidNodeError(f"{what} {name!r}: {part} cannot be stored: {exc}") from None
+
+
+async def _call_maybe_async(
+    fn: Callable[..., Any], args: Sequence[Any], kwargs: dict[str, Any], step: StepContext
+) -> Any:
+    """Call `fn` with `step` as the current step: a coroutine function on the loop, a
+    plain function on a thread (it may block), its context copied along."""
+    token = _current.set(step)
+    try:
+        if inspect.iscoroutinefunction(fn):
+            return await fn(*args, **kwargs)
+        result = await asyncio.to_thread(fn, *args, **kwargs)
+        if inspect.isawaitable(result):
+            return await result
+        return result
+    finally:
+        _current.reset(token)
+
+
+def record_error(node: ExecutionNode, exc: BaseException) -> None:
+    """Set the node FAILED with `exc`, and what it takes to raise it again on resume."""
+    node.status = Status.FAILED
+    node.error = ErrorInfo.from_exception(exc)
+    cls = type(exc)
+    args = list(exc.args)
+    node.metadata = {
+        **node.metadata,
+        "error_class": f"{cls.__module__}:{cls.__qualname__}",
+        "error_args": args if _storable(args) else None,
+    }
+
+
+def rebuild_error(node: ExecutionNode, name: str) -> BaseException:
+    """The recorded exception, rebuilt when its class is already loaded (nothing is
+    imported from stored data); StepFailedError carrying its name otherwise."""
+    info = node.error or ErrorInfo("Exception", "failed")
+    where = str(node.metadata.get("error_class", ""))
+    module, _, qualname = where.partition(":")
+    cls: Any = sys.modules.get(module)
+    for part in qualname.split(".") if qualname else []:
+        cls = getattr(cls, part, None)
+    if isinstance(cls, type) and issubclass(cls, Exception):
+        args = node.metadata.get("error_args")
+        with contextlib.suppress(Exception):
+            return cls(*args) if isinstance(args, list) else cls(info.message)
+    return StepFailedError(
+        f"{name!r} failed before with {info.type}: {info.message}", type_name=info.type
+    )
+
+
+def _same_start(
+    header: ExecutionNode,
+    execution_id: str,
+    name: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The arguments to resume with: those recorded; those given must be the same."""
+    start = header.input if isinstance(header.input, dict) else {}
+    recorded_agent = header.metadata.get("agent")
+    if recorded_agent != name:
+        raise NondeterminismError(
+            f"execution {execution_id!r} was started by agent {recorded_agent!r}, not {name!r}"
+        )
+    recorded_args = list(start.get("args", []))
+    recorded_kwargs = dict(start.get("kwargs", {}))
+    if (args or kwargs) and _json([list(args), kwargs]) != _json([recorded_args, recorded_kwargs]):
+        raise NondeterminismError(
+            f"execution {execution_id!r} was started with arguments {recorded_args!r} "
+            f"{recorded_kwargs!r}; run() was given {list(args)!r} {kwargs!r}"
+        )
+    return tuple(recorded_args), recorded_kwargs
+
+
+def _json(value: Any) -> str:
+    """`value` as stored JSON (InvalidNodeError when it cannot be)."""
+    return NodeRecord.from_node(
+        ExecutionNode(execution_id="-", type=NodeType.MEMORY, input=value)
+    ).body
+
+
+def _storable(value: Any) -> bool:
+    try:
+        _json(value)
+    except InvalidNodeError:
+        return False
+    return True
