@@ -227,7 +227,7 @@ class Run:
             try:
                 _checked(node, name, "its output")
             except InvalidNodeError as invalid:
-                error = invalid
+                node.output, error = None, invalid
         if error is not None:
             record_error(node, error)
         await self._save(node, durable=kind == "tool")
@@ -280,7 +280,7 @@ class Runtime(Closable):
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
         self.lease_seconds = lease_seconds
         self._agents: dict[str, Agent] = {}
-        self._runs: dict[str, Run] = {}  # execution id -> its run in this process
+        self._running: set[str] = set()  # executions this process runs now
         self._closed = False
 
     def __repr__(self) -> str:
@@ -293,12 +293,10 @@ class Runtime(Closable):
     # -- agents ---------------------------------------------------------------------
 
     def agent(self, fn: Agent) -> Agent:
-        """Register an agent by its name, so that recover_pending() can run it again."""
-        name = agent_name(fn)
-        known = self._agents.get(name)
-        if known is not None and known is not fn:
-            raise ConfigError(f"two agents are named {name!r}; give one another name")
-        self._agents[name] = fn
+        """Register an agent by its name (`__name__`), so that recover_pending() can run
+        it again; run() registers what it runs. The last one registered under a name is
+        the one that runs: a new version of the agent's code replaces the old."""
+        self._agents[agent_name(fn)] = fn
         return fn
 
     @property
@@ -314,60 +312,76 @@ class Runtime(Closable):
         None): start it, or resume it where it stopped. A finished execution returns
         its recorded result, or raises its recorded error, without running anything.
         Arguments given to resume must be those it was started with; none given means
-        those."""
+        those. LeaseHeldError while another live worker runs it."""
         self._check_open()
         self.agent(agent)
-        name = agent_name(agent)
         execution_id = new_id() if execution_id is None else execution_id
-        engine = self.engine
-        lease = await engine.acquire_lease(execution_id, self.worker_id, self.lease_seconds)
-        keeper = asyncio.create_task(self._keep(lease), name=f"livingai-lease-{execution_id}")
-        run: Run | None = None
-        try:
-            header, recorded = await self._recorded(execution_id)
-            if header is not None:
-                args, kwargs = _same_start(header, execution_id, name, args, kwargs)
-                if header.status is Status.SUCCESS:
-                    return header.output
-                if header.status is Status.FAILED:
-                    raise rebuild_error(header, name)
-            run = Run(self, execution_id, lease, recorded)
-            self._runs[execution_id] = run
-            start = ExecutionNode(
-                id=run_node_id(execution_id),
+        if execution_id in self._running:  # the lease is this worker's: it would be taken over
+            raise LeaseHeldError(
+                f"execution {execution_id!r} is already running in this process",
                 execution_id=execution_id,
-                type=NodeType.MEMORY,
-                status=Status.RUNNING,
-                input={"agent": name, "args": list(args), "kwargs": kwargs},
-                metadata={"run": True, "agent": name, "worker": self.worker_id},
+                holder=self.worker_id,
             )
-            _checked(start, name, "the agent's arguments", what="agent")
-            if header is None or header.metadata.get("needs_human"):
-                await run._save(start, durable=True)
+        self._running.add(execution_id)
+        try:
+            lease = await self.engine.acquire_lease(
+                execution_id, self.worker_id, self.lease_seconds
+            )
+            run = Run(self, execution_id, lease, {})
+            keeper = asyncio.create_task(self._keep(run), name=f"livingai-lease-{execution_id}")
             try:
-                result = await agent(run, *args, **kwargs)
-            except (InDoubtError, FencedError, NondeterminismError):
-                raise  # not the run's outcome: it stays unfinished, to be resumed
-            except Exception as exc:
-                record_error(start, exc)
-                await run._save(start, durable=True)
-                raise
-            start.status, start.output = Status.SUCCESS, result
-            try:
-                _checked(start, name, "its result", what="agent")
-            except InvalidNodeError as invalid:
-                record_error(start, invalid)
-                await run._save(start, durable=True)
-                raise
-            await run._save(start, durable=True)
-            return result
+                return await self._drive(run, agent, args, kwargs)
+            finally:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
+                with contextlib.suppress(Exception):  # it expires by itself if this fails
+                    await self.engine.release_lease(run.lease)
         finally:
-            self._runs.pop(execution_id, None)
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
-            with contextlib.suppress(Exception):  # it expires by itself if this fails
-                await engine.release_lease(lease if run is None else run.lease)
+            self._running.discard(execution_id)
+
+    async def _drive(
+        self, run: Run, agent: Agent, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """Fast-forward `agent` through what is recorded, run the rest, record the end."""
+        name = agent_name(agent)
+        execution_id = run.execution_id
+        header, run._recorded = await self._recorded(execution_id)
+        if header is not None:
+            args, kwargs = _same_start(header, execution_id, name, args, kwargs)
+            if header.status is Status.SUCCESS:
+                return header.output
+            if header.status is Status.FAILED:
+                raise rebuild_error(header, name)
+        start = ExecutionNode(
+            id=run_node_id(execution_id),
+            execution_id=execution_id,
+            type=NodeType.MEMORY,
+            status=Status.RUNNING,
+            input={"agent": name, "args": list(args), "kwargs": kwargs},
+            metadata={"run": True, "agent": name, "worker": self.worker_id},
+        )
+        _checked(start, name, "the agent's arguments", what="agent")
+        if header is None or header.metadata.get("needs_human"):
+            await run._save(start, durable=True)
+        try:
+            result = await agent(run, *args, **kwargs)
+        except (InDoubtError, FencedError, NondeterminismError):
+            raise  # not the run's outcome: it stays unfinished, to be resumed
+        except Exception as exc:
+            record_error(start, exc)
+            await run._save(start, durable=True)
+            raise
+        start.status, start.output = Status.SUCCESS, result
+        try:
+            _checked(start, name, "its result", what="agent")
+        except InvalidNodeError as invalid:
+            start.output = None
+            record_error(start, invalid)
+            await run._save(start, durable=True)
+            raise
+        await run._save(start, durable=True)
+        return result
 
     async def _recorded(
         self, execution_id: str
@@ -384,32 +398,27 @@ class Runtime(Closable):
                 steps[position] = node
         return header, steps
 
-    async def _keep(self, lease: Lease) -> None:
+    async def _keep(self, run: Run) -> None:
         """Renew the lease while the run lives; once it is lost, the run's writes fail."""
-        every = self.lease_seconds / 3
         while True:
-            await asyncio.sleep(every)
-            run = self._runs.get(lease.execution_id)
-            current = lease if run is None else run.lease
+            await asyncio.sleep(self.lease_seconds / 3)
             try:
-                renewed = await self.engine.renew_lease(current, self.lease_seconds)
-            except LivingAIError as exc:  # the store is down: try again, it may expire
-                logger.warning("%r: renewing the lease on %s failed: %s", self, current, exc)
+                renewed = await self.engine.renew_lease(run.lease, self.lease_seconds)
+            except LivingAIError as exc:  # the store is down: try again; it may expire
+                logger.warning("%r: renewing %s failed: %s", self, run.lease, exc)
                 continue
             if renewed is None:
                 logger.error(
                     "%r: the lease on execution %r was lost (taken over, or expired): this "
                     "worker stops writing to it",
                     self,
-                    lease.execution_id,
+                    run.execution_id,
                 )
-                if run is not None:
-                    run._lost = FencedError(
-                        f"{self!r} lost its lease on execution {lease.execution_id!r}"
-                    )
+                run._lost = FencedError(
+                    f"{self!r} lost its lease on execution {run.execution_id!r}"
+                )
                 return
-            if run is not None:
-                run.lease = renewed
+            run.lease = renewed
 
     async def in_doubt(self, run: Run, step: StepContext) -> InDoubtError:
         """Mark the run as needing a human, and say why."""
