@@ -443,7 +443,7 @@ async def test_a_store_without_leases_is_refused_by_name() -> None:
                 raise AttributeError(name)
             return getattr(self.inner, name)
 
-    plain: CheckpointStore = Plain()  # type: ignore[assignment]
+    plain: CheckpointStore = Plain()
     async with Runtime(CheckpointEngine(plain)) as runtime:
 
         async def agent(run: Run) -> None:
