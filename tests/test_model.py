@@ -140,6 +140,10 @@ def _full_node() -> ExecutionNode:
         error=ErrorInfo(type="TimeoutError", message="took too long", traceback="Traceback..."),
         cost_tokens=1234,
         latency_ms=87.25,
+        model="gpt-4o-mini",
+        prompt_tokens=1200,
+        completion_tokens=34,
+        cost=0.00021,
         metadata={"idempotent": False, "tool": "http", "retries": 2, "ratio": 0.5},
         checkpoint=b"\x01framed-blob",
     )
@@ -149,9 +153,9 @@ def test_round_trip_of_every_field() -> None:
     node = _full_node()
     record = NodeRecord.from_node(node, node.checkpoint)
     back = record.to_node()
-    assert back == node
+    assert back == node  # the same instants: aware datetimes compare as such
     assert back is not node
-    assert back.created_at.utcoffset() == timedelta(hours=5)
+    assert back.created_at.utcoffset() == timedelta(0)  # stored in UTC, whatever the zone
     assert back.completed_at is not None
     assert back.completed_at.utcoffset() == timedelta(0)
     assert back.error == ErrorInfo("TimeoutError", "took too long", "Traceback...")
@@ -167,9 +171,15 @@ def test_record_fields() -> None:
     assert record.parent_id == "node-6"
     assert record.type == "TOOL"
     assert record.status == "FAILED"
-    assert record.created_at == "2024-05-01T12:30:15.123456+05:00"
+    assert record.created_at == "2024-05-01T07:30:15.123456+00:00"  # in UTC
     assert record.completed_at == "2024-05-01T07:31:00.000001+00:00"
     assert record.checkpoint == b"\x00blob"
+    assert (record.model, record.prompt_tokens, record.completion_tokens, record.cost) == (
+        "gpt-4o-mini",
+        1200,
+        34,
+        0.00021,
+    )
     body = json.loads(record.body)
     assert set(body) == {"input", "output", "error", "cost_tokens", "latency_ms", "metadata"}
     assert body["error"] == ["TimeoutError", "took too long", "Traceback..."]

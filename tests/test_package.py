@@ -59,6 +59,8 @@ EXPECTED_ALL = [
     "StoreUnusableError",
     "TieredStats",
     "TieredStore",
+    "UsageRow",
+    "UsageStore",
     "WrongLoopError",
     "__version__",
     "current_step",

@@ -452,6 +452,10 @@ async def test_none_and_empty_values_round_trip_distinctly(prefix: str) -> None:
         created_at=base.created_at,
         completed_at="",
         body="",
+        model="",
+        prompt_tokens=0,
+        completion_tokens=0,
+        cost=0.0,
         checkpoint=b"",
     )
     none = NodeRecord(
@@ -464,6 +468,10 @@ async def test_none_and_empty_values_round_trip_distinctly(prefix: str) -> None:
         created_at=base.created_at,
         completed_at=None,
         body="{}",
+        model=None,
+        prompt_tokens=None,
+        completion_tokens=None,
+        cost=None,
         checkpoint=None,
     )
     try:

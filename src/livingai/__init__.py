@@ -46,7 +46,9 @@ from ._core.store import (
     Lease,
     LeaseStore,
     StoreLimits,
+    UsageStore,
 )
+from ._core.usage import UsageRow
 from ._runtime.recovery import RecoveryEngine, RecoveryPlan
 from ._runtime.runs import (
     NOT_DONE,
@@ -111,6 +113,8 @@ __all__ = [
     "StoreUnusableError",
     "TieredStats",
     "TieredStore",
+    "UsageRow",
+    "UsageStore",
     "WrongLoopError",
     "__version__",
     "current_step",

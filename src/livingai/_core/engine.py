@@ -23,8 +23,9 @@ import os
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import NamedTuple
 
 from .cache import HotCache
@@ -42,7 +43,16 @@ from .histogram import Histogram
 from .lifecycle import Closable
 from .model import ExecutionNode, NodeRecord, corrupt_node
 from .shutdown import handle_sigterm
-from .store import CheckpointStore, Fences, Lease, LeaseStore, StoreLimits, limits_of
+from .store import (
+    CheckpointStore,
+    Fences,
+    Lease,
+    LeaseStore,
+    StoreLimits,
+    UsageStore,
+    limits_of,
+)
+from .usage import UsageBy, UsageRow, add_up, check_grouping, merge
 
 logger = logging.getLogger("livingai")
 
@@ -601,6 +611,37 @@ class CheckpointEngine(Closable):
         """Every committed version of a node, oldest first."""
         self._enter()
         return self._nodes(await self.store.history(node_id))
+
+    async def usage(
+        self,
+        by: UsageBy = "total",
+        *,
+        execution_ids: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[UsageRow]:
+        """Tokens and costs of model calls added up, grouped `by` "execution", "model",
+        "day" (UTC) or "total", for the executions named (default: all) and created in
+        [since, until); queued writes included. The store does the sums when it can
+        (every store here does); another store's versions are read and added up here."""
+        self._enter()
+        check_grouping(by)
+        queued = add_up(
+            (w.record for w in list(self._queue.pending)),
+            by,
+            execution_ids=execution_ids,
+            since=since,
+            until=until,
+        )
+        if isinstance(self.store, UsageStore):
+            stored = await self.store.usage(
+                by, execution_ids=execution_ids, since=since, until=until
+            )
+        else:
+            ids = execution_ids or await self.store.list_executions()
+            versions = [r for x in ids for r in await self.store.list_versions(x)]
+            stored = add_up(versions, by, since=since, until=until)
+        return merge(stored, queued)
 
     def stats(self) -> EngineStats:
         return EngineStats(

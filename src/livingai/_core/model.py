@@ -79,6 +79,10 @@ class ExecutionNode:
     error: ErrorInfo | None = None
     cost_tokens: int | None = None
     latency_ms: float | None = None
+    model: str | None = None  # the model a step called, for costs and replays
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    cost: float | None = None  # in US dollars
     metadata: dict[str, Any] = field(default_factory=dict)
     checkpoint: bytes | None = None
 
@@ -110,7 +114,9 @@ class NodeRecord:
 
     `version_id` is unique per save, so a store can ignore a batch it is sent again after
     a lost acknowledgement. `body` is a JSON object with input, output, error,
-    cost_tokens, latency_ms and metadata; `checkpoint` is the codec-framed blob or None.
+    cost_tokens, latency_ms and metadata. The model and the usage of a model call are
+    columns of their own, so that stores add costs up without reading bodies.
+    `checkpoint` is the codec-framed blob or None.
     """
 
     version_id: str
@@ -122,6 +128,10 @@ class NodeRecord:
     created_at: str
     completed_at: str | None
     body: str
+    model: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    cost: float | None
     checkpoint: bytes | None
 
     @property
@@ -146,11 +156,12 @@ class NodeRecord:
     @classmethod
     def from_row(cls, row: Sequence[object]) -> NodeRecord:
         """A record from a database row in RECORD_COLUMNS order (drivers may hand back
-        memoryview or bytearray blobs and text subclasses)."""
-        *texts, blob = row
-        checkpoint = bytes(blob) if isinstance(blob, bytes | bytearray | memoryview) else None
-        values = [None if value is None else str(value) for value in texts]
-        return cls(*cast(Row, (*values, checkpoint)))
+        memoryview or bytearray blobs, text subclasses, numbers as text)."""
+        values = [
+            None if value is None else convert(value)
+            for convert, value in zip(_FROM_DATABASE, row, strict=True)
+        ]
+        return cls(*cast(Row, values))
 
     def with_checkpoint(self, blob: bytes) -> NodeRecord:
         """This version with its state blob set (the engine encodes after snapshotting)."""
@@ -258,9 +269,10 @@ def _check_id(value: object, name: str) -> str:
 
 
 def _check_time(value: object, name: str) -> datetime:
+    """In UTC, so that stored times sort and group by day alike in every store."""
     if not isinstance(value, datetime):
         raise InvalidNodeError(f"{name} must be a datetime; got {type(value).__name__}")
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _to_record(node: ExecutionNode, checkpoint: bytes | None) -> NodeRecord:
@@ -313,27 +325,40 @@ def _to_record(node: ExecutionNode, checkpoint: bytes | None) -> NodeRecord:
         if completed is None
         else _check_time(completed, "completed_at").isoformat(),
         body=body,
+        model=None if node.model is None else _check_id(node.model, "model"),
+        prompt_tokens=_count(node, "prompt_tokens", node.prompt_tokens),
+        completion_tokens=_count(node, "completion_tokens", node.completion_tokens),
+        cost=_amount(node, "cost", node.cost),
         checkpoint=checkpoint,
     )
 
 
 def _check_usage(node: ExecutionNode) -> None:
-    tokens, latency = node.cost_tokens, node.latency_ms
-    if tokens is not None and (
-        not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0
+    _count(node, "cost_tokens", node.cost_tokens)
+    _amount(node, "latency_ms", node.latency_ms)
+
+
+def _count(node: ExecutionNode, name: str, value: object) -> int | None:
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
+        raise InvalidNodeError(
+            f"node {node.id}: {name} must be a whole number >= 0 or None; got {value!r}"
+        )
+    return value
+
+
+def _amount(node: ExecutionNode, name: str, value: object) -> float | None:
+    if value is None:
+        return None
+    if (
+        not isinstance(value, int | float)
+        or isinstance(value, bool)
+        or not math.isfinite(value)
+        or value < 0
     ):
         raise InvalidNodeError(
-            f"node {node.id}: cost_tokens must be a whole number >= 0 or None; got {tokens!r}"
+            f"node {node.id}: {name} must be a number >= 0 or None; got {value!r}"
         )
-    if latency is not None and (
-        not isinstance(latency, int | float)
-        or isinstance(latency, bool)
-        or not math.isfinite(latency)
-        or latency < 0
-    ):
-        raise InvalidNodeError(
-            f"node {node.id}: latency_ms must be a number >= 0 or None; got {latency!r}"
-        )
+    return float(value)
 
 
 def _from_record(record: NodeRecord) -> ExecutionNode:
@@ -371,6 +396,10 @@ def _rebuild(record: NodeRecord) -> ExecutionNode:
         error=None if error is None else ErrorInfo(*error),
         cost_tokens=body.get("cost_tokens"),
         latency_ms=body.get("latency_ms"),
+        model=record.model,
+        prompt_tokens=record.prompt_tokens,
+        completion_tokens=record.completion_tokens,
+        cost=record.cost,
         metadata=metadata,
         checkpoint=record.checkpoint,
     )
@@ -398,4 +427,18 @@ def corrupt_node(record: NodeRecord, error: CheckpointCorruptError) -> Execution
 # The one list of a record's columns, in the order SQL stores read and write them.
 RECORD_COLUMNS = tuple(f.name for f in dataclasses.fields(NodeRecord))
 _ROW = operator.attrgetter(*RECORD_COLUMNS)
-Row = tuple[str, str, str, str | None, str, str, str, str | None, str, bytes | None]
+Row = tuple[
+    str, str, str, str | None, str, str, str, str | None, str,
+    str | None, int | None, int | None, float | None, bytes | None,
+]  # fmt: skip
+USAGE_COLUMNS = ("model", "prompt_tokens", "completion_tokens", "cost")
+
+
+def _blob(value: object) -> bytes | None:
+    return bytes(value) if isinstance(value, bytes | bytearray | memoryview) else None
+
+
+_CONVERT: dict[str, Any] = {"prompt_tokens": int, "completion_tokens": int, "cost": float}
+_FROM_DATABASE = [
+    _blob if name == "checkpoint" else _CONVERT.get(name, str) for name in RECORD_COLUMNS
+]

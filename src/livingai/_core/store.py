@@ -15,9 +15,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from .model import NodeRecord
+from .usage import UsageBy, UsageRow
 
 MAX_ID_BYTES = 1024  # on every store of ours: PostgreSQL's indexes hold at most ~2700
 # bytes an entry, and one limit keeps executions movable between stores
@@ -122,3 +124,22 @@ class LeaseStore(CheckpointStore, Protocol):
 
     async def leases(self) -> list[Lease]:
         """Every live lease."""
+
+
+@runtime_checkable
+class UsageStore(CheckpointStore, Protocol):
+    """A store that adds usage up itself (SQL on SQLite and PostgreSQL, counters kept at
+    write time on Redis): costs by execution, model or day without reading every node.
+    Every store here is one."""
+
+    async def usage(
+        self,
+        by: UsageBy,
+        *,
+        execution_ids: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[UsageRow]:
+        """The sums of the versions that carry usage, grouped `by` "execution", "model",
+        "day" (UTC) or "total", for the executions named (default: all) and created in
+        [since, until) (Redis: to the day); sorted by key."""

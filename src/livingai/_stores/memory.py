@@ -6,11 +6,13 @@ import asyncio
 import sys
 import time
 from collections.abc import Sequence
+from datetime import datetime
 
 from .._core.leases import fenced, next_lease
 from .._core.lifecycle import Closable
 from .._core.model import NodeRecord
 from .._core.store import Fences, Lease, StoreLimits
+from .._core.usage import UsageBy, UsageRow, add_up, check_grouping
 
 
 class MemoryStore(Closable):
@@ -108,6 +110,23 @@ class MemoryStore(Closable):
         self._check_open()
         now = time.time()
         return [lease for lease in self._leases.values() if lease.expires_at > now]
+
+    async def usage(
+        self,
+        by: UsageBy,
+        *,
+        execution_ids: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[UsageRow]:
+        self._check_open()
+        everything = (r for versions in self._versions.values() for r in versions)
+        records = (
+            everything
+            if execution_ids is None
+            else (r for x in execution_ids for r in self._execution_versions.get(x, []))
+        )
+        return add_up(records, check_grouping(by), since=since, until=until)
 
     async def close(self) -> None:
         await self._closing(_nothing)

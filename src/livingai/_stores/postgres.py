@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from .._core.errors import (
@@ -40,6 +41,7 @@ from .._core.leases import fenced, held
 from .._core.lifecycle import Closable
 from .._core.model import NodeRecord
 from .._core.store import Fences, Lease, StoreLimits
+from .._core.usage import UsageBy, UsageRow, check_grouping, utc_text
 from . import postgres_sql as sql
 
 if TYPE_CHECKING:  # at run time psycopg is imported when a store is created, not before
@@ -337,6 +339,30 @@ class PostgresStore(Closable):
         lost = await self._run(write)
         if lost:
             raise fenced(self, lost)
+
+    async def usage(
+        self,
+        by: UsageBy,
+        *,
+        execution_ids: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[UsageRow]:
+        low, high = utc_text(since), utc_text(until)
+        statement = self._sql.usage(
+            check_grouping(by), execution_ids is not None, low is not None, high is not None
+        )
+        args: list[object] = [] if execution_ids is None else [list(execution_ids)]
+        args += [bound for bound in (low, high) if bound is not None]
+
+        async def read(conn: Connection) -> list[UsageRow]:
+            cursor = await conn.execute(statement, args)
+            return [
+                UsageRow(str(k), int(n), int(p), int(c), float(d))
+                for k, n, p, c, d in await cursor.fetchall()
+            ]
+
+        return await self._run(read)
 
     # -- leases -------------------------------------------------------------------------
 

@@ -77,6 +77,18 @@ MIGRATIONS: list[tuple[str, ...]] = [
         )
         """,
     ),
+    # 3: the model and usage of model calls, as columns, for costs added up in SQL.
+    (
+        """
+        ALTER TABLE {s}.nodes ADD COLUMN model text, ADD COLUMN prompt_tokens bigint,
+            ADD COLUMN completion_tokens bigint, ADD COLUMN cost double precision
+        """,
+        """
+        CREATE INDEX usage_by_time ON {s}.nodes (created_at, model)
+        WHERE model IS NOT NULL OR prompt_tokens IS NOT NULL
+            OR completion_tokens IS NOT NULL OR cost IS NOT NULL
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -87,7 +99,13 @@ SCHEMA_VERSION = len(MIGRATIONS)
 LOCK_CLASS = 0x6C766169  # "lvai"
 
 _COLUMNS = RECORD_COLUMNS
-_TYPES = tuple("bytea" if column == "checkpoint" else "text" for column in _COLUMNS)
+_KINDS = {
+    "checkpoint": "bytea",
+    "prompt_tokens": "bigint",
+    "completion_tokens": "bigint",
+    "cost": "double precision",
+}
+_TYPES = tuple(_KINDS.get(column, "text") for column in _COLUMNS)
 
 
 def _select(alias: str = "") -> str:
@@ -133,6 +151,23 @@ class Statements:
     renew_lease: str
     release_lease: str
     live_leases: str
+
+    def usage(self, by: str, executions: bool, since: bool, until: bool) -> str:
+        """Sums grouped `by`; parameters, in order: the execution ids (an array, when
+        `executions`), the lower and upper bounds of created_at (when given)."""
+        where = [_HAS_USAGE]
+        if executions:
+            where.append("execution_id = ANY(%s::text[])")
+        if since:
+            where.append("created_at >= %s")
+        if until:
+            where.append("created_at < %s")
+        return f"""
+            SELECT {_GROUP[by]}, count(*), coalesce(sum(prompt_tokens), 0)::bigint,
+                   coalesce(sum(completion_tokens), 0)::bigint, coalesce(sum(cost), 0.0)
+            FROM {quote_ident(self.schema)}.nodes WHERE {" AND ".join(where)}
+            GROUP BY 1 ORDER BY 1
+        """
 
 
 @functools.cache
@@ -259,6 +294,18 @@ def statements(schema: str) -> Statements:
             ORDER BY execution_id
         """,
     )
+
+
+_HAS_USAGE = (
+    "(model IS NOT NULL OR prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL "
+    "OR cost IS NOT NULL)"
+)
+_GROUP = {
+    "execution": "execution_id",
+    "model": "coalesce(model, '')",
+    "day": "substr(created_at, 1, 10)",
+    "total": "'total'",
+}
 
 
 def qualified(schema: str, table: str) -> str:

@@ -34,6 +34,7 @@ import functools
 import logging
 import time
 from collections.abc import Sequence
+from datetime import datetime, timedelta
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -54,6 +55,7 @@ from .._core.lifecycle import Closable
 from .._core.model import NodeRecord
 from .._core.store import Fences, Lease, StoreLimits
 from .._core.urls import mask_url, redact, url_secrets
+from .._core.usage import UsageBy, UsageRow, check_grouping, utc_text
 from . import redis_keys as keys
 
 if TYPE_CHECKING:
@@ -368,6 +370,39 @@ class RedisStore(Closable):
     async def history(self, node_id: str) -> list[NodeRecord]:
         return self._records(await self._call(keys.READ, self.prefix, "history", node_id))
 
+    async def usage(
+        self,
+        by: UsageBy,
+        *,
+        execution_ids: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[UsageRow]:
+        """From the counters kept as versions are stored; a day counts whole when it
+        overlaps [since, until)."""
+        by = check_grouping(by)
+        first, last = _day_number(since), _day_number(until, before=True)
+        sums: dict[str, list[float]] = {}
+        if execution_ids is None and by != "execution":
+            reply = await self._call(keys.USAGE, self.prefix, "days", first, last)
+            for day, fields in zip(reply[::2], reply[1::2], strict=True):
+                for (model, counter), value in _counters(fields, 2):
+                    group = model if by == "model" else day.decode() if by == "day" else "total"
+                    _add(sums, group, counter, value)
+        else:
+            ids = await self.list_executions() if execution_ids is None else execution_ids
+            reply = await self._call(keys.USAGE, self.prefix, "executions", *ids)
+            for execution, fields in zip(reply[::2], reply[1::2], strict=True):
+                for (day, model, counter), value in _counters(fields, 3):
+                    if not first <= int(day.replace("-", "")) <= last:
+                        continue
+                    group = {"execution": execution.decode(), "model": model, "day": day}
+                    _add(sums, group.get(by, "total"), counter, value)
+        return [
+            UsageRow(key, int(calls), int(prompt), int(completion), cost)
+            for key, (calls, prompt, completion, cost) in sorted(sums.items())
+        ]
+
     # -- leases -------------------------------------------------------------------------
 
     async def _lease(self, op: str, execution_id: str, worker: str, token: int, ms: int) -> Any:
@@ -435,6 +470,32 @@ async def _roundtrip(connection: Any, command: str, script: str, args: tuple[key
         await connection.send_packed_command(piece, check_health=first)
         first = False
     return await connection.read_response()
+
+
+_COUNTERS = {"calls": 0, "prompt": 1, "completion": 2, "cost": 3}
+
+
+def _counters(fields: list[bytes], parts: int) -> list[tuple[list[str], float]]:
+    """(group parts + counter name, value) from an HGETALL reply of usage counters."""
+    found = []
+    for name, value in zip(fields[::2], fields[1::2], strict=True):
+        split = name.decode().split("\0")
+        if len(split) == parts and split[-1] in _COUNTERS:
+            found.append((split, float(value)))
+    return found
+
+
+def _add(sums: dict[str, list[float]], group: str, counter: str, value: float) -> None:
+    sums.setdefault(group, [0.0, 0.0, 0.0, 0.0])[_COUNTERS[counter]] += value
+
+
+def _day_number(moment: datetime | None, *, before: bool = False) -> int:
+    """The UTC day of a bound as YYYYMMDD; an open bound is the widest."""
+    if moment is None:
+        return 99991231 if before else 0
+    text = utc_text(moment - timedelta(microseconds=1) if before else moment)
+    assert text is not None
+    return int(text[:10].replace("-", ""))
 
 
 def _milliseconds(seconds: float) -> int:

@@ -20,6 +20,10 @@ make two keys collide, whatever colons it holds.
                                       "<len(version id)>:<version id><execution id>"
     {prefix}:touched          zset    (only with a TTL) execution id -> server time of its
                                       last append, to prune expired executions
+    {prefix}:usage:x:{x}      hash    "<day>\\0<model>\\0<counter>" -> sum: the execution's
+                                      usage (counters: calls, prompt, completion, cost)
+    {prefix}:usage:d:{day}    hash    "<model>\\0<counter>" -> sum: a day's usage (UTC)
+    {prefix}:usage:days       zset    day -> YYYYMMDD: the days with usage
     {prefix}:lease:{x}        string  "<token>:<worker id>", expiring by itself (PX): who
                                       runs the execution; see LEASE
     {prefix}:fence            string  the counter lease tokens come from; never expires
@@ -47,8 +51,9 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from .._core.model import RECORD_COLUMNS, NodeRecord
+from .._core.usage import has_usage
 
-FORMAT = 1  # first byte of every packed record
+FORMAT = 2  # first byte of every packed record; format 1 (no usage columns) still reads
 
 
 @dataclass(frozen=True)
@@ -69,9 +74,12 @@ APPEND = Script(
     """
 -- livingai RedisStore append (layout 1). ARGV: prefix, ttl seconds (0: none), the index
 -- of the first record's first argument, then two per fence (execution id, lease token),
--- then six per record: version id, node id, execution id, "1" when it has a checkpoint,
--- the packed record, the checkpoint (empty when it has none). Returns how many records
--- were new. A fence whose lease is gone or has another token: nothing is written.
+-- then eleven per record: version id, node id, execution id, "1" when it has a
+-- checkpoint, the packed record, the checkpoint (empty when it has none), then its usage:
+-- model, prompt tokens, completion tokens, cost (each empty when none) and its day
+-- (empty for a version without usage). Returns how many records were new. A fence
+-- whose lease is gone or has another token: nothing is written. Usage is added to the
+-- counters of its execution and of its day as the version is stored (see USAGE).
 -- All or nothing: every key is checked before anything is written (a key of another
 -- type would fail a write half way), and a version's marker, its field in xr, is
 -- written last, so a version is never seen as stored without its indexes.
@@ -86,7 +94,7 @@ local function wrong(key, want)
   return false
 end
 local problem = wrong(p .. ':seq', 'string') or wrong(p .. ':executions', 'zset')
-  or (ttl > 0 and wrong(p .. ':touched', 'zset'))
+  or (ttl > 0 and wrong(p .. ':touched', 'zset')) or wrong(p .. ':usage:days', 'zset')
 if not problem then
   local counter = redis.call('GET', p .. ':seq')
   if counter and not string.match(counter, '^%d+$') then
@@ -104,7 +112,7 @@ for i = 4, first - 1, 2 do
   end
 end
 local checked = {}
-for i = first, #ARGV, 6 do
+for i = first, #ARGV, 11 do
   local node, exec = ARGV[i + 1], ARGV[i + 2]
   if not checked['x' .. exec] then
     checked['x' .. exec] = true
@@ -112,6 +120,11 @@ for i = first, #ARGV, 6 do
     problem = wrong(p .. ':xr' .. x, 'hash') or wrong(p .. ':xb' .. x, 'hash')
       or wrong(p .. ':xv' .. x, 'zset') or wrong(p .. ':xn' .. x, 'zset')
       or wrong(p .. ':xl' .. x, 'hash') or wrong(p .. ':xc' .. x, 'string')
+      or wrong(p .. ':usage:x' .. x, 'hash')
+  end
+  if not problem and ARGV[i + 10] ~= '' and not checked['d' .. ARGV[i + 10]] then
+    checked['d' .. ARGV[i + 10]] = true
+    problem = wrong(p .. ':usage:d:' .. ARGV[i + 10], 'hash')
   end
   if not problem and not checked['n' .. node] then
     checked['n' .. node] = true
@@ -125,9 +138,15 @@ local now = 0
 if ttl > 0 then
   now = tonumber(redis.call('TIME')[1])
 end
+local function add_usage(key, group, i)
+  redis.call('HINCRBY', key, group .. 'calls', 1)
+  if ARGV[i + 7] ~= '' then redis.call('HINCRBY', key, group .. 'prompt', ARGV[i + 7]) end
+  if ARGV[i + 8] ~= '' then redis.call('HINCRBY', key, group .. 'completion', ARGV[i + 8]) end
+  if ARGV[i + 9] ~= '' then redis.call('HINCRBYFLOAT', key, group .. 'cost', ARGV[i + 9]) end
+end
 local stored = 0
 local seen, touched = {}, {}
-for i = first, #ARGV, 6 do
+for i = first, #ARGV, 11 do
   local vid, node, exec = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local x = ':' .. exec
   if redis.call('HEXISTS', p .. ':xr' .. x, vid) == 0 then
@@ -141,6 +160,13 @@ for i = first, #ARGV, 6 do
       redis.call('HSET', p .. ':xb' .. x, vid, ARGV[i + 5])
       redis.call('SET', p .. ':xc' .. x, vid)
     end
+    local day = ARGV[i + 10]
+    if day ~= '' then
+      local model = ARGV[i + 6]
+      add_usage(p .. ':usage:x' .. x, day .. '\\0' .. model .. '\\0', i)
+      add_usage(p .. ':usage:d:' .. day, model .. '\\0', i)
+      redis.call('ZADD', p .. ':usage:days', 'NX', tonumber((string.gsub(day, '-', ''))), day)
+    end
     redis.call('HSET', p .. ':xr' .. x, vid, ARGV[i + 4])
     stored = stored + 1
   end
@@ -152,7 +178,7 @@ end
 if ttl > 0 then
   for _, exec in ipairs(touched) do
     local x = ':' .. exec
-    for _, tag in ipairs({'xr', 'xb', 'xv', 'xn', 'xl', 'xc'}) do
+    for _, tag in ipairs({'xr', 'xb', 'xv', 'xn', 'xl', 'xc', 'usage:x'}) do
       redis.call('EXPIRE', p .. ':' .. tag .. x, ttl)
     end
     for _, node in ipairs(redis.call('ZRANGE', p .. ':xn' .. x, 0, -1)) do
@@ -171,6 +197,31 @@ if ttl > 0 then
   end
 end
 return stored
+""",
+)
+
+USAGE = Script(
+    "usage",
+    """
+-- livingai RedisStore usage (layout 1). ARGV: prefix, 'days' with the first and last day
+-- as YYYYMMDD numbers, or 'executions' then execution ids. Returns, per day or per
+-- execution found, its name and its counters as HGETALL gives them. A day's fields are
+-- "<model>\\0<counter>", an execution's "<day>\\0<model>\\0<counter>"; counters are
+-- calls, prompt, completion and cost, added up as versions are stored (see APPEND).
+local p, op = ARGV[1], ARGV[2]
+local out = {}
+if op == 'days' then
+  for _, day in ipairs(redis.call('ZRANGEBYSCORE', p .. ':usage:days', ARGV[3], ARGV[4])) do
+    out[#out + 1] = day
+    out[#out + 1] = redis.call('HGETALL', p .. ':usage:d:' .. day)
+  end
+else
+  for i = 3, #ARGV do
+    out[#out + 1] = ARGV[i]
+    out[#out + 1] = redis.call('HGETALL', p .. ':usage:x:' .. ARGV[i])
+  end
+end
+return out
 """,
 )
 
@@ -334,15 +385,29 @@ def append_args(
             b"0" if blob is None else b"1",
             pack(record),
             b"" if blob is None else blob,
+            *_usage_args(record),
         )
     return args
+
+
+def _usage_args(record: NodeRecord) -> tuple[Arg, ...]:
+    """model, prompt tokens, completion tokens, cost and the day it was created: ""
+    for none each, and all "" for a version without usage."""
+    if not has_usage(record):
+        return ("", "", "", "", "")
+    numbers = (record.prompt_tokens, record.completion_tokens, record.cost)
+    texts = ["" if n is None else repr(n) for n in numbers]
+    return (record.model or "", *texts, record.created_at[:10])
+
+
+STRIDE = 11  # APPEND arguments per record
 
 
 def owner_of(args: Sequence[Arg], arg: bytes) -> str:
     """The node id of the record whose APPEND argument `arg` is (see append_args)."""
     start = int(args[2]) - 1  # the script's index counts from 1
     index = next(i for i, value in enumerate(args) if value is arg)
-    return str(args[start + (index - start) // 6 * 6 + 1])
+    return str(args[start + (index - start) // STRIDE * STRIDE + 1])
 
 
 FENCED = "livingai: fenced"  # a fenced execution of the batch lost its lease
@@ -350,27 +415,29 @@ FENCED = "livingai: fenced"  # a fenced execution of the batch lost its lease
 
 # -- packed records ---------------------------------------------------------------------
 #
-# FORMAT, then each string field of NodeRecord in order as a 4-byte big-endian length and
-# its UTF-8 bytes, or the length 0xFFFFFFFF alone for None: None and "" stay distinct.
-# Last comes the checkpoint's length (or 0xFFFFFFFF: none); its bytes are kept apart, in
-# `xb:{x}`, and checked against that length when read.
+# FORMAT, then each column of NodeRecord but the checkpoint, in order, as a 4-byte
+# big-endian length and its UTF-8 text (numbers as decimal text), or the length
+# 0xFFFFFFFF alone for None: None and "" stay distinct. Last comes the checkpoint's length
+# (or 0xFFFFFFFF: none); its bytes are kept apart, in `xb:{x}`, and checked against that
+# length when read. Format 1 had the columns up to `body` only (no model and usage).
 
 _LENGTH = struct.Struct(">I")
 _NONE = 0xFFFFFFFF
 _NONE_HEADER = _LENGTH.pack(_NONE)
 _REQUIRED = ("version_id", "node_id", "execution_id", "type", "status", "created_at", "body")
 _STRINGS = RECORD_COLUMNS[:-1]  # every column but the checkpoint, in the same order
+_FIELDS = {1: _STRINGS[: _STRINGS.index("body") + 1], 2: _STRINGS}  # by format
 
 
 def pack(record: NodeRecord) -> bytes:
     """The record without its checkpoint's bytes (see above)."""
     parts: list[bytes] = [bytes((FORMAT,))]
     for name in _STRINGS:
-        value: str | None = getattr(record, name)
+        value: object = getattr(record, name)
         if value is None:
             parts.append(_NONE_HEADER)
         else:
-            data = value.encode()
+            data = (value if isinstance(value, str) else repr(value)).encode()
             parts += (_LENGTH.pack(len(data)), data)
     blob = record.checkpoint
     parts.append(_NONE_HEADER if blob is None else _LENGTH.pack(len(blob)))
@@ -379,12 +446,13 @@ def pack(record: NodeRecord) -> bytes:
 
 def unpack(data: bytes, checkpoint: bytes | None) -> NodeRecord:
     """A packed record and its checkpoint; ValueError when they are not one."""
-    if not data or data[0] != FORMAT:
+    fields = _FIELDS.get(data[0]) if data else None
+    if fields is None:
         first = data[0] if data else None
-        raise ValueError(f"not a livingai record of format {FORMAT} (first byte {first!r})")
+        raise ValueError(f"not a livingai record of format 1 or 2 (first byte {first!r})")
     pos = 1
     values: list[bytes | None] = []
-    for _ in _STRINGS:
+    for _ in fields:
         if pos + 4 > len(data):
             raise ValueError("truncated record")
         (length,) = _LENGTH.unpack_from(data, pos)
@@ -400,9 +468,10 @@ def unpack(data: bytes, checkpoint: bytes | None) -> NodeRecord:
         raise ValueError("record has a bad length")
     (blob_length,) = _LENGTH.unpack_from(data, pos)
     texts = [None if value is None else value.decode() for value in values]
-    for name, text in zip(_STRINGS, texts, strict=True):
+    for name, text in zip(fields, texts, strict=True):
         if text is None and name in _REQUIRED:
             raise ValueError(f"record has no {name}")
+    texts += [None] * (len(_STRINGS) - len(fields))  # format 1: no usage
     if blob_length == _NONE and checkpoint is not None:
         problem = f"a {len(checkpoint)}-byte checkpoint is stored for a version saved without one"
     elif blob_length != _NONE and (checkpoint is None or len(checkpoint) != blob_length):

@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import json
 import logging
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -35,6 +37,7 @@ from .._core.leases import fenced, next_lease
 from .._core.lifecycle import Closable
 from .._core.model import NodeRecord
 from .._core.store import Fences, Lease, StoreLimits
+from .._core.usage import UsageBy, UsageRow, check_grouping, utc_text
 from . import sqlite_sql as schema
 from .worker import Worker
 
@@ -220,6 +223,26 @@ class SQLiteStore(Closable):
 
         if rows:
             await self._run(self._writer, write)
+
+    async def usage(
+        self,
+        by: UsageBy,
+        *,
+        execution_ids: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[UsageRow]:
+        low, high = utc_text(since), utc_text(until)
+        sql = schema.usage_query(
+            check_grouping(by), execution_ids is not None, low is not None, high is not None
+        )
+        args: list[object] = [] if execution_ids is None else [json.dumps(list(execution_ids))]
+        args += [bound for bound in (low, high) if bound is not None]
+        await self._ensure_schema()
+        rows = await self._run(
+            self._reader, lambda: self._reader_conn().execute(sql, args).fetchall()
+        )
+        return [UsageRow(str(k), int(n), int(p), int(c), float(d)) for k, n, p, c, d in rows]
 
     # -- leases -----------------------------------------------------------------------
 

@@ -48,6 +48,15 @@ MIGRATIONS: list[str] = [
         expires_at REAL NOT NULL
     );
     """,
+    # 3: the model and usage of model calls, as columns, for costs added up in SQL.
+    """
+    ALTER TABLE nodes ADD COLUMN model TEXT;
+    ALTER TABLE nodes ADD COLUMN prompt_tokens INTEGER;
+    ALTER TABLE nodes ADD COLUMN completion_tokens INTEGER;
+    ALTER TABLE nodes ADD COLUMN cost REAL;
+    CREATE INDEX usage_by_time ON nodes(created_at, model) WHERE model IS NOT NULL
+        OR prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL OR cost IS NOT NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -55,9 +64,9 @@ SCHEMA_VERSION = len(MIGRATIONS)
 _COLUMNS = ", ".join(RECORD_COLUMNS)
 
 # Rows go in as multi-row INSERTs: one statement step per chunk, where executemany
-# steps (and hands the GIL back and forth) once per row. 90 rows x 10 columns stays under
-# SQLite's oldest limit of 999 variables per statement.
-ROWS_PER_INSERT = 90
+# steps (and hands the GIL back and forth) once per row; within SQLite's oldest limit of
+# 999 variables per statement.
+ROWS_PER_INSERT = 999 // len(RECORD_COLUMNS)
 
 
 @functools.cache
@@ -106,3 +115,31 @@ LIVE_LEASES = (
     "SELECT execution_id, worker_id, token, expires_at FROM leases WHERE expires_at > ? "
     "ORDER BY execution_id"
 )
+
+HAS_USAGE = (
+    "(model IS NOT NULL OR prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL "
+    "OR cost IS NOT NULL)"
+)
+_GROUP = {
+    "execution": "execution_id",
+    "model": "coalesce(model, '')",
+    "day": "substr(created_at, 1, 10)",
+    "total": "'total'",
+}
+
+
+def usage_query(by: str, executions: bool, since: bool, until: bool) -> str:
+    """Sums grouped `by`; parameters, in order: the execution ids as a JSON array (when
+    `executions`), the lower and upper bounds of created_at (when given)."""
+    where = [HAS_USAGE]
+    if executions:
+        where.append("execution_id IN (SELECT value FROM json_each(?))")
+    if since:
+        where.append("created_at >= ?")
+    if until:
+        where.append("created_at < ?")
+    return f"""
+        SELECT {_GROUP[by]}, count(*), coalesce(sum(prompt_tokens), 0),
+               coalesce(sum(completion_tokens), 0), coalesce(sum(cost), 0.0)
+        FROM nodes WHERE {" AND ".join(where)} GROUP BY 1 ORDER BY 1
+    """

@@ -48,13 +48,23 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TypeVar
 
 from .._core.commits import CommitQueue, Write
 from .._core.errors import ConfigError, StoreError, StoreUnusableError, check_setting
 from .._core.lifecycle import Closable
 from .._core.model import NodeRecord
-from .._core.store import CheckpointStore, Fences, Lease, LeaseStore, StoreLimits, limits_of
+from .._core.store import (
+    CheckpointStore,
+    Fences,
+    Lease,
+    LeaseStore,
+    StoreLimits,
+    UsageStore,
+    limits_of,
+)
+from .._core.usage import UsageBy, UsageRow, add_up, check_grouping, merge
 
 logger = logging.getLogger("livingai")
 
@@ -302,6 +312,29 @@ class TieredStore(Closable):
         queued = [write.record.execution_id for write in self._queue.pending]
         hot, cold = await self._both(self.hot.list_executions, self.cold.list_executions)
         return list(dict.fromkeys([*(cold or []), *queued, *hot]))
+
+    async def usage(
+        self,
+        by: UsageBy,
+        *,
+        execution_ids: Sequence[str] | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[UsageRow]:
+        """The cold store's sums, where the whole log ends up, and the queue's on their
+        way there."""
+        self._check_open()
+        if not isinstance(self.cold, UsageStore):
+            raise ConfigError(f"{self!r}: the cold store {self.cold!r} adds no usage up")
+        queued = add_up(
+            (w.record for w in list(self._queue.pending)),
+            check_grouping(by),
+            execution_ids=execution_ids,
+            since=since,
+            until=until,
+        )
+        stored = await self.cold.usage(by, execution_ids=execution_ids, since=since, until=until)
+        return merge(stored, queued)
 
     async def history(self, node_id: str) -> list[NodeRecord]:
         self._check_open()

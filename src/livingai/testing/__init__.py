@@ -2,7 +2,8 @@
 
 Each test is a plain `async def test_x(store)` taking a fresh, empty, open store.
 CONFORMANCE_TESTS hold for every store; LEASE_TESTS for a store that keeps leases (a
-LeaseStore), which durable runs need. Run them against your store with pytest:
+LeaseStore), which durable runs need; USAGE_TESTS for one that adds usage up itself (a
+UsageStore). Run them against your store with pytest:
 
     import pytest
     from livingai.testing import CONFORMANCE_TESTS
@@ -20,6 +21,7 @@ import json
 import os
 import time
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from livingai import (
@@ -32,6 +34,8 @@ from livingai import (
     NodeRecord,
     NodeType,
     Status,
+    UsageRow,
+    UsageStore,
 )
 
 Check = Callable[[CheckpointStore], Awaitable[None]]
@@ -271,6 +275,69 @@ LEASE_TESTS: list[LeaseCheck] = [
     test_a_fenced_write_lands_only_under_the_live_lease,
 ]
 
+# -- usage ------------------------------------------------------------------------------
+
+UsageCheck = Callable[[UsageStore], Awaitable[None]]
+
+
+def _used(execution_id: str, node_id: str, day: int, model: str | None, cost: float) -> NodeRecord:
+    node = ExecutionNode(
+        execution_id=execution_id,
+        type=NodeType.PROMPT,
+        status=Status.SUCCESS,
+        created_at=datetime(2026, 11, day, 12, 0, tzinfo=UTC),
+        model=model,
+        prompt_tokens=100 * day,
+        completion_tokens=day,
+        cost=cost,
+    )
+    node.id = node_id
+    return NodeRecord.from_node(node)
+
+
+async def test_usage_is_added_up_by_execution_model_and_day(store: UsageStore) -> None:
+    await store.append(
+        [
+            _used("exec-a", "a1", 1, "model-x", 0.5),
+            _used("exec-a", "a2", 2, "model-y", 0.25),
+            make_record("exec-a", "no-usage"),  # counts nowhere
+            _used("exec-b", "b1", 2, "model-x", 1.0),
+            _used("exec-b", "b2", 3, None, 0.0),
+        ]
+    )
+    assert await store.usage("execution") == [
+        UsageRow("exec-a", 2, 300, 3, 0.75),
+        UsageRow("exec-b", 2, 500, 5, 1.0),
+    ]
+    assert await store.usage("model") == [
+        UsageRow("", 1, 300, 3, 0.0),
+        UsageRow("model-x", 2, 300, 3, 1.5),
+        UsageRow("model-y", 1, 200, 2, 0.25),
+    ]
+    assert [row.key for row in await store.usage("day")] == [
+        "2026-11-01",
+        "2026-11-02",
+        "2026-11-03",
+    ]
+    assert await store.usage("total") == [UsageRow("total", 4, 800, 8, 1.75)]
+    # Filters: some executions; a time range of whole days.
+    assert await store.usage("model", execution_ids=["exec-b"]) == [
+        UsageRow("", 1, 300, 3, 0.0),
+        UsageRow("model-x", 1, 200, 2, 1.0),
+    ]
+    since, until = datetime(2026, 11, 2, tzinfo=UTC), datetime(2026, 11, 3, tzinfo=UTC)
+    assert await store.usage("total", since=since, until=until) == [
+        UsageRow("total", 2, 400, 4, 1.25)
+    ]
+    assert await store.usage("execution", since=since, until=until) == [
+        UsageRow("exec-a", 1, 200, 2, 0.25),
+        UsageRow("exec-b", 1, 200, 2, 1.0),
+    ]
+    assert await store.usage("day", execution_ids=["nobody"]) == []
+
+
+USAGE_TESTS: list[UsageCheck] = [test_usage_is_added_up_by_execution_model_and_day]
+
 CONFORMANCE_TESTS: list[Check] = [
     test_read_returns_appended_record,
     test_read_of_unknown_node_is_none,
@@ -287,4 +354,13 @@ CONFORMANCE_TESTS: list[Check] = [
     test_use_after_close_raises_closed_error,
 ]
 
-__all__ = ["CONFORMANCE_TESTS", "LEASE_TESTS", "Check", "LeaseCheck", "assert_same", "make_record"]
+__all__ = [
+    "CONFORMANCE_TESTS",
+    "LEASE_TESTS",
+    "USAGE_TESTS",
+    "Check",
+    "LeaseCheck",
+    "UsageCheck",
+    "assert_same",
+    "make_record",
+]
