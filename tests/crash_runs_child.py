@@ -29,15 +29,23 @@ WORKER = "crash-worker"  # the same id at every start: a restart takes its runs 
 
 
 def provider(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=30, isolation_level=None)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("CREATE TABLE IF NOT EXISTS llm_calls (order_id TEXT, at REAL)")
-    conn.execute("CREATE TABLE IF NOT EXISTS attempts (key TEXT, order_id TEXT, at REAL)")
-    conn.execute(
-        "CREATE TABLE IF NOT EXISTS charges "
-        "(key TEXT PRIMARY KEY, order_id TEXT, receipt TEXT, amount INTEGER)"
-    )
-    return conn
+    return sqlite3.connect(path, timeout=30, isolation_level=None)
+
+
+def set_up_provider(path: str) -> None:
+    """Once, before any thread connects: switching the journal mode takes a lock that
+    connections opening at the same moment may not wait for."""
+    conn = provider(path)
+    try:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("CREATE TABLE IF NOT EXISTS llm_calls (order_id TEXT, at REAL)")
+        conn.execute("CREATE TABLE IF NOT EXISTS attempts (key TEXT, order_id TEXT, at REAL)")
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS charges "
+            "(key TEXT PRIMARY KEY, order_id TEXT, receipt TEXT, amount INTEGER)"
+        )
+    finally:
+        conn.close()
 
 
 class Services:
@@ -49,8 +57,11 @@ class Services:
 
     def plan(self, order: dict[str, Any]) -> dict[str, Any]:
         time.sleep(self.rng.uniform(0.005, 0.05))  # the model thinks
-        with provider(self.path) as conn:
+        conn = provider(self.path)
+        try:
             conn.execute("INSERT INTO llm_calls VALUES (?, ?)", (order["id"], time.time()))
+        finally:
+            conn.close()
         return {"charge": order["amount"]}
 
     def charge(self, order_id: str, amount: int) -> dict[str, Any]:
@@ -77,6 +88,7 @@ class Services:
 
 
 async def main(url: str, path: str, policy: str, seed: int) -> None:
+    set_up_provider(path)
     services = Services(path, seed)
     options: dict[str, Any] = {"retry_with_key": policy == "retry_with_key"}
     async with Runtime(CheckpointEngine(open_store(url)), worker_id=WORKER) as runtime:

@@ -48,6 +48,7 @@ EXPECTED_ALL = [
     "RecoveryEngine",
     "RecoveryPlan",
     "RedisStore",
+    "RetentionStore",
     "Run",
     "Runtime",
     "SQLiteStore",

@@ -17,6 +17,7 @@ import subprocess
 import sys
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -39,6 +40,7 @@ from livingai import (
     Status,
     StoreError,
     StoreUnusableError,
+    UsageRow,
 )
 from livingai._core.urls import mask_url
 from livingai._stores import redis_keys as keys
@@ -835,3 +837,114 @@ async def test_a_checkpoint_of_the_wrong_length_is_corrupt_and_the_plan_goes_bac
         assert plan.resume_node_id == "first"
         assert plan.state == b"good state"
         assert "checkpoint was" in caplog.text
+
+
+# -- retention --------------------------------------------------------------------------------
+
+
+def _priced(execution_id: str, node_id: str, day: int, model: str, cost: float) -> NodeRecord:
+    node = ExecutionNode(
+        execution_id=execution_id,
+        type=NodeType.PROMPT,
+        status=Status.SUCCESS,
+        created_at=datetime(2026, 11, day, 12, 0, tzinfo=UTC),
+        model=model,
+        prompt_tokens=10,
+        completion_tokens=1,
+        cost=cost,
+    )
+    node.id = node_id
+    return NodeRecord.from_node(node, b"\x00" + node_id.encode())
+
+
+async def test_retention_leaves_a_sound_layout_and_no_key_behind(prefix: str) -> None:
+    store = RedisStore(REDIS_URL, prefix=prefix, ttl_seconds=100)
+    client: Any = sync_client(REDIS_URL)
+    try:
+        await store.append(
+            [
+                _priced("gone", "shared", 1, "m", 0.5),
+                _priced("kept", "shared", 1, "m", 0.25),
+                _priced("gone", "alone", 2, "only-gone", 1.0),
+                _priced("kept", "k2", 1, "m", 0.25),
+            ]
+        )
+        await store.acquire_lease("gone", "worker", 30)
+        assert await store.delete_executions(["gone"]) == 2
+        assert check_layout(REDIS_URL, prefix) == []
+        left = {key.decode() for key in prefix_keys(REDIS_URL, prefix)}
+        assert not [key for key in left if key.endswith(":gone")], left
+        assert f"{prefix}:usage:d:2026-11-02" not in left  # its only day went with it
+        assert client.zrange(f"{prefix}:usage:days", 0, -1) == [b"2026-11-01"]
+        assert client.hgetall(f"{prefix}:usage:d:2026-11-01") == {
+            b"m\0calls": b"2",
+            b"m\0prompt": b"20",
+            b"m\0completion": b"2",
+            b"m\0cost": b"0.5",
+        }
+        assert await store.usage("total") == [UsageRow("total", 2, 20, 2, 0.5)]
+        assert 0 < client.ttl(f"{prefix}:n:shared") <= 100  # rewritten, still expiring
+        assert await store.drop_checkpoints("kept", 1) == 1
+        assert check_layout(REDIS_URL, prefix) == []
+        assert 0 < client.ttl(f"{prefix}:xc:kept") <= 100
+        assert await store.delete_executions(["kept"]) == 2
+        # What is left is what no execution owns: the counters, which never go back.
+        left = {key.decode() for key in prefix_keys(REDIS_URL, prefix)}
+        assert left <= {f"{prefix}:seq", f"{prefix}:fence"}, left
+    finally:
+        client.close()
+        await store.close()
+
+
+async def test_retention_refuses_a_damaged_key_and_changes_nothing(prefix: str) -> None:
+    client: Any = sync_client(REDIS_URL)
+    store = RedisStore(REDIS_URL, prefix=prefix)
+    day = "2026-11-01"
+    try:
+        await store.append([_priced("x", "a", 1, "m", 0.5), _priced("x", "b", 1, "m", 0.5)])
+        saved = {key: client.dump(key) for key in prefix_keys(REDIS_URL, prefix)}
+        damages: list[tuple[str, Callable[[str], object], str, Callable[[], Awaitable[int]]]] = [
+            (
+                "n:b",
+                lambda key: client.set(key, "x"),
+                "holds a string",
+                lambda: store.delete_executions(["x"]),
+            ),
+            (
+                f"usage:d:{day}",
+                lambda key: client.set(key, "x"),
+                "holds a string",
+                lambda: store.delete_executions(["x"]),
+            ),
+            (
+                "usage:x:x",
+                lambda key: client.hset(key, f"{day}\0m\0calls", "many"),
+                "not a counter",
+                lambda: store.delete_executions(["x"]),
+            ),
+            (
+                f"usage:d:{day}",
+                lambda key: client.hset(key, "m\0calls", "many"),
+                "not a counter",
+                lambda: store.delete_executions(["x"]),
+            ),
+            (
+                "xb:x",
+                lambda key: client.set(key, "x"),
+                "holds a string",
+                lambda: store.drop_checkpoints("x", 0),
+            ),
+        ]
+        for name, damage, message, retain in damages:
+            key = f"{prefix}:{name}"
+            damage(key)
+            with pytest.raises(StoreUnusableError, match=f"{key}.*{message}"):
+                await retain()
+            client.restore(key, 0, saved[key.encode()], replace=True)
+            # Refused before anything was written: every key is as it was.
+            assert {k: client.dump(k) for k in prefix_keys(REDIS_URL, prefix)} == saved, name
+        assert await store.delete_executions(["x"]) == 2
+        assert check_layout(REDIS_URL, prefix) == []
+    finally:
+        client.close()
+        await store.close()

@@ -21,6 +21,7 @@ from livingai import (
     CheckpointEngine,
     CheckpointStore,
     ClosedError,
+    ConfigError,
     ExecutionNode,
     MemoryStore,
     NodeRecord,
@@ -107,6 +108,19 @@ class KeptOpen(FaultyStore):
 
     async def close(self) -> None:
         pass
+
+
+class Retaining(FaultyStore):
+    """A FaultyStore over a MemoryStore that can delete too: a cold store whose appends
+    wait, fail or refuse, for the retention tests."""
+
+    inner: MemoryStore
+
+    async def delete_executions(self, execution_ids: Sequence[str]) -> int:
+        return await self.inner.delete_executions(execution_ids)
+
+    async def drop_checkpoints(self, execution_id: str, keep: int) -> int:
+        return await self.inner.drop_checkpoints(execution_id, keep)
 
 
 def workload() -> list[list[NodeRecord]]:
@@ -698,3 +712,51 @@ async def test_a_record_the_cold_store_refuses_is_rejected_and_the_rest_copied()
         assert ids(await store.cold.list_versions("x")) == ids([records[0], records[2]])
         # The hot store still has it: reads list it, after what the cold store holds.
         assert sorted(ids(await store.list_versions("x"))) == sorted(ids(records))
+
+
+# -- retention ------------------------------------------------------------------------------
+
+
+async def test_retention_waits_for_the_cold_copy_then_applies_to_both_stores() -> None:
+    cold = Retaining(MemoryStore(), gated=True)
+    async with MemoryStore() as hot, TieredStore(hot, cold, flush_interval_seconds=0) as store:
+        records = [make_record("x", f"n{i}", checkpoint=bytes([0, i])) for i in range(3)]
+        await store.append(records)
+        await store.append([make_record("y", "other")])
+        deleting = asyncio.create_task(store.delete_executions(["x"]))
+        await settle()
+        # Deleting now would leave the queued copies to land in the cold store after it.
+        assert not deleting.done()
+        cold.gate.set()
+        assert await deleting == 3
+        for one in (hot, cold.inner, store):
+            assert await one.list_versions("x") == []
+            assert await one.list_executions() == ["y"]
+        await store.append([make_record("y", "newer", checkpoint=b"\x00y2")])
+        assert await store.drop_checkpoints("y", 0) == 1  # the queued one is dropped too
+        for one in (hot, cold.inner, store):
+            assert await one.latest_checkpoint("y") is None
+
+
+async def test_retention_goes_on_past_a_record_the_cold_store_refused() -> None:
+    cold = Retaining(MemoryStore(), poison=frozenset({"refused"}))
+    async with MemoryStore() as hot, TieredStore(hot, cold, flush_interval_seconds=0) as store:
+        await store.append([make_record("x", name) for name in ("a", "refused", "b")])
+        assert await store.delete_executions(["x"]) == 3  # the hot store held all three
+        assert store.stats().rejected == 1
+        assert await store.list_versions("x") == []
+        assert await hot.list_versions("x") == []
+
+
+async def test_retention_needs_both_stores_able_to_delete() -> None:
+    for hot, cold, named in (
+        (MemoryStore(), FaultyStore(MemoryStore()), "the cold store FaultyStore"),
+        (FaultyStore(MemoryStore()), MemoryStore(), "the hot store FaultyStore"),
+    ):
+        async with TieredStore(hot, cold) as store:
+            await store.append([make_record("x")])
+            with pytest.raises(ConfigError, match=named):
+                await store.delete_executions(["x"])
+            with pytest.raises(ConfigError, match=named):
+                await store.drop_checkpoints("x", 1)
+            assert len(await store.list_versions("x")) == 1

@@ -45,6 +45,7 @@ from ._core.store import (
     CheckpointStore,
     Lease,
     LeaseStore,
+    RetentionStore,
     StoreLimits,
     UsageStore,
 )
@@ -102,6 +103,7 @@ __all__ = [
     "RecoveryEngine",
     "RecoveryPlan",
     "RedisStore",
+    "RetentionStore",
     "Run",
     "Runtime",
     "SQLiteStore",

@@ -60,6 +60,11 @@ class HotCache(Generic[V]):
     def discard(self, key: str) -> None:
         self._remove(key)
 
+    def discard_if(self, doomed: Callable[[V], bool]) -> None:
+        """Forget every entry whose value is `doomed` (what the store no longer holds)."""
+        for key in [key for key, (_, _, value) in self._entries.items() if doomed(value)]:
+            self._remove(key)
+
     def _remove(self, key: str) -> None:
         entry = self._entries.pop(key, None)
         if entry is not None:

@@ -42,12 +42,14 @@ from .errors import (
 from .histogram import Histogram
 from .lifecycle import Closable
 from .model import ExecutionNode, NodeRecord, corrupt_node
+from .retention import check_keep, execution_ids_to_delete
 from .shutdown import handle_sigterm
 from .store import (
     CheckpointStore,
     Fences,
     Lease,
     LeaseStore,
+    RetentionStore,
     StoreLimits,
     UsageStore,
     limits_of,
@@ -380,6 +382,38 @@ class CheckpointEngine(Closable):
         """Every live lease: who runs which execution now."""
         self._enter()
         return await self._leasing().leases()
+
+    # -- retention ------------------------------------------------------------------
+
+    async def delete_executions(self, execution_ids: Sequence[str]) -> int:
+        """Delete these executions whole, with their leases and usage; how many versions
+        went. What is queued is committed first, so nothing of theirs lands after. The
+        one exception to the append-only log: Runtime.gc decides what may go."""
+        self._enter()
+        ids = execution_ids_to_delete(execution_ids)
+        await self.flush()
+        deleted = await self._retaining().delete_executions(ids)
+        gone = set(ids)
+        self._hot.discard_if(lambda cached: cached.write.record.execution_id in gone)
+        return deleted
+
+    async def drop_checkpoints(self, execution_id: str, keep: int) -> int:
+        """Drop the state blobs of all but the newest `keep` checkpointed versions of the
+        execution (the versions stay); how many went."""
+        self._enter()
+        check_keep(keep)
+        await self.flush()
+        dropped = await self._retaining().drop_checkpoints(execution_id, keep)
+        self._hot.discard_if(lambda cached: cached.write.record.execution_id == execution_id)
+        return dropped
+
+    def _retaining(self) -> RetentionStore:
+        if not isinstance(self.store, RetentionStore):
+            raise ConfigError(
+                f"{self.store!r} cannot delete (it is not a RetentionStore); every store "
+                "of livingai can"
+            )
+        return self.store
 
     def _check_limits(self, record: NodeRecord, state_bytes: int) -> None:
         """Refuse at save() what the store could never keep, naming the limit."""

@@ -2,6 +2,9 @@
 
 A store only moves records: the engine does validation, encoding, caching and batching.
 It is append-only: `append` adds new versions and never changes or deletes old ones.
+The one exception is retention: a store that offers RetentionStore deletes whole
+executions, or the state blobs of their older versions, when asked to, and nothing else
+ever does.
 
 Failures are told apart by type, so that the engine knows what to do with them:
 StoreError (transient: retried), RecordRejectedError (these records can never be stored:
@@ -143,3 +146,20 @@ class UsageStore(CheckpointStore, Protocol):
         """The sums of the versions that carry usage, grouped `by` "execution", "model",
         "day" (UTC) or "total", for the executions named (default: all) and created in
         [since, until) (Redis: to the day); sorted by key."""
+
+
+@runtime_checkable
+class RetentionStore(CheckpointStore, Protocol):
+    """A store that can forget: the one way anything leaves the append-only log, for
+    retention and garbage collection (a log that only grows fills its disk). Every
+    store here is one."""
+
+    async def delete_executions(self, execution_ids: Sequence[str]) -> int:
+        """Delete every version of these executions and everything kept for them (their row in
+        the executions list, their lease, their usage counters); how many versions went.
+        Unknown ids are ignored."""
+
+    async def drop_checkpoints(self, execution_id: str, keep: int) -> int:
+        """Remove the state blobs of all but the newest `keep` (>= 0) checkpointed versions of the
+        execution; the versions themselves stay, as versions without a checkpoint. How many
+        blobs went."""

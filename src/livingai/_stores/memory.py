@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sys
 import time
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ from datetime import datetime
 from .._core.leases import fenced, next_lease
 from .._core.lifecycle import Closable
 from .._core.model import NodeRecord
+from .._core.retention import check_keep, execution_ids_to_delete
 from .._core.store import Fences, Lease, StoreLimits
 from .._core.usage import UsageBy, UsageRow, add_up, check_grouping
 
@@ -21,11 +23,14 @@ class MemoryStore(Closable):
     limits = StoreLimits(max_body_bytes=sys.maxsize, max_state_bytes=sys.maxsize)
 
     def __init__(self) -> None:
-        self._versions: dict[str, list[NodeRecord]] = {}
-        self._executions: dict[str, list[str]] = {}  # node ids, first-seen order
-        self._execution_versions: dict[str, list[NodeRecord]] = {}
-        self._checkpoints: dict[str, NodeRecord] = {}
-        self._version_ids: set[str] = set()
+        # Each version is held once, by id, and indexed by id: dropping its checkpoint
+        # replaces one entry. A node id may be reused by several executions.
+        self._records: dict[str, NodeRecord] = {}  # version id -> record
+        self._node_versions: dict[str, list[str]] = {}  # node id -> version ids, in order
+        self._execution_versions: dict[str, list[str]] = {}  # in append order
+        self._execution_nodes: dict[str, dict[str, str]] = {}  # node id -> its latest
+        # version id in the execution; first-seen order
+        self._checkpoints: dict[str, str] = {}  # execution id -> latest checkpointed version
         self._leases: dict[str, Lease] = {}  # kept when released: tokens never repeat
         self._lock = asyncio.Lock()
         self._closed = False
@@ -41,41 +46,76 @@ class MemoryStore(Closable):
                 if lost:
                     raise fenced(self, lost)
             for record in records:
-                if record.version_id in self._version_ids:
+                vid = record.version_id
+                if vid in self._records:
                     continue
-                self._version_ids.add(record.version_id)
-                versions = self._versions.setdefault(record.node_id, [])
-                if not versions:
-                    self._executions.setdefault(record.execution_id, []).append(record.node_id)
-                versions.append(record)
-                self._execution_versions.setdefault(record.execution_id, []).append(record)
+                self._records[vid] = record
+                self._node_versions.setdefault(record.node_id, []).append(vid)
+                self._execution_versions.setdefault(record.execution_id, []).append(vid)
+                self._execution_nodes.setdefault(record.execution_id, {})[record.node_id] = vid
                 if record.checkpoint is not None:
-                    self._checkpoints[record.execution_id] = record
+                    self._checkpoints[record.execution_id] = vid
 
     async def read(self, node_id: str) -> NodeRecord | None:
         self._check_open()
-        versions = self._versions.get(node_id)
-        return versions[-1] if versions else None
+        versions = self._node_versions.get(node_id)
+        return self._records[versions[-1]] if versions else None
 
     async def list_nodes(self, execution_id: str) -> list[NodeRecord]:
         self._check_open()
-        return [self._versions[n][-1] for n in self._executions.get(execution_id, [])]
+        return [self._records[v] for v in self._execution_nodes.get(execution_id, {}).values()]
 
     async def list_versions(self, execution_id: str) -> list[NodeRecord]:
         self._check_open()
-        return list(self._execution_versions.get(execution_id, []))
+        return [self._records[v] for v in self._execution_versions.get(execution_id, [])]
 
     async def latest_checkpoint(self, execution_id: str) -> NodeRecord | None:
         self._check_open()
-        return self._checkpoints.get(execution_id)
+        vid = self._checkpoints.get(execution_id)
+        return None if vid is None else self._records[vid]
 
     async def list_executions(self) -> list[str]:
         self._check_open()
-        return list(self._executions)
+        return list(self._execution_nodes)
 
     async def history(self, node_id: str) -> list[NodeRecord]:
         self._check_open()
-        return list(self._versions.get(node_id, []))
+        return [self._records[v] for v in self._node_versions.get(node_id, [])]
+
+    # -- retention ----------------------------------------------------------------------
+
+    async def delete_executions(self, execution_ids: Sequence[str]) -> int:
+        self._check_open()
+        ids = execution_ids_to_delete(execution_ids)
+        deleted = 0
+        async with self._lock:
+            for execution_id in ids:
+                gone = set(self._execution_versions.pop(execution_id, []))
+                for node_id in self._execution_nodes.pop(execution_id, {}):
+                    kept = [v for v in self._node_versions[node_id] if v not in gone]
+                    if kept:
+                        self._node_versions[node_id] = kept
+                    else:
+                        del self._node_versions[node_id]
+                for vid in gone:
+                    del self._records[vid]
+                self._checkpoints.pop(execution_id, None)
+                self._leases.pop(execution_id, None)
+                deleted += len(gone)
+        return deleted
+
+    async def drop_checkpoints(self, execution_id: str, keep: int) -> int:
+        self._check_open()
+        keep = check_keep(keep)
+        async with self._lock:
+            versions = self._execution_versions.get(execution_id, [])
+            checkpointed = [v for v in versions if self._records[v].checkpoint is not None]
+            dropped = checkpointed[: max(0, len(checkpointed) - keep)]
+            for vid in dropped:
+                self._records[vid] = dataclasses.replace(self._records[vid], checkpoint=None)
+            if keep == 0:
+                self._checkpoints.pop(execution_id, None)
+        return len(dropped)
 
     def _token(self, execution_id: str) -> int | None:
         lease = self._leases.get(execution_id)
@@ -120,11 +160,12 @@ class MemoryStore(Closable):
         until: datetime | None = None,
     ) -> list[UsageRow]:
         self._check_open()
-        everything = (r for versions in self._versions.values() for r in versions)
         records = (
-            everything
+            self._records.values()
             if execution_ids is None
-            else (r for x in execution_ids for r in self._execution_versions.get(x, []))
+            else (
+                self._records[v] for x in execution_ids for v in self._execution_versions.get(x, [])
+            )
         )
         return add_up(records, check_grouping(by), since=since, until=until)
 

@@ -40,6 +40,7 @@ from .._core.extras import require
 from .._core.leases import fenced, held
 from .._core.lifecycle import Closable
 from .._core.model import NodeRecord
+from .._core.retention import check_keep, execution_ids_to_delete
 from .._core.store import Fences, Lease, StoreLimits
 from .._core.usage import UsageBy, UsageRow, check_grouping, utc_text
 from . import postgres_sql as sql
@@ -363,6 +364,28 @@ class PostgresStore(Closable):
             ]
 
         return await self._run(read)
+
+    # -- retention ----------------------------------------------------------------------
+    # The space of deleted rows and dropped blobs is reused once (auto)vacuum has run; the
+    # files shrink only with VACUUM FULL.
+
+    async def delete_executions(self, execution_ids: Sequence[str]) -> int:
+        self._check_open()
+        ids = execution_ids_to_delete(execution_ids)
+        if not ids:
+            return 0
+        return await self._count(self._sql.delete_executions, (ids,))
+
+    async def drop_checkpoints(self, execution_id: str, keep: int) -> int:
+        self._check_open()
+        args = (execution_id, check_keep(keep), execution_id)
+        return await self._count(self._sql.drop_checkpoints, args)
+
+    async def _count(self, statement: str, args: tuple[object, ...]) -> int:
+        async def run(conn: Connection) -> int:
+            return int(await _scalar(conn, statement, args) or 0)
+
+        return await self._run(run)
 
     # -- leases -------------------------------------------------------------------------
 

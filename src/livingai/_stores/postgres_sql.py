@@ -151,6 +151,9 @@ class Statements:
     renew_lease: str
     release_lease: str
     live_leases: str
+    delete_executions: str  # parameter: the execution ids, an array
+    drop_checkpoints: str  # parameters: the execution id, how many checkpoints to keep, the
+    # execution id again
 
     def usage(self, by: str, executions: bool, since: bool, until: bool) -> str:
         """Sums grouped `by`; parameters, in order: the execution ids (an array, when
@@ -292,6 +295,35 @@ def statements(schema: str) -> Statements:
         live_leases=f"""
             SELECT {lease_columns} FROM {s}.leases WHERE expires_at > {now}
             ORDER BY execution_id
+        """,
+        # Retention: the only statements that delete or change stored rows. Each is one
+        # statement, so one transaction; it returns how many versions (blobs) went.
+        delete_executions=f"""
+            WITH named AS (
+                SELECT unnest(%s::text[]) AS execution_id
+            ), versions AS (
+                DELETE FROM {s}.nodes WHERE execution_id IN (SELECT execution_id FROM named)
+                RETURNING 1
+            ), listed AS (
+                DELETE FROM {s}.executions
+                WHERE execution_id IN (SELECT execution_id FROM named)
+            ), leased AS (
+                DELETE FROM {s}.leases WHERE execution_id IN (SELECT execution_id FROM named)
+            )
+            SELECT count(*) FROM versions
+        """,
+        drop_checkpoints=f"""
+            WITH kept AS (
+                SELECT seq FROM {s}.nodes
+                WHERE execution_id = %s AND checkpoint IS NOT NULL
+                ORDER BY seq DESC LIMIT %s::bigint
+            ), dropped AS (
+                UPDATE {s}.nodes SET checkpoint = NULL
+                WHERE execution_id = %s AND checkpoint IS NOT NULL
+                    AND seq NOT IN (SELECT seq FROM kept)
+                RETURNING 1
+            )
+            SELECT count(*) FROM dropped
         """,
     )
 

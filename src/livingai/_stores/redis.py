@@ -53,6 +53,7 @@ from .._core.leases import fenced
 from .._core.leases import held as held_error
 from .._core.lifecycle import Closable
 from .._core.model import NodeRecord
+from .._core.retention import check_keep, execution_ids_to_delete
 from .._core.store import Fences, Lease, StoreLimits
 from .._core.urls import mask_url, redact, url_secrets
 from .._core.usage import UsageBy, UsageRow, check_grouping, utc_text
@@ -402,6 +403,24 @@ class RedisStore(Closable):
             UsageRow(key, int(calls), int(prompt), int(completion), cost)
             for key, (calls, prompt, completion, cost) in sorted(sums.items())
         ]
+
+    # -- retention ----------------------------------------------------------------------
+
+    async def delete_executions(self, execution_ids: Sequence[str]) -> int:
+        """A few executions a script call, each call atomic: a large sweep never holds the
+        server for long, and one cut short is finished by calling again."""
+        self._check_open()
+        ids = execution_ids_to_delete(execution_ids)
+        deleted = 0
+        for start in range(0, len(ids), keys.RETAIN_EXECUTIONS_PER_CALL):
+            bite = ids[start : start + keys.RETAIN_EXECUTIONS_PER_CALL]
+            deleted += int(await self._call(keys.RETAIN, self.prefix, "delete", *bite))
+        return deleted
+
+    async def drop_checkpoints(self, execution_id: str, keep: int) -> int:
+        self._check_open()
+        reply = await self._call(keys.RETAIN, self.prefix, "drop", execution_id, check_keep(keep))
+        return int(reply)
 
     # -- leases -------------------------------------------------------------------------
 

@@ -39,6 +39,10 @@ With a TTL every key an append writes, and every key of the executions it touche
 `{prefix}:executions` a hundred at a time by later appends, and hidden from
 `list_executions` meanwhile.
 
+Nothing is ever deleted or rewritten but by the RETAIN script, for retention: it deletes
+whole executions (every key above that names one, its entries in the node lists and its
+usage in the day counters) or the checkpoints of their older versions.
+
 The scripts build key names from the prefix, so they run on a standalone or replicated
 Redis (or a Sentinel-managed one), not on Redis Cluster.
 """
@@ -362,6 +366,185 @@ end
 return redis.error_reply('livingai: unknown read operation ' .. tostring(op))
 """,
 )
+
+RETAIN = Script(
+    "retain",
+    """
+-- livingai RedisStore retention (layout 1): the only script that deletes or rewrites.
+-- ARGV: prefix, then 'delete' and execution ids, or 'drop', an execution id and how many
+-- of its newest checkpoints to keep. Returns how many versions (blobs) went. Every key is
+-- checked before anything is written, as in APPEND.
+-- 'delete': every key of each execution goes, and its lease; its entries leave the node
+-- lists (a node id may be used by other executions: their entries stay), and its usage,
+-- from usage:x, is taken off the day counters (a model whose calls reach 0 leaves the
+-- day, a day left empty leaves usage:days).
+-- 'drop': each blob but the newest `keep` leaves xb, and its version's packed record
+-- ends in 0xFFFFFFFF (no checkpoint, see `pack`) instead of the blob's length; xc names
+-- the newest checkpoint left, or goes.
+local p, op = ARGV[1], ARGV[2]
+local function wrong(key, want)
+  local got = redis.call('TYPE', key)['ok']
+  if got ~= 'none' and got ~= want then
+    return key .. ' holds a ' .. got .. ' where a ' .. want .. ' belongs'
+  end
+  return false
+end
+local function damaged(problem)
+  return redis.error_reply('livingai: damaged: ' .. problem)
+end
+local function owner(entry)
+  local colon = string.find(entry, ':', 1, true)
+  local n = colon and tonumber(string.sub(entry, 1, colon - 1))
+  if not n then
+    return nil
+  end
+  return string.sub(entry, colon + n + 1)
+end
+local function negated(value)
+  if string.sub(value, 1, 1) == '-' then
+    return string.sub(value, 2)
+  end
+  return '-' .. value
+end
+if op == 'delete' then
+  local problem = wrong(p .. ':executions', 'zset') or wrong(p .. ':touched', 'zset')
+    or wrong(p .. ':usage:days', 'zset')
+  local plans = {}
+  for i = 3, #ARGV do
+    if problem then
+      break
+    end
+    local exec = ARGV[i]
+    local x = ':' .. exec
+    problem = wrong(p .. ':xr' .. x, 'hash') or wrong(p .. ':xn' .. x, 'zset')
+      or wrong(p .. ':usage:x' .. x, 'hash')
+    local plan = {exec = exec, lists = {}, usage = {}}
+    if not problem then
+      for _, node in ipairs(redis.call('ZRANGE', p .. ':xn' .. x, 0, -1)) do
+        local key = p .. ':n:' .. node
+        problem = problem or wrong(key, 'list')
+        plan.lists[#plan.lists + 1] = key
+      end
+      local fields = redis.call('HGETALL', p .. ':usage:x' .. x)
+      for j = 1, #fields, 2 do
+        local day, model, counter = string.match(fields[j], '^([^%z]*)%z(.*)%z([^%z]*)$')
+        local key = day and p .. ':usage:d:' .. day
+        if not day or not tonumber(fields[j + 1]) then
+          problem = problem or p .. ':usage:x' .. x .. ' holds a field that is not a counter'
+        elseif not problem then
+          local field = model .. '\\0' .. counter
+          problem = wrong(key, 'hash')
+          if not problem and not tonumber(redis.call('HGET', key, field) or '0') then
+            problem = key .. ' holds a field that is not a counter'
+          end
+          plan.usage[#plan.usage + 1] = {key, field, fields[j + 1], day, model}
+        end
+      end
+    end
+    plans[#plans + 1] = plan
+  end
+  if problem then
+    return damaged(problem)
+  end
+  local deleted = 0
+  for _, plan in ipairs(plans) do
+    local exec = plan.exec
+    local x = ':' .. exec
+    deleted = deleted + redis.call('HLEN', p .. ':xr' .. x)
+    for _, key in ipairs(plan.lists) do
+      local entries = redis.call('LRANGE', key, 0, -1)
+      local kept = {}
+      for _, entry in ipairs(entries) do
+        if owner(entry) ~= exec then
+          kept[#kept + 1] = entry
+        end
+      end
+      if #kept < #entries then
+        local ttl = redis.call('PTTL', key)
+        redis.call('DEL', key)
+        for j = 1, #kept, 500 do
+          redis.call('RPUSH', key, unpack(kept, j, math.min(j + 499, #kept)))
+        end
+        if #kept > 0 and ttl > 0 then
+          redis.call('PEXPIRE', key, ttl)
+        end
+      end
+    end
+    local days = {}
+    for _, change in ipairs(plan.usage) do
+      local key, field, value, day, model = change[1], change[2], change[3], change[4], change[5]
+      if tonumber(value) ~= 0 then
+        if string.sub(field, -5) == '\\0cost' then
+          redis.call('HINCRBYFLOAT', key, field, negated(value))
+        else
+          redis.call('HINCRBY', key, field, negated(value))
+        end
+      end
+      days[day] = days[day] or {}
+      days[day][model] = true
+    end
+    for day, models in pairs(days) do
+      local key = p .. ':usage:d:' .. day
+      for model in pairs(models) do
+        if (tonumber(redis.call('HGET', key, model .. '\\0calls')) or 0) <= 0 then
+          redis.call('HDEL', key, model .. '\\0calls', model .. '\\0prompt',
+                     model .. '\\0completion', model .. '\\0cost')
+        end
+      end
+      if redis.call('HLEN', key) == 0 then
+        redis.call('DEL', key)
+        redis.call('ZREM', p .. ':usage:days', day)
+      end
+    end
+    for _, tag in ipairs({'xr', 'xb', 'xv', 'xn', 'xl', 'xc', 'usage:x', 'lease'}) do
+      redis.call('DEL', p .. ':' .. tag .. x)
+    end
+    redis.call('ZREM', p .. ':executions', exec)
+    redis.call('ZREM', p .. ':touched', exec)
+  end
+  return deleted
+elseif op == 'drop' then
+  local x = ':' .. ARGV[3]
+  local keep = tonumber(ARGV[4])
+  local problem = wrong(p .. ':xr' .. x, 'hash') or wrong(p .. ':xb' .. x, 'hash')
+    or wrong(p .. ':xv' .. x, 'zset') or wrong(p .. ':xc' .. x, 'string')
+  if problem then
+    return damaged(problem)
+  end
+  local blobs = {}
+  for _, vid in ipairs(redis.call('HKEYS', p .. ':xb' .. x)) do
+    blobs[vid] = true
+  end
+  local checkpointed = {}
+  for _, vid in ipairs(redis.call('ZRANGE', p .. ':xv' .. x, 0, -1)) do
+    if blobs[vid] then
+      checkpointed[#checkpointed + 1] = vid
+    end
+  end
+  local dropped = 0
+  for i = 1, #checkpointed - keep do
+    local vid = checkpointed[i]
+    local head = redis.call('HGET', p .. ':xr' .. x, vid)
+    if head and #head > 4 then
+      redis.call('HSET', p .. ':xr' .. x, vid, string.sub(head, 1, -5) .. '\\255\\255\\255\\255')
+    end
+    dropped = dropped + redis.call('HDEL', p .. ':xb' .. x, vid)
+  end
+  if keep > 0 and #checkpointed > 0 then
+    local newest = checkpointed[#checkpointed]
+    if redis.call('GET', p .. ':xc' .. x) ~= newest then
+      redis.call('SET', p .. ':xc' .. x, newest, 'KEEPTTL')
+    end
+  else
+    redis.call('DEL', p .. ':xc' .. x)
+  end
+  return dropped
+end
+return redis.error_reply('livingai: unknown retention operation ' .. tostring(op))
+""",
+)
+
+RETAIN_EXECUTIONS_PER_CALL = 100  # a script call blocks the server: delete in bites
 
 Arg = str | bytes | int
 

@@ -36,6 +36,7 @@ from .._core.errors import (
 from .._core.leases import fenced, next_lease
 from .._core.lifecycle import Closable
 from .._core.model import NodeRecord
+from .._core.retention import check_keep, execution_ids_to_delete
 from .._core.store import Fences, Lease, StoreLimits
 from .._core.usage import UsageBy, UsageRow, check_grouping, utc_text
 from . import sqlite_sql as schema
@@ -243,6 +244,39 @@ class SQLiteStore(Closable):
             self._reader, lambda: self._reader_conn().execute(sql, args).fetchall()
         )
         return [UsageRow(str(k), int(n), int(p), int(c), float(d)) for k, n, p, c, d in rows]
+
+    # -- retention --------------------------------------------------------------------
+    # Freed pages are reused by later writes; the file itself shrinks only with VACUUM.
+
+    async def delete_executions(self, execution_ids: Sequence[str]) -> int:
+        self._check_open()
+        ids = json.dumps(execution_ids_to_delete(execution_ids))
+
+        def delete(conn: sqlite3.Connection) -> int:
+            deleted = conn.execute(schema.DELETE_NODES, (ids,)).rowcount
+            conn.execute(schema.DELETE_EXECUTIONS, (ids,))
+            conn.execute(schema.DELETE_LEASES, (ids,))
+            return int(deleted)
+
+        return await self._write(delete)
+
+    async def drop_checkpoints(self, execution_id: str, keep: int) -> int:
+        self._check_open()
+        args = (execution_id, execution_id, check_keep(keep))
+        return await self._write(
+            lambda conn: int(conn.execute(schema.DROP_CHECKPOINTS, args).rowcount)
+        )
+
+    async def _write(self, work: Callable[[sqlite3.Connection], int]) -> int:
+        """`work` in one write transaction on the writer thread."""
+
+        def write() -> int:
+            conn = self._writer_conn()
+            result = _in_transaction(conn, lambda: work(conn))
+            self._after_commit(conn, 0)
+            return result
+
+        return await self._run(self._writer, write)
 
     # -- leases -----------------------------------------------------------------------
 

@@ -116,6 +116,21 @@ LIVE_LEASES = (
     "ORDER BY execution_id"
 )
 
+# Retention: the only statements that delete or change stored rows. The execution ids go
+# in as one JSON array, so any number of them is one statement.
+_NAMED = "execution_id IN (SELECT value FROM json_each(?))"
+DELETE_NODES = f"DELETE FROM nodes WHERE {_NAMED}"
+DELETE_EXECUTIONS = f"DELETE FROM executions WHERE {_NAMED}"
+DELETE_LEASES = f"DELETE FROM leases WHERE {_NAMED}"
+# Parameters: the execution id twice, then how many of the newest checkpoints to keep.
+DROP_CHECKPOINTS = """
+    UPDATE nodes SET checkpoint = NULL
+    WHERE execution_id = ? AND checkpoint IS NOT NULL AND seq NOT IN (
+        SELECT seq FROM nodes WHERE execution_id = ? AND checkpoint IS NOT NULL
+        ORDER BY seq DESC LIMIT ?
+    )
+"""
+
 HAS_USAGE = (
     "(model IS NOT NULL OR prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL "
     "OR cost IS NOT NULL)"

@@ -45,6 +45,7 @@ start-up, before saving, queues them for the cold store again.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -52,14 +53,22 @@ from datetime import datetime
 from typing import TypeVar
 
 from .._core.commits import CommitQueue, Write
-from .._core.errors import ConfigError, StoreError, StoreUnusableError, check_setting
+from .._core.errors import (
+    ConfigError,
+    RecordRejectedError,
+    StoreError,
+    StoreUnusableError,
+    check_setting,
+)
 from .._core.lifecycle import Closable
 from .._core.model import NodeRecord
+from .._core.retention import check_keep, execution_ids_to_delete
 from .._core.store import (
     CheckpointStore,
     Fences,
     Lease,
     LeaseStore,
+    RetentionStore,
     StoreLimits,
     UsageStore,
     limits_of,
@@ -224,6 +233,42 @@ class TieredStore(Closable):
     async def leases(self) -> list[Lease]:
         self._check_open()
         return await self._leasing().leases()
+
+    # -- retention: in both stores, once the queue has drained ------------------------
+
+    def _retaining(self) -> tuple[RetentionStore, RetentionStore]:
+        hot, cold = self.hot, self.cold
+        if not isinstance(hot, RetentionStore):
+            raise ConfigError(f"{self!r}: the hot store {hot!r} cannot delete (no retention)")
+        if not isinstance(cold, RetentionStore):
+            raise ConfigError(f"{self!r}: the cold store {cold!r} cannot delete (no retention)")
+        return hot, cold
+
+    async def _in_both(self, work: Callable[[RetentionStore], Awaitable[int]]) -> int:
+        """`work` on each store, with appends held back and the queue drained first: a
+        record still on its way to the cold store would land there after the deletion.
+        The larger count: each store holds every version, but for what the hot one has
+        lost (expiry, a flush) and what the cold one refused."""
+        self._check_open()
+        hot, cold = self._retaining()
+        self._bind_loop()
+        async with self._lock:
+            # A record the cold store refused is logged and counted, and in the hot one only.
+            with contextlib.suppress(RecordRejectedError):
+                await self._queue.flush()
+            # The hot store first: a version left in the hot store alone would be copied
+            # back to the cold one by resync().
+            return max(await work(hot), await work(cold))
+
+    async def delete_executions(self, execution_ids: Sequence[str]) -> int:
+        self._check_open()
+        ids = execution_ids_to_delete(execution_ids)
+        return await self._in_both(lambda store: store.delete_executions(ids))
+
+    async def drop_checkpoints(self, execution_id: str, keep: int) -> int:
+        self._check_open()
+        keep = check_keep(keep)
+        return await self._in_both(lambda store: store.drop_checkpoints(execution_id, keep))
 
     def _enqueue(self, records: list[NodeRecord]) -> None:
         for record in records:

@@ -3,7 +3,8 @@
 Each test is a plain `async def test_x(store)` taking a fresh, empty, open store.
 CONFORMANCE_TESTS hold for every store; LEASE_TESTS for a store that keeps leases (a
 LeaseStore), which durable runs need; USAGE_TESTS for one that adds usage up itself (a
-UsageStore). Run them against your store with pytest:
+UsageStore); RETENTION_TESTS for one that can delete executions and drop old checkpoints
+(a RetentionStore). Run them against your store with pytest:
 
     import pytest
     from livingai.testing import CONFORMANCE_TESTS
@@ -33,6 +34,7 @@ from livingai import (
     LeaseStore,
     NodeRecord,
     NodeType,
+    RetentionStore,
     Status,
     UsageRow,
     UsageStore,
@@ -338,6 +340,148 @@ async def test_usage_is_added_up_by_execution_model_and_day(store: UsageStore) -
 
 USAGE_TESTS: list[UsageCheck] = [test_usage_is_added_up_by_execution_model_and_day]
 
+# -- retention --------------------------------------------------------------------------
+
+RetentionCheck = Callable[[RetentionStore], Awaitable[None]]
+
+
+def _version_ids(records: list[NodeRecord]) -> list[str]:
+    return [record.version_id for record in records]
+
+
+async def test_deleting_an_execution_removes_every_trace_of_it(store: RetentionStore) -> None:
+    # "shared" is a node id both executions use: only the deleted one's versions may go.
+    shared_gone = make_record("exec-gone", "shared", output="gone 1", checkpoint=b"\x00g1")
+    shared_kept = make_record("exec-kept", "shared", output="kept", checkpoint=b"\x00k")
+    shared_gone_again = make_record("exec-gone", "shared", output="gone 2")
+    gone = [
+        shared_gone,
+        make_record("exec-gone", "own", output=1, checkpoint=b"\x00g2"),
+        shared_gone_again,
+        make_record("exec-gone", "own", output=2),
+        _used("exec-gone", "gone-x", 1, "model-x", 0.5),  # the same day and model as kept's
+        _used("exec-gone", "gone-y", 2, "model-y", 0.125),  # a day and a model of its own
+    ]
+    kept = [
+        make_record("exec-kept", "first", output=0),
+        shared_kept,
+        _used("exec-kept", "kept-x", 1, "model-x", 0.25),
+    ]
+    await store.append([gone[0], kept[0]])
+    await store.append([kept[1], gone[1], gone[2]])  # "shared": gone, kept, gone again
+    await store.append([*gone[3:], kept[2]])
+    if isinstance(store, LeaseStore):  # a store that keeps leases or usage drops those too
+        await store.acquire_lease("exec-gone", "worker-a", 30)
+        await store.acquire_lease("exec-kept", "worker-b", 30)
+    if isinstance(store, UsageStore):
+        assert (await store.usage("total"))[0].calls == 3
+
+    assert await store.delete_executions(["exec-gone", "no-such-execution"]) == len(gone)
+
+    assert await store.list_executions() == ["exec-kept"]
+    assert await store.list_versions("exec-gone") == []
+    assert await store.list_nodes("exec-gone") == []
+    assert await store.latest_checkpoint("exec-gone") is None
+    assert await store.read("own") is None
+    assert await store.history("own") == []
+    assert await store.read("gone-x") is None
+    assert_same(await store.read("shared"), shared_kept)  # the latest was the deleted one's
+    history = await store.history("shared")
+    assert _version_ids(history) == [shared_kept.version_id]
+    versions = await store.list_versions("exec-kept")
+    assert _version_ids(versions) == _version_ids(kept)
+    for got, want in zip(versions, kept, strict=True):
+        assert_same(got, want)
+    assert _ids(await store.list_nodes("exec-kept")) == ["first", "shared", "kept-x"]
+    assert_same(await store.latest_checkpoint("exec-kept"), shared_kept)
+    if isinstance(store, UsageStore):
+        kept_usage = UsageRow("exec-kept", 1, 100, 1, 0.25)
+        assert await store.usage("execution") == [kept_usage]
+        assert await store.usage("execution", execution_ids=["exec-gone"]) == []
+        assert await store.usage("model") == [dataclasses.replace(kept_usage, key="model-x")]
+        assert await store.usage("day") == [dataclasses.replace(kept_usage, key="2026-11-01")]
+        assert await store.usage("total") == [dataclasses.replace(kept_usage, key="total")]
+    if isinstance(store, LeaseStore):
+        assert [lease.execution_id for lease in await store.leases()] == ["exec-kept"]
+
+    assert await store.delete_executions(["exec-gone"]) == 0  # nothing left to delete
+    assert await store.delete_executions([]) == 0
+    # The id is free again: a new execution under it starts from nothing.
+    again = make_record("exec-gone", "own", output="again")
+    await store.append([again])
+    assert await store.list_executions() == ["exec-kept", "exec-gone"]
+    assert _version_ids(await store.list_versions("exec-gone")) == [again.version_id]
+    assert _version_ids(await store.history("own")) == [again.version_id]
+    assert await store.latest_checkpoint("exec-gone") is None
+
+
+async def test_many_executions_are_deleted_in_one_call(store: RetentionStore) -> None:
+    names = [f"exec-many-{i:03d}" for i in range(130)]
+    await store.append([make_record(name, f"{name}/{step}") for name in names for step in (1, 2)])
+    assert await store.delete_executions(names[:120]) == 240
+    assert await store.list_executions() == names[120:]
+    assert await store.read(f"{names[0]}/1") is None
+    assert len(await store.list_versions(names[-1])) == 2
+
+
+async def test_dropping_checkpoints_keeps_the_newest_byte_exact(store: RetentionStore) -> None:
+    blobs = [b"\x00" + os.urandom(size) for size in (10, 300_000, 20, 70_000)]
+    records = [
+        make_record("exec-drop", "a", output=0, checkpoint=blobs[0]),
+        make_record("exec-drop", "a", output=1),
+        make_record("exec-drop", "b", output=2, checkpoint=blobs[1]),
+        make_record("exec-drop", "a", output=3, checkpoint=blobs[2]),  # a checkpointed again
+        make_record("exec-drop", "c", output=4),
+        make_record("exec-drop", "c", output=5, checkpoint=blobs[3]),
+        make_record("exec-drop", "d", output=6),  # the newest version has none
+    ]
+    other = make_record("exec-untouched", "x", checkpoint=b"\x00untouched")
+    await store.append(records[:3])
+    await store.append([other, *records[3:]])
+    checkpointed = [r for r in records if r.checkpoint is not None]
+
+    async def expect(dropped: int) -> None:
+        """The versions all there, in order; the oldest `dropped` without their blob."""
+        gone = {r.version_id for r in checkpointed[:dropped]}
+        want = [
+            dataclasses.replace(r, checkpoint=None) if r.version_id in gone else r for r in records
+        ]
+        got = await store.list_versions("exec-drop")
+        assert _version_ids(got) == _version_ids(records)
+        for version, expected in zip(got, want, strict=True):
+            assert_same(version, expected)
+        latest = await store.latest_checkpoint("exec-drop")
+        if dropped == len(checkpointed):
+            assert latest is None
+        else:
+            assert_same(latest, checkpointed[-1])
+        assert_same(await store.latest_checkpoint("exec-untouched"), other)
+
+    assert await store.drop_checkpoints("exec-drop", 2) == 2
+    await expect(2)
+    history = await store.history("a")  # the node's view agrees
+    assert [v.checkpoint for v in history] == [None, None, blobs[2]]
+    assert await store.drop_checkpoints("exec-drop", 2) == 0  # already done
+    assert await store.drop_checkpoints("exec-drop", 10) == 0  # more than there are
+    await expect(2)
+    assert await store.drop_checkpoints("exec-drop", 1) == 1
+    await expect(3)
+    assert await store.drop_checkpoints("exec-drop", 0) == 1
+    await expect(4)
+    assert await store.drop_checkpoints("exec-drop", 0) == 0
+    assert await store.drop_checkpoints("no-such-execution", 0) == 0
+    # A later checkpoint is the latest again.
+    later = make_record("exec-drop", "e", checkpoint=b"\x00later")
+    await store.append([later])
+    assert_same(await store.latest_checkpoint("exec-drop"), later)
+
+
+RETENTION_TESTS: list[RetentionCheck] = [
+    test_deleting_an_execution_removes_every_trace_of_it,
+    test_many_executions_are_deleted_in_one_call,
+    test_dropping_checkpoints_keeps_the_newest_byte_exact,
+]
+
 CONFORMANCE_TESTS: list[Check] = [
     test_read_returns_appended_record,
     test_read_of_unknown_node_is_none,
@@ -357,9 +501,11 @@ CONFORMANCE_TESTS: list[Check] = [
 __all__ = [
     "CONFORMANCE_TESTS",
     "LEASE_TESTS",
+    "RETENTION_TESTS",
     "USAGE_TESTS",
     "Check",
     "LeaseCheck",
+    "RetentionCheck",
     "UsageCheck",
     "assert_same",
     "make_record",
