@@ -29,3 +29,34 @@ def test_crash_recovery_charges_the_card_once(tmp_path: Path) -> None:
     assert "kill -9" in out
     assert "provider: key order-42/1 was charged before: no new charge" in out
     assert "charges at the provider: 1; model calls: 1" in out
+
+
+def test_basic_checkpoint_reads_back_what_it_saved(tmp_path: Path) -> None:
+    out = run_example("01_basic_checkpoint.py", tmp_path)
+    assert "saves: 6, in budget: 6, late: 0" in out
+    assert "read back 3 steps:" in out
+    assert out.count("RUNNING -> SUCCESS") == 3
+    assert '"notes": [{"text": "Let me look it up."}, {"result": "Paris"}' in out
+
+
+def test_mock_tools_debugging_never_books_from_a_replay_unless_told(tmp_path: Path) -> None:
+    out = run_example("03_mock_tools_debugging.py", tmp_path)
+    assert "calls made: {'search': 0, 'model': 0, 'book': 0}" in out  # fully offline
+    assert "closest recorded call is tool 'book'" in out
+    assert "calls made: {'search': 0, 'model': 1, 'book': 0}" in out  # mocked: no booking
+    assert "[sandbox booking API] booked BA-731" in out
+    assert "first divergence at step 1" in out
+    assert out.count("[live booking API]") == 1
+    assert "live calls over all of this: {'search': 1, 'model': 1, 'book': 1}" in out
+
+
+def test_cost_tracking_adds_costs_up_by_model_execution_and_day(tmp_path: Path) -> None:
+    out = run_example("04_cost_tracking.py", tmp_path)
+    lines = {line.split()[0]: line for line in out.splitlines() if line.startswith("  ")}
+    assert "2 calls" in lines["acme-large"]
+    assert "8 calls" in lines["acme-small"]
+    assert "10 model calls" in out
+    assert "tickets over $0.001: ticket-2, ticket-4" in out
+    costs = [float(lines[f"ticket-{n}"].split("$")[1]) for n in range(5)]
+    total = float(out.split("total: $")[1].split()[0])
+    assert abs(sum(costs) - total) < 1e-5

@@ -7,6 +7,7 @@ LivingAIError
 ├── CheckpointCorruptError (ValueError)  a stored blob cannot be decoded: bad codec byte,
 │                                        truncated or corrupt payload; names the node id
 ├── ExecutionNotFoundError (LookupError) no node of that execution is stored
+├── StepNotFoundError (LookupError)      an execution has no such step; lists its steps
 ├── ClosedError (RuntimeError)           an engine or store used after close()
 ├── WrongLoopError (RuntimeError)        an engine used from an event loop other than
 │                                        the one it was first used on
@@ -16,6 +17,9 @@ LivingAIError
 │                                        names it and when the lease expires
 ├── NondeterminismError (RuntimeError)   a run's step differs from the one recorded at
 │                                        the same position; names both
+├── ReplayDivergedError (RuntimeError)   a replayed agent asked for a call the recording
+│                                        cannot serve; names the step, the closest
+│                                        recorded call, and what differs
 ├── NotInStepError (RuntimeError)        current_step() called outside a run's step or tool
 ├── InDoubtError                         a tool's intent is recorded and its outcome is
 │                                        not: it may or may not have acted; carries the
@@ -59,6 +63,10 @@ class ExecutionNotFoundError(LivingAIError, LookupError):
     """No node of the execution is stored."""
 
 
+class StepNotFoundError(LivingAIError, LookupError):
+    """An execution has no step by that position, node id or name."""
+
+
 class ClosedError(LivingAIError, RuntimeError):
     """An engine or a store was used after close()."""
 
@@ -86,6 +94,17 @@ class LeaseHeldError(LivingAIError, RuntimeError):
 class NondeterminismError(LivingAIError, RuntimeError):
     """A resumed run asked for a step other than the one recorded at that position: the
     agent's code took another path than it did before the crash."""
+
+
+class ReplayDivergedError(LivingAIError, RuntimeError):
+    """A replay needed the recording to answer a call it does not have (a tool called
+    with other arguments, a model asked something else): the replay stops rather than
+    call a live system or make an answer up. `execution_id` is the replay's own
+    execution, recorded as failed with this error."""
+
+    def __init__(self, message: str, *, execution_id: str = "") -> None:
+        super().__init__(message)
+        self.execution_id = execution_id
 
 
 class NotInStepError(LivingAIError, RuntimeError):

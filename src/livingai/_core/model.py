@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 import json
@@ -89,6 +90,32 @@ class ExecutionNode:
     def __post_init__(self) -> None:
         self.type = _enum(NodeType, self.type, "type")
         self.status = _enum(Status, self.status, "status")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The node as plain JSON values, for export: times in ISO 8601, the framed
+        checkpoint in base64, every other field as stored."""
+        return {
+            "id": self.id,
+            "execution_id": self.execution_id,
+            "parent_id": self.parent_id,
+            "type": self.type.value,
+            "status": self.status.value,
+            "created_at": self.created_at.isoformat(),
+            "completed_at": None if self.completed_at is None else self.completed_at.isoformat(),
+            "input": self.input,
+            "output": self.output,
+            "error": None if self.error is None else dataclasses.asdict(self.error),
+            "cost_tokens": self.cost_tokens,
+            "latency_ms": self.latency_ms,
+            "model": self.model,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cost": self.cost,
+            "metadata": self.metadata,
+            "checkpoint": None
+            if self.checkpoint is None
+            else base64.b64encode(self.checkpoint).decode("ascii"),
+        }
 
     def is_idempotent(self) -> bool:
         """Safe to run again on recovery: an explicit metadata flag wins, else not for TOOL."""

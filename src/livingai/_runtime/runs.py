@@ -31,14 +31,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import dataclasses
 import inspect
 import logging
 import os
 import socket
-import sys
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 from .._core.engine import CheckpointEngine
@@ -51,12 +52,28 @@ from .._core.errors import (
     LivingAIError,
     NondeterminismError,
     NotInStepError,
-    StepFailedError,
+    ReplayDivergedError,
     check_setting,
 )
 from .._core.lifecycle import Closable
-from .._core.model import ErrorInfo, ExecutionNode, NodeRecord, NodeType, Status, new_id, utcnow
+from .._core.model import ExecutionNode, NodeRecord, NodeType, Status, new_id, utcnow
 from .._core.store import Lease
+from .catalog import ExecutionSummary, summaries
+from .costs import PriceTable, record_usage
+from .diff import ExecutionDiff, diff_executions
+from .layout import (
+    FINISHED,
+    call_input,
+    canonical,
+    read_recorded_run,
+    read_run,
+    rebuild_error,
+    record_error,
+    run_node_id,
+    step_node_id,
+)
+from .replay import ReplayMode, ReplayScript, Serve
+from .retention import GcReport, collect
 
 logger = logging.getLogger("livingai")
 
@@ -95,14 +112,6 @@ def current_step() -> StepContext:
     return step
 
 
-def run_node_id(execution_id: str) -> str:
-    return f"{execution_id}/run"
-
-
-def step_node_id(execution_id: str, position: int) -> str:
-    return f"{execution_id}/{position}"
-
-
 class Run:
     """One run of an agent: what the agent's code calls its steps and tools on."""
 
@@ -111,12 +120,13 @@ class Run:
         runtime: Runtime,
         execution_id: str,
         lease: Lease,
-        recorded: dict[int, ExecutionNode],
+        script: ReplayScript | None = None,
     ) -> None:
         self.runtime = runtime
         self.execution_id = execution_id
         self.lease = lease
-        self._recorded = recorded  # position -> the step's latest recorded version
+        self.script = script  # when this run is a replay: which calls the recording serves
+        self._recorded: dict[int, ExecutionNode] = {}  # position -> latest recorded version
         self._next = 0
         self._lost: FencedError | None = None  # the lease was lost: no more writes
 
@@ -183,23 +193,16 @@ class Run:
                         return await self._finish(recorded, found, None, 0.0, kind, name)
                 elif not retry_with_key:
                     raise await self.runtime.in_doubt(self, step)
+        counterfactual = False
+        if self.script is not None and attempt == 1:
+            decision = self.script.decide(kind, position, name, args, kwargs)
+            if isinstance(decision, Serve):
+                return await self._serve(kind, position, name, args, kwargs, decision)
+            args, kwargs, counterfactual = decision.args, decision.kwargs, decision.counterfactual
         step = self._context(kind, position, name, attempt)
-        node = ExecutionNode(
-            id=step.idempotency_key,
-            execution_id=self.execution_id,
-            type=NodeType.TOOL if kind == "tool" else NodeType.PROMPT,
-            parent_id=run_node_id(self.execution_id),
-            status=Status.RUNNING,
-            input={"args": list(args), "kwargs": kwargs},
-            metadata={
-                "step": name,
-                "kind": kind,
-                "position": position,
-                "attempt": attempt,
-                "idempotency_key": step.idempotency_key,
-                "idempotent": kind == "step",
-            },
-        )
+        node = self._node(step, args, kwargs)
+        if counterfactual:
+            node.metadata["counterfactual"] = True
         _checked(node, name, "its arguments")  # refused before it runs, naming the step
         if kind == "tool":
             await self._save(node, durable=True)  # the intent, on disk before the effect
@@ -224,6 +227,8 @@ class Run:
         node.latency_ms = latency_ms
         if error is None:
             node.status, node.output = Status.SUCCESS, result
+            if kind == "step":
+                record_usage(node, result, self.runtime.prices)
             try:
                 _checked(node, name, "its output")
             except InvalidNodeError as invalid:
@@ -234,6 +239,57 @@ class Run:
         if error is not None:
             raise error
         return result
+
+    async def _serve(
+        self,
+        kind: Literal["step", "tool"],
+        position: int,
+        name: str,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        serve: Serve,
+    ) -> Any:
+        """Answer a replayed call from the recording: record it as mocked (nothing ran,
+        so nothing was spent) and return the recorded output, or raise the recorded
+        error."""
+        recorded = serve.recorded
+        node = self._node(self._context(kind, position, name, 1), args, kwargs)
+        node.completed_at = utcnow()
+        node.model = recorded.model
+        node.metadata.update(mocked=True, replayed_from=recorded.id)
+        if serve.counterfactual:
+            node.metadata["counterfactual"] = True
+        failed = recorded.status is Status.FAILED and not serve.counterfactual
+        if failed:
+            node.status, node.error = Status.FAILED, recorded.error
+            for key in ("error_class", "error_args"):
+                node.metadata[key] = recorded.metadata.get(key)
+        else:
+            node.status, node.output = Status.SUCCESS, serve.output
+        await self._save(node, durable=False)
+        if failed:
+            raise rebuild_error(recorded, name)
+        return serve.output
+
+    def _node(
+        self, step: StepContext, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> ExecutionNode:
+        return ExecutionNode(
+            id=step.idempotency_key,
+            execution_id=self.execution_id,
+            type=NodeType.TOOL if step.kind == "tool" else NodeType.PROMPT,
+            parent_id=run_node_id(self.execution_id),
+            status=Status.RUNNING,
+            input=call_input(args, kwargs),
+            metadata={
+                "step": step.name,
+                "kind": step.kind,
+                "position": step.position,
+                "attempt": step.attempt,
+                "idempotency_key": step.idempotency_key,
+                "idempotent": step.kind == "step",
+            },
+        )
 
     def _context(
         self, kind: Literal["step", "tool"], position: int, name: str, attempt: int
@@ -263,7 +319,8 @@ class Runtime(Closable):
 
     `worker_id` names this worker in leases (default: host and process id); a process
     restarted with the same id takes its executions back at once, another worker waits
-    until their leases expire (`lease_seconds`, renewed while a run lives).
+    until their leases expire (`lease_seconds`, renewed while a run lives). `prices`
+    turns the tokens steps report into costs (default: PriceTable()).
     """
 
     def __init__(
@@ -272,6 +329,7 @@ class Runtime(Closable):
         *,
         worker_id: str | None = None,
         lease_seconds: float = 30.0,
+        prices: PriceTable | None = None,
     ) -> None:
         check_setting("lease_seconds", lease_seconds, minimum=0, inclusive=False)
         if worker_id is not None and (not isinstance(worker_id, str) or not worker_id):
@@ -279,6 +337,9 @@ class Runtime(Closable):
         self.engine = engine
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
         self.lease_seconds = lease_seconds
+        if prices is not None and not isinstance(prices, PriceTable):
+            raise ConfigError(f"prices must be a PriceTable; got {prices!r}")
+        self.prices = PriceTable() if prices is None else prices
         self._agents: dict[str, Agent] = {}
         self._running: set[str] = set()  # executions this process runs now
         self._closed = False
@@ -315,6 +376,16 @@ class Runtime(Closable):
         those. LeaseHeldError while another live worker runs it."""
         self._check_open()
         self.agent(agent)
+        return await self._run(agent, args, kwargs, execution_id, None)
+
+    async def _run(
+        self,
+        agent: Agent,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        execution_id: str | None,
+        script: ReplayScript | None,
+    ) -> Any:
         execution_id = new_id() if execution_id is None else execution_id
         if execution_id in self._running:  # the lease is this worker's: it would be taken over
             raise LeaseHeldError(
@@ -327,7 +398,7 @@ class Runtime(Closable):
             lease = await self.engine.acquire_lease(
                 execution_id, self.worker_id, self.lease_seconds
             )
-            run = Run(self, execution_id, lease, {})
+            run = Run(self, execution_id, lease, script)
             keeper = asyncio.create_task(self._keep(run), name=f"livingai-lease-{execution_id}")
             try:
                 return await self._drive(run, agent, args, kwargs)
@@ -346,26 +417,39 @@ class Runtime(Closable):
         """Fast-forward `agent` through what is recorded, run the rest, record the end."""
         name = agent_name(agent)
         execution_id = run.execution_id
-        header, run._recorded = await self._recorded(execution_id)
+        recorded = await read_run(self.engine, execution_id)
+        header, run._recorded = recorded.header, recorded.steps
+        metadata: dict[str, Any] = {"run": True, "agent": name, "worker": self.worker_id}
         if header is not None:
             args, kwargs = _same_start(header, execution_id, name, args, kwargs)
             if header.status is Status.SUCCESS:
                 return header.output
             if header.status is Status.FAILED:
                 raise rebuild_error(header, name)
+            for link in ("replay_of", "replay", "forked_from"):
+                if link in header.metadata:
+                    metadata[link] = header.metadata[link]
+            if run.script is None and "replay" in metadata:  # a replay that crashed
+                original = await read_recorded_run(self.engine, str(metadata["replay_of"]))
+                run.script = ReplayScript.from_settings(original, metadata["replay"])
+        if run.script is not None:
+            metadata["replay_of"] = run.script.original.execution_id
+            metadata["replay"] = run.script.settings()
         start = ExecutionNode(
             id=run_node_id(execution_id),
             execution_id=execution_id,
             type=NodeType.MEMORY,
             status=Status.RUNNING,
             input={"agent": name, "args": list(args), "kwargs": kwargs},
-            metadata={"run": True, "agent": name, "worker": self.worker_id},
+            metadata=metadata,
         )
         _checked(start, name, "the agent's arguments", what="agent")
         if header is None or header.metadata.get("needs_human"):
             await run._save(start, durable=True)
         try:
             result = await agent(run, *args, **kwargs)
+            if run.script is not None and run.script.diverged is not None:
+                raise run.script.diverged  # the agent caught it: a replay that diverged failed
         except (InDoubtError, FencedError, NondeterminismError):
             raise  # not the run's outcome: it stays unfinished, to be resumed
         except Exception as exc:
@@ -382,21 +466,6 @@ class Runtime(Closable):
             raise
         await run._save(start, durable=True)
         return result
-
-    async def _recorded(
-        self, execution_id: str
-    ) -> tuple[ExecutionNode | None, dict[int, ExecutionNode]]:
-        """The run's own record and its steps' latest versions, by position."""
-        latest: dict[str, ExecutionNode] = {}
-        for version in await self.engine.versions(execution_id):
-            latest[version.id] = version
-        header = latest.pop(run_node_id(execution_id), None)
-        steps: dict[int, ExecutionNode] = {}
-        for node in latest.values():
-            position = node.metadata.get("position")
-            if isinstance(position, int) and node.id == step_node_id(execution_id, position):
-                steps[position] = node
-        return header, steps
 
     async def _keep(self, run: Run) -> None:
         """Renew the lease while the run lives; once it is lost, the run's writes fail."""
@@ -457,7 +526,7 @@ class Runtime(Closable):
             if execution_id in owned:
                 continue
             loaded = await self.engine.load(run_node_id(execution_id))
-            if loaded is None or loaded.node.status in (Status.SUCCESS, Status.FAILED):
+            if loaded is None or loaded.node.status in FINISHED:
                 continue
             header = loaded.node
             start = header.input if isinstance(header.input, dict) else {}
@@ -496,6 +565,161 @@ class Runtime(Closable):
             return RecoveredRun(pending.execution_id, "finished", pending.agent, result=result)
 
         return list(await asyncio.gather(*(recover(p) for p in await self.pending())))
+
+    # -- debugging: replay, diff, fork; retention ----------------------------------------
+
+    async def replay(
+        self,
+        execution_id: str,
+        mode: ReplayMode | str = ReplayMode.FULL,
+        *,
+        agent: Agent | None = None,
+        from_step: int | str | None = None,
+        counterfactual: tuple[int | str, Any] | None = None,
+        mock_llm: bool = False,
+        real_tools: bool = False,
+    ) -> ReplayedRun:
+        """Run the agent's code again against the recording of `execution_id`, as a new
+        execution linked to it (`replay_of`); see the replay module for the modes. `agent`
+        is a new version of the agent's code (default: the one registered under the
+        recorded name). Steps are named by position, node id or name; `counterfactual` is
+        (step, value): a tool's new result, or a step's new input (a dict of "args" and
+        "kwargs", or its new first argument). `mock_llm` serves the recorded model
+        outputs too, for the same requests only. What the agent raises is the replay's
+        outcome (ReplayedRun.error); ReplayDivergedError, when the recording could not
+        answer a call it had to, is raised."""
+        self._check_open()
+        original = await read_recorded_run(self.engine, execution_id)
+        script = ReplayScript.plan(
+            original,
+            mode,
+            from_step=from_step,
+            counterfactual=counterfactual,
+            mock_llm=mock_llm,
+            real_tools=real_tools,
+        )
+        if agent is None:
+            agent = self._agents.get(original.agent)
+            if agent is None:
+                raise ConfigError(
+                    f"execution {execution_id!r} was run by agent {original.agent!r}, which "
+                    "is not registered with this runtime: register it (@runtime.agent) or "
+                    "pass agent= (a new version of its code)"
+                )
+        start = original.header.input if original.header is not None else {}
+        args = tuple(start.get("args", [])) if isinstance(start, dict) else ()
+        kwargs = dict(start.get("kwargs", {})) if isinstance(start, dict) else {}
+        replay_id = new_id()
+        try:
+            result = await self._run(agent, args, kwargs, replay_id, script)
+        except ReplayDivergedError as exc:
+            exc.execution_id = replay_id  # recorded there, failed with this error
+            raise
+        except (InDoubtError, FencedError, NondeterminismError):
+            raise
+        except Exception as exc:
+            return ReplayedRun(replay_id, execution_id, script.mode, None, exc)
+        return ReplayedRun(replay_id, execution_id, script.mode, result, None)
+
+    async def executions(
+        self,
+        *,
+        status: Status | str | None = None,
+        agent: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        min_cost: float | None = None,
+    ) -> list[ExecutionSummary]:
+        """One summary per execution, oldest first, filtered: by status, by agent,
+        started in [since, until) (naive: UTC), costing at least `min_cost` dollars."""
+        self._check_open()
+        return await summaries(
+            self.engine,
+            status=status,
+            agent=agent,
+            since=since,
+            until=until,
+            min_cost=min_cost,
+        )
+
+    async def diff(self, a: str, b: str) -> ExecutionDiff:
+        """Executions `a` and `b` compared step by step (see ExecutionDiff)."""
+        self._check_open()
+        return await diff_executions(self.engine, a, b)
+
+    async def fork(self, execution_id: str, step: int | str) -> str:
+        """A new execution (its id is returned) holding a copy of the run's steps before
+        `step`, linked to it (`forked_from`): `run(agent, execution_id=<it>)` fast-forwards
+        through the copy and runs from `step` on. The original is not touched."""
+        self._check_open()
+        original = await read_recorded_run(self.engine, execution_id)
+        position = original.position(step)
+        assert original.header is not None
+        fork_id = new_id()
+        metadata = {
+            key: value
+            for key, value in original.header.metadata.items()
+            if key not in ("needs_human", "error_class", "error_args", "replay", "replay_of")
+        }
+        header = dataclasses.replace(
+            original.header,
+            id=run_node_id(fork_id),
+            execution_id=fork_id,
+            status=Status.RUNNING,
+            created_at=utcnow(),
+            completed_at=None,
+            output=None,
+            error=None,
+            checkpoint=None,
+            metadata={**metadata, "forked_from": execution_id, "fork_step": position},
+        )
+        await self.engine.save(header, durable=True)
+        for at, node in sorted(original.steps.items()):
+            if at >= position:
+                break
+            key = step_node_id(fork_id, at)
+            copy = dataclasses.replace(
+                node,
+                id=key,
+                execution_id=fork_id,
+                parent_id=header.id,
+                checkpoint=None,
+                metadata={**node.metadata, "idempotency_key": key, "copied_from": node.id},
+            )
+            await self.engine.save(copy, await self.engine.decode_state(node))
+        await self.engine.flush()
+        return fork_id
+
+    async def gc(
+        self,
+        *,
+        keep_checkpoints: int | None = None,
+        finished_before: datetime | None = None,
+        dry_run: bool = False,
+    ) -> GcReport:
+        """Delete finished executions that ended before `finished_before` (naive: UTC),
+        and drop the state blobs of all but the newest `keep_checkpoints` checkpointed
+        versions of each execution left. Unfinished and leased executions, and those a
+        kept replay or fork points at, are kept whole. With `dry_run`, only say what
+        would go."""
+        self._check_open()
+        return await collect(
+            self.engine,
+            keep_checkpoints=keep_checkpoints,
+            finished_before=finished_before,
+            dry_run=dry_run,
+        )
+
+
+@dataclass(frozen=True)
+class ReplayedRun:
+    """A replay by Runtime.replay: the new execution, and how the agent ended in it."""
+
+    execution_id: str
+    replay_of: str
+    mode: ReplayMode
+    result: Any = None
+    error: BaseException | None = None
 
 
 @dataclass(frozen=True)
@@ -556,37 +780,6 @@ async def _call_maybe_async(
         _current.reset(token)
 
 
-def record_error(node: ExecutionNode, exc: BaseException) -> None:
-    """Set the node FAILED with `exc`, and what it takes to raise it again on resume."""
-    node.status = Status.FAILED
-    node.error = ErrorInfo.from_exception(exc)
-    cls = type(exc)
-    args = list(exc.args)
-    node.metadata = {
-        **node.metadata,
-        "error_class": f"{cls.__module__}:{cls.__qualname__}",
-        "error_args": args if _storable(args) else None,
-    }
-
-
-def rebuild_error(node: ExecutionNode, name: str) -> BaseException:
-    """The recorded exception, rebuilt when its class is already loaded (nothing is
-    imported from stored data); StepFailedError carrying its name otherwise."""
-    info = node.error or ErrorInfo("Exception", "failed")
-    where = str(node.metadata.get("error_class", ""))
-    module, _, qualname = where.partition(":")
-    cls: Any = sys.modules.get(module)
-    for part in qualname.split(".") if qualname else []:
-        cls = getattr(cls, part, None)
-    if isinstance(cls, type) and issubclass(cls, Exception):
-        args = node.metadata.get("error_args")
-        with contextlib.suppress(Exception):
-            return cls(*args) if isinstance(args, list) else cls(info.message)
-    return StepFailedError(
-        f"{name!r} failed before with {info.type}: {info.message}", type_name=info.type
-    )
-
-
 def _same_start(
     header: ExecutionNode,
     execution_id: str,
@@ -603,24 +796,11 @@ def _same_start(
         )
     recorded_args = list(start.get("args", []))
     recorded_kwargs = dict(start.get("kwargs", {}))
-    if (args or kwargs) and _json([list(args), kwargs]) != _json([recorded_args, recorded_kwargs]):
+    if (args or kwargs) and canonical([list(args), kwargs]) != canonical(
+        [recorded_args, recorded_kwargs]
+    ):
         raise NondeterminismError(
             f"execution {execution_id!r} was started with arguments {recorded_args!r} "
             f"{recorded_kwargs!r}; run() was given {list(args)!r} {kwargs!r}"
         )
     return tuple(recorded_args), recorded_kwargs
-
-
-def _json(value: Any) -> str:
-    """`value` as stored JSON (InvalidNodeError when it cannot be)."""
-    return NodeRecord.from_node(
-        ExecutionNode(execution_id="-", type=NodeType.MEMORY, input=value)
-    ).body
-
-
-def _storable(value: Any) -> bool:
-    try:
-        _json(value)
-    except InvalidNodeError:
-        return False
-    return True
