@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, TypeVar, cast
+from typing import Any, TypeGuard, TypeVar, cast
 
 from .errors import CheckpointCorruptError, InvalidNodeError
 
@@ -373,15 +373,20 @@ def _count(node: ExecutionNode, name: str, value: object) -> int | None:
     return value
 
 
+def is_amount(value: object) -> TypeGuard[int | float]:
+    """A finite number >= 0 (not a bool): a cost, a price."""
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= 0
+    )
+
+
 def _amount(node: ExecutionNode, name: str, value: object) -> float | None:
     if value is None:
         return None
-    if (
-        not isinstance(value, int | float)
-        or isinstance(value, bool)
-        or not math.isfinite(value)
-        or value < 0
-    ):
+    if not is_amount(value):
         raise InvalidNodeError(
             f"node {node.id}: {name} must be a number >= 0 or None; got {value!r}"
         )

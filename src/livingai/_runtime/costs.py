@@ -12,13 +12,12 @@ with the OpenAI and Anthropic SDKs). A `cost` given in the usage wins over the p
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from .._core.errors import ConfigError
-from .._core.model import ExecutionNode
+from .._core.model import ExecutionNode, is_amount
 
 logger = logging.getLogger("livingai")
 
@@ -34,12 +33,7 @@ class Price:
     def __post_init__(self) -> None:
         for name in ("prompt", "completion"):
             value = getattr(self, name)
-            if (
-                not isinstance(value, int | float)
-                or isinstance(value, bool)
-                or not math.isfinite(value)
-                or value < 0
-            ):
+            if not is_amount(value):
                 raise ConfigError(
                     f"a price's {name} must be a number of dollars per million tokens >= 0; "
                     f"got {value!r}"
@@ -135,7 +129,7 @@ def usage_of(result: Any) -> Usage | None:
         model=model if isinstance(model, str) and model else None,
         prompt_tokens=prompt or 0,
         completion_tokens=completion or 0,
-        cost=float(cost) if _is_amount(cost) else None,
+        cost=float(cost) if is_amount(cost) else None,
     )
 
 
@@ -149,15 +143,6 @@ def _tokens(usage: Any, *names: str) -> int | None:
         if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
             return value
     return None
-
-
-def _is_amount(value: Any) -> bool:
-    return (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and value >= 0
-    )
 
 
 def record_usage(node: ExecutionNode, result: Any, prices: PriceTable) -> None:
