@@ -73,12 +73,14 @@ EXPECTED_ALL = [
     "StoreUnusableError",
     "TieredStats",
     "TieredStore",
+    "UsageBy",
     "UsageRow",
     "UsageStore",
     "WrongLoopError",
     "__version__",
     "current_step",
     "open_store",
+    "scrub_url",
 ]
 
 BLOCKED = [

@@ -51,7 +51,8 @@ from ._core.store import (
     StoreLimits,
     UsageStore,
 )
-from ._core.usage import UsageRow
+from ._core.urls import scrub_url
+from ._core.usage import UsageBy, UsageRow
 from ._runtime.catalog import ExecutionSummary
 from ._runtime.costs import Price, PriceTable
 from ._runtime.diff import ExecutionDiff, StepDiff
@@ -136,10 +137,12 @@ __all__ = [
     "StoreUnusableError",
     "TieredStats",
     "TieredStore",
+    "UsageBy",
     "UsageRow",
     "UsageStore",
     "WrongLoopError",
     "__version__",
     "current_step",
     "open_store",
+    "scrub_url",
 ]

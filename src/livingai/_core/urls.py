@@ -58,5 +58,8 @@ def redact(message: str, original: str, masked: str, secrets: Iterable[str]) -> 
 
 
 def scrub_url(message: str, url: str) -> str:
-    """`message` with no trace of the password `url` carries."""
-    return redact(message, url, mask_url(url), url_secrets(url))
+    """`message` with no trace of the passwords `url` (a store URL, tiered ones too)
+    carries: for whatever prints a message that may name a store."""
+    for part in url.removeprefix("tiered:").split("|"):
+        message = redact(message, part, mask_url(part), url_secrets(part))
+    return message

@@ -9,9 +9,11 @@ RetentionStore).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from .._core.engine import CheckpointEngine
 from .._core.errors import ConfigError, check_setting
@@ -32,6 +34,9 @@ class GcReport:
     checkpoints_dropped: int = 0
     kept: dict[str, str] = field(default_factory=dict)  # execution -> why it was not touched
     dry_run: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)

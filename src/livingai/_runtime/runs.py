@@ -721,6 +721,15 @@ class ReplayedRun:
     result: Any = None
     error: BaseException | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "execution_id": self.execution_id,
+            "replay_of": self.replay_of,
+            "mode": self.mode.value,
+            "result": self.result,
+            "error": error_text(self.error),
+        }
+
 
 @dataclass(frozen=True)
 class PendingRun:
@@ -731,6 +740,9 @@ class PendingRun:
     args: list[Any] = field(default_factory=list)
     kwargs: dict[str, Any] = field(default_factory=dict)
     needs_human: Any = None  # the in-doubt tool, when one stopped it
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 @dataclass(frozen=True)
@@ -743,8 +755,22 @@ class RecoveredRun:
     result: Any = None
     error: BaseException | None = None
 
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "execution_id": self.execution_id,
+            "outcome": self.outcome,
+            "agent": self.agent,
+            "result": self.result,
+            "error": error_text(self.error),
+        }
+
 
 # -- helpers ------------------------------------------------------------------------------
+
+
+def error_text(error: BaseException | None) -> str | None:
+    """An outcome's exception as JSON can hold it: its type and message."""
+    return None if error is None else f"{type(error).__name__}: {error}"
 
 
 def agent_name(fn: Callable[..., Any]) -> str:
