@@ -429,6 +429,25 @@ async def test_schema_is_created_on_first_use_with_its_version(shared: str) -> N
     }
 
 
+async def test_a_schema_named_with_quotes_and_dollars_migrates_and_adds_usage_up() -> None:
+    need_server("PostgreSQL", POSTGRES_DSN, 5432)
+    schema = unique_name("livingai_test_o'$$x")
+    try:
+        store = PostgresStore(POSTGRES_DSN, schema=schema)
+        async with CheckpointEngine(store) as engine:
+            await engine.save(step("exec-usage", model="m", prompt_tokens=3), durable=True)
+            [row] = await engine.usage("day")
+        assert (row.calls, row.prompt_tokens) == (1, 3)
+        stats = await fetch(
+            POSTGRES_DSN,
+            "SELECT stxname FROM pg_statistic_ext WHERE stxnamespace = to_regnamespace(%s)",
+            quote_ident(schema),
+        )
+        assert stats == [("usage_days",)]
+    finally:
+        drop_schema(POSTGRES_DSN, schema)
+
+
 async def test_a_schema_created_beforehand_is_used(shared: str) -> None:
     await fetch(POSTGRES_DSN, f"CREATE SCHEMA {quote_ident(shared)}")
     store = PostgresStore(POSTGRES_DSN, schema=shared)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from .._core.errors import ConfigError
@@ -29,7 +29,7 @@ from .._core.urls import mask_url, redact, url_secrets
 
 # Each entry upgrades the schema by one version; its index + 1 is the version it makes.
 # Every entry is a list of single statements. Never edit a released entry: append one.
-MIGRATIONS: list[tuple[str, ...]] = [
+MIGRATIONS: list[tuple[str | Callable[[str], str], ...]] = [
     (
         """
         CREATE TABLE {s}.nodes (
@@ -89,6 +89,15 @@ MIGRATIONS: list[tuple[str, ...]] = [
             OR completion_tokens IS NOT NULL OR cost IS NOT NULL
         """,
     ),
+    # 4: statistics on the day, so that usage by day is planned as the few groups it is
+    # (a hash), not as one group a row (a sort spilled to disk).
+    # Statistics on an expression need PostgreSQL 14; an older server plans as before.
+    (
+        lambda s: only_from(
+            140000,
+            f"CREATE STATISTICS {s}.usage_days ON (substr(created_at, 1, 10)) FROM {s}.nodes",
+        ),
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -114,6 +123,21 @@ def _select(alias: str = "") -> str:
     return ", ".join(
         f"{prefix}body::text" if column == "body" else prefix + column for column in _COLUMNS
     )
+
+
+def only_from(server_version: int, statement: str) -> str:
+    """`statement`, run only by a server of at least `server_version` (as
+    server_version_num gives it): a DO block, its text quoted as a literal whatever the
+    schema's name holds."""
+    body = (
+        f"BEGIN IF current_setting('server_version_num')::int >= {server_version} "
+        f"THEN EXECUTE {quote_literal(statement)}; END IF; END"
+    )
+    return f"DO {quote_literal(body)}"
+
+
+def quote_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 def quote_ident(name: str) -> str:
@@ -240,7 +264,10 @@ def statements(schema: str) -> Statements:
             ON CONFLICT (only_row) DO UPDATE SET version = excluded.version
         """,
         migrations=tuple(
-            ";\n".join(statement.format(s=s).strip() for statement in migration)
+            ";\n".join(
+                (statement(s) if callable(statement) else statement.format(s=s)).strip()
+                for statement in migration
+            )
             for migration in MIGRATIONS
         ),
         # One statement, so one round trip and one transaction even in autocommit (the

@@ -237,13 +237,17 @@ class SQLiteStore(Closable):
         sql = schema.usage_query(
             check_grouping(by), execution_ids is not None, low is not None, high is not None
         )
-        args: list[object] = [] if execution_ids is None else [json.dumps(list(execution_ids))]
-        args += [bound for bound in (low, high) if bound is not None]
+        ids = None if execution_ids is None else json.dumps(list(execution_ids))
+        args = {"ids": ids, "since": low, "until": high}
         await self._ensure_schema()
         rows = await self._run(
             self._reader, lambda: self._reader_conn().execute(sql, args).fetchall()
         )
-        return [UsageRow(str(k), int(n), int(p), int(c), float(d)) for k, n, p, c, d in rows]
+        return [
+            UsageRow(str(k), int(n), int(p), int(c), float(d))
+            for k, n, p, c, d in rows
+            if n  # the ungrouped total's row of zeros, when nothing matched
+        ]
 
     # -- retention --------------------------------------------------------------------
     # Freed pages are reused by later writes; the file itself shrinks only with VACUUM.

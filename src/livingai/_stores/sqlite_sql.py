@@ -57,6 +57,17 @@ MIGRATIONS: list[str] = [
     CREATE INDEX usage_by_time ON nodes(created_at, model) WHERE model IS NOT NULL
         OR prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL OR cost IS NOT NULL;
     """,
+    # 4: usage added up from indexes alone, never from the rows (a row holds its body and
+    # state before the usage columns), in the order the sums are grouped in: no sort.
+    """
+    DROP INDEX usage_by_time;
+    CREATE INDEX usage_by_day ON nodes(substr(created_at, 1, 10), model, created_at,
+        execution_id, prompt_tokens, completion_tokens, cost) WHERE model IS NOT NULL
+        OR prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL OR cost IS NOT NULL;
+    CREATE INDEX usage_by_execution ON nodes(execution_id, created_at, model,
+        prompt_tokens, completion_tokens, cost) WHERE model IS NOT NULL
+        OR prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL OR cost IS NOT NULL;
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -135,26 +146,33 @@ HAS_USAGE = (
     "(model IS NOT NULL OR prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL "
     "OR cost IS NOT NULL)"
 )
-_GROUP = {
-    "execution": "execution_id",
-    "model": "coalesce(model, '')",
-    "day": "substr(created_at, 1, 10)",
-    "total": "'total'",
-}
+_DAY = "substr(created_at, 1, 10)"
+_SUMS = (
+    "count(*) AS n, coalesce(sum(prompt_tokens), 0) AS p, "
+    "coalesce(sum(completion_tokens), 0) AS c, coalesce(sum(cost), 0.0) AS d"
+)
 
 
 def usage_query(by: str, executions: bool, since: bool, until: bool) -> str:
-    """Sums grouped `by`; parameters, in order: the execution ids as a JSON array (when
-    `executions`), the lower and upper bounds of created_at (when given)."""
+    """Sums grouped `by`, read from the usage indexes (migration 4); named parameters
+    :ids (a JSON array), :since, :until. A bound's day comes first, so that usage_by_day
+    is searched by day before each time is compared. "total" has no GROUP BY (SQLite
+    sorts even for a constant key): it answers one row, of zeros when nothing matches."""
     where = [HAS_USAGE]
     if executions:
-        where.append("execution_id IN (SELECT value FROM json_each(?))")
+        where.append("execution_id IN (SELECT value FROM json_each(:ids))")
     if since:
-        where.append("created_at >= ?")
+        where.append(f"{_DAY} >= substr(:since, 1, 10) AND created_at >= :since")
     if until:
-        where.append("created_at < ?")
-    return f"""
-        SELECT {_GROUP[by]}, count(*), coalesce(sum(prompt_tokens), 0),
-               coalesce(sum(completion_tokens), 0), coalesce(sum(cost), 0.0)
-        FROM nodes WHERE {" AND ".join(where)} GROUP BY 1 ORDER BY 1
-    """
+        where.append(f"{_DAY} <= substr(:until, 1, 10) AND created_at < :until")
+    cond = " AND ".join(where)
+    if by == "total":
+        return f"SELECT 'total', {_SUMS} FROM nodes WHERE {cond}"
+    if by == "model":  # by day and model first (the index's order), then by model
+        return (
+            f"SELECT coalesce(model, ''), sum(n), sum(p), sum(c), sum(d) FROM ("
+            f"SELECT model, {_SUMS} FROM nodes WHERE {cond} GROUP BY {_DAY}, model"
+            ") GROUP BY 1 ORDER BY 1"
+        )
+    key = _DAY if by == "day" else "execution_id"
+    return f"SELECT {key}, {_SUMS} FROM nodes WHERE {cond} GROUP BY {key} ORDER BY 1"
