@@ -9,6 +9,7 @@ process they start is stopped in a finally.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import json
 import logging
@@ -290,6 +291,28 @@ async def test_300_concurrent_calls_share_a_pool_of_4(prefix: str, admin: Any) -
     finally:
         await store.close()
     assert await connections_of(admin, prefix) == []  # close() closed them all
+
+
+async def test_a_cancelled_call_is_cancelled_whenever_the_cancel_lands(prefix: str) -> None:
+    """On Python 3.11 redis-py's wait_for can swallow a cancel that lands as the reply
+    arrives: the call must still end cancelled (a cancelled save must not look done)."""
+    store = RedisStore(REDIS_URL, prefix=prefix)
+    try:
+        await store.list_executions()  # connected, scripts loaded
+        swallowed = cancelled = 0
+        for i in range(400):  # cancel points spread over a round trip (0 to 0.6 ms)
+            call = asyncio.ensure_future(store.list_executions())
+            await asyncio.sleep(i % 40 * 0.000015)
+            if not call.cancel():
+                continue  # done before the cancel: nothing to deliver
+            cancelled += 1
+            with contextlib.suppress(asyncio.CancelledError):
+                await call
+            swallowed += not call.cancelled()
+        assert cancelled > 0
+        assert swallowed == 0, f"{swallowed} of {cancelled} cancels were swallowed"
+    finally:
+        await store.close()
 
 
 # -- 6. the persistence warning ---------------------------------------------------------------

@@ -199,13 +199,20 @@ class RedisStore(Closable):
         """One script call; StoreError when Redis cannot be reached or fails."""
         client = self._connection()
         errors = _redis().errors
+        task = asyncio.current_task()
+        cancels = task.cancelling() if task is not None else 0
         self._inflight += 1
         try:
             if self._persistence == _UNCHECKED:
                 await self._check_server(client)
             for attempt in range(RECONNECT_RETRIES + 1):
                 try:
-                    return await self._script(client.connection_pool, script, args)
+                    reply = await self._script(client.connection_pool, script, args)
+                    if task is not None and task.cancelling() > cancels:
+                        # On Python 3.11 redis-py's asyncio.wait_for can swallow a cancel
+                        # that lands as the reply arrives; deliver it, as the caller asked.
+                        raise asyncio.CancelledError
+                    return reply
                 except _Dropped as dropped:
                     # The connection broke (server restarted, CLIENT KILL, idle timeout):
                     # send the call again on a fresh one. Every script is safe to repeat.
