@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 import warnings
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -123,17 +123,26 @@ async def eventually(probe: Callable[[], Awaitable[T]], what: str) -> T:
 
 
 class Progress:
-    """Counts saves across agents; a controller awaits `reached(n)`."""
+    """Counts saves across agents; a controller awaits `reached(n)`. At each of `holds`
+    the agents wait until the controller calls `release(n)`: what it does there happens
+    while they are still running, however fast they run."""
 
-    def __init__(self) -> None:
+    def __init__(self, holds: Sequence[int] = ()) -> None:
         self.saves = 0
         self._waiters: list[tuple[int, asyncio.Future[None]]] = []
+        self._gates = {target: asyncio.Event() for target in holds}
 
     async def saved(self) -> None:
         self.saves += 1
         for target, waiter in self._waiters:
             if self.saves >= target and not waiter.done():
                 waiter.set_result(None)
+        for target, gate in self._gates.items():
+            if self.saves >= target:
+                await gate.wait()
+
+    def release(self, target: int) -> None:
+        self._gates[target].set()
 
     async def reached(self, target: int) -> None:
         if self.saves >= target:
@@ -218,18 +227,20 @@ async def test_connections_cut_mid_run_lose_and_duplicate_nothing(prefix: str, a
     store = RedisStore(REDIS_URL, prefix=prefix, max_connections=8)
     engine = CheckpointEngine(store, overhead_budget_ms=20, retry_max_delay_seconds=0.05)
     saved: Saved = {}
-    progress = Progress()
+    cuts = (30, 60, 90, 120, 150)  # of 240 saves: the agents are still saving at each
+    progress = Progress(holds=cuts)
     killed = 0
 
     async def cut_connections() -> None:
         nonlocal killed
-        for target in (30, 60, 90, 120, 150):
+        for target in cuts:
             await progress.reached(target)
             connections = await eventually(  # the store reconnected since the last cut
                 lambda: connections_of(admin, prefix), "the store's connections"
             )
             for client in connections:
                 killed += await admin.client_kill_filter(_id=client["id"])
+            progress.release(target)
 
     agents = [run_agent(engine, f"{prefix}-{a}", 30, saved, progress.saved) for a in range(6)]
     try:
