@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -16,6 +16,7 @@ from livingai import (
     CheckpointEngine,
     ClosedError,
     Codec,
+    ConfigError,
     ExecutionNode,
     InvalidNodeError,
     MemoryStore,
@@ -332,3 +333,90 @@ async def test_a_durable_save_that_cannot_land_raises() -> None:
     await engine.close(abandon_after_seconds=0.1)
     with pytest.raises(StoreError, match="NOT stored"):
         await saving
+
+
+# -- retention ------------------------------------------------------------------------------
+
+
+class RetainingStore(FaultyStore):
+    """A FaultyStore over a MemoryStore that can delete too; it notes how many appends had
+    landed when delete_nodes was called."""
+
+    inner: MemoryStore
+    appends_at_deletion: int | None = None
+
+    async def delete_executions(self, execution_ids: Sequence[str]) -> int:
+        return await self.inner.delete_executions(execution_ids)
+
+    async def drop_checkpoints(self, execution_id: str, keep: int) -> int:
+        return await self.inner.drop_checkpoints(execution_id, keep)
+
+    async def delete_nodes(self, execution_id: str, node_ids: Sequence[str]) -> int:
+        self.appends_at_deletion = len(self.appends)
+        return await self.inner.delete_nodes(execution_id, node_ids)
+
+
+async def test_delete_nodes_flushes_first_and_the_hot_cache_forgets_them() -> None:
+    store = RetainingStore(MemoryStore())
+    async with CheckpointEngine(store, overhead_budget_ms=1) as engine:
+        elsewhere = step("other", id="shared")  # the same node id in another execution
+        doomed, kept, shared = step("run"), step("run"), step("run", id="shared")
+        await engine.save(elsewhere, state=b"other's")
+        await engine.save(doomed, state=b"doomed 1")
+        await engine.save(kept, state=b"kept")
+        await engine.save(shared, state=b"run's")  # the newest "shared": the one cached
+        await engine.flush()
+        store.gate.clear()  # from here on every write stays queued
+        doomed.output = "second"
+        assert await engine.save(doomed, state=b"doomed 2") is False
+        loaded = await engine.load(doomed.id)
+        assert loaded is not None
+        assert loaded.state == b"doomed 2"  # the queued version, from the hot cache
+        appended = len(store.appends)
+        deleting = asyncio.create_task(engine.delete_nodes("run", [doomed.id, "shared", "x"]))
+        store.gate.set()
+        # Both versions of `doomed`, the queued one included, and run's "shared".
+        assert await deleting == 3
+        assert store.appends_at_deletion == appended + 1  # the queued write landed first
+        assert engine.stats().backlog_writes == 0
+        assert await store.inner.history(doomed.id) == []
+        # The hot cache forgot them: what the store holds now is what loads.
+        assert await engine.load(doomed.id) is None
+        left = await engine.load("shared")
+        assert left is not None
+        assert (left.node.execution_id, left.state) == ("other", b"other's")
+        still = await engine.load(kept.id)
+        assert still is not None
+        assert still.state == b"kept"
+        assert [node.id for node in await engine.list_nodes("run")] == [kept.id]
+        latest = await engine.latest("run")
+        assert latest is not None
+        assert latest.node.id == kept.id
+        # Saved again, a deleted node starts anew.
+        await engine.save(doomed, state=b"doomed 3")
+        await engine.flush()
+        assert [v.output for v in await engine.history(doomed.id)] == ["second"]
+        again = await engine.load(doomed.id)
+        assert again is not None
+        assert again.state == b"doomed 3"
+
+
+async def test_delete_nodes_refuses_what_it_would_misread_and_stores_that_cannot() -> None:
+    async with CheckpointEngine(RetainingStore(MemoryStore())) as engine:
+        node = step("run")
+        await engine.save(node, state=b"kept")
+        wrong: list[tuple[str, Any, str]] = [
+            ("run", node.id, "node_ids must be a sequence of node ids, not one string"),
+            ("run", [node.id, 7], "node ids are strings; got 7"),
+            ("run", [""], "node ids are non-empty strings"),
+            ("", [node.id], "execution_id must be a non-empty string"),
+        ]
+        for execution_id, node_ids, message in wrong:
+            with pytest.raises(ConfigError, match=message):
+                await engine.delete_nodes(execution_id, node_ids)
+        assert await engine.delete_nodes("run", []) == 0
+        assert [v.id for v in await engine.versions("run")] == [node.id]
+    async with CheckpointEngine(FaultyStore(MemoryStore())) as plain:
+        await plain.save(step("run"))
+        with pytest.raises(ConfigError, match="not a RetentionStore"):
+            await plain.delete_nodes("run", ["anything"])

@@ -122,6 +122,9 @@ class Retaining(FaultyStore):
     async def drop_checkpoints(self, execution_id: str, keep: int) -> int:
         return await self.inner.drop_checkpoints(execution_id, keep)
 
+    async def delete_nodes(self, execution_id: str, node_ids: Sequence[str]) -> int:
+        return await self.inner.delete_nodes(execution_id, node_ids)
+
 
 def workload() -> list[list[NodeRecord]]:
     """Six batches over three executions: nodes come back as new versions, every other
@@ -596,6 +599,25 @@ async def test_redis_postgres_every_execution_is_complete_after_the_hot_keys_go(
     cold = make_cold()
     assert await view(cold, executions) == expected
     await cold.close()
+
+
+async def test_redis_postgres_a_read_sees_what_another_process_wrote_since(
+    served: tuple[StoreFactory, StoreFactory, str],
+) -> None:
+    """A node this store still holds for the cold store may have been moved on by another
+    process: the hot store, which has both, answers, not this store's queue."""
+    make_hot, make_cold, _ = served
+    first = TieredStore(make_hot(), make_cold(), flush_interval_seconds=3600)
+    second = TieredStore(make_hot(), make_cold())
+    try:
+        await first.append([make_record("shared", "head", output=1)])
+        assert first.stats().pending_cold == 1  # still waiting for the cold store
+        newer = make_record("shared", "head", output=2)
+        await second.append([newer])
+        assert_same(await first.read("head"), newer)
+    finally:
+        await first.close()
+        await second.close()
 
 
 async def test_redis_postgres_reads_stay_complete_when_the_hot_keys_go_first(

@@ -42,7 +42,7 @@ from .errors import (
 from .histogram import Histogram
 from .lifecycle import Closable
 from .model import ExecutionNode, NodeRecord, corrupt_node
-from .retention import check_keep, execution_ids_to_delete
+from .retention import check_keep, execution_ids_to_delete, node_ids_to_delete
 from .shutdown import handle_sigterm
 from .store import (
     CheckpointStore,
@@ -395,6 +395,23 @@ class CheckpointEngine(Closable):
         deleted = await self._retaining().delete_executions(ids)
         gone = set(ids)
         self._hot.discard_if(lambda cached: cached.write.record.execution_id in gone)
+        return deleted
+
+    async def delete_nodes(self, execution_id: str, node_ids: Sequence[str]) -> int:
+        """Delete every version of these nodes of the execution (node ids it does not have
+        are ignored); how many versions went. What is queued is committed first, so no
+        version of theirs lands after; the hot cache forgets these node ids whichever
+        execution its entry is of (an entry's state may come from a deleted version). For
+        retention within a run: a LangGraph checkpointer prunes single checkpoints."""
+        self._enter()
+        ids = node_ids_to_delete(execution_id, node_ids)
+        store = self._retaining()
+        if not ids:
+            return 0
+        await self.flush()
+        deleted = await store.delete_nodes(execution_id, ids)
+        for node_id in ids:
+            self._hot.discard(node_id)
         return deleted
 
     async def drop_checkpoints(self, execution_id: str, keep: int) -> int:

@@ -5,7 +5,7 @@ Deleting cannot be undone, so a mistaken argument is refused rather than guessed
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from .errors import ConfigError, check_setting
 
@@ -13,16 +13,33 @@ from .errors import ConfigError, check_setting
 def execution_ids_to_delete(execution_ids: Sequence[str]) -> list[str]:
     """The ids, each once, in order. A lone string is refused: as a sequence it would
     name one execution per character."""
-    if isinstance(execution_ids, str | bytes):
+    return _ids_to_delete(execution_ids, "execution", nonempty=False)
+
+
+def node_ids_to_delete(execution_id: str, node_ids: Sequence[str]) -> list[str]:
+    """The node ids, each once, in order, once `execution_id` and every node id is a
+    non-empty string (no stored id is empty). A lone string is refused: as a sequence it
+    would name one node per character."""
+    if not isinstance(execution_id, str) or not execution_id:
+        raise ConfigError(f"execution_id must be a non-empty string; got {execution_id!r}")
+    return _ids_to_delete(node_ids, "node", nonempty=True)
+
+
+def _ids_to_delete(ids: Sequence[str], kind: str, *, nonempty: bool) -> list[str]:
+    if isinstance(ids, str | bytes):
         raise ConfigError(
-            f"execution_ids must be a sequence of execution ids, not one string; "
-            f"got {execution_ids!r} (pass [{execution_ids!r}])"
+            f"{kind}_ids must be a sequence of {kind} ids, not one string; "
+            f"got {ids!r} (pass [{ids!r}])"
         )
-    ids = list(dict.fromkeys(execution_ids))
-    for execution_id in ids:
-        if not isinstance(execution_id, str):
-            raise ConfigError(f"execution ids are strings; got {execution_id!r}")
-    return ids
+    if not isinstance(ids, Iterable):
+        raise ConfigError(f"{kind}_ids must be a sequence of {kind} ids; got {ids!r}")
+    listed = list(ids)
+    for one in listed:
+        if not isinstance(one, str):
+            raise ConfigError(f"{kind} ids are strings; got {one!r}")
+        if nonempty and not one:
+            raise ConfigError(f"{kind} ids are non-empty strings; got {one!r}")
+    return list(dict.fromkeys(listed))
 
 
 def check_keep(keep: int) -> int:

@@ -3,8 +3,8 @@
 A store only moves records: the engine does validation, encoding, caching and batching.
 It is append-only: `append` adds new versions and never changes or deletes old ones.
 The one exception is retention: a store that offers RetentionStore deletes whole
-executions, or the state blobs of their older versions, when asked to, and nothing else
-ever does.
+executions, every version of single nodes of an execution, or the state blobs of older
+versions, when asked to, and nothing else ever does.
 
 Failures are told apart by type, so that the engine knows what to do with them:
 StoreError (transient: retried), RecordRejectedError (these records can never be stored:
@@ -163,3 +163,13 @@ class RetentionStore(CheckpointStore, Protocol):
         """Remove the state blobs of all but the newest `keep` (>= 0) checkpointed versions of the
         execution; the versions themselves stay, as versions without a checkpoint. How many
         blobs went."""
+
+    async def delete_nodes(self, execution_id: str, node_ids: Sequence[str]) -> int:
+        """Delete every version of these nodes of the execution, and their usage; how many
+        versions went. With delete_executions and drop_checkpoints, the one exception to
+        the append-only log: it lets retention remove single checkpoints of a run (a
+        LangGraph thread's) and keep the rest. Versions of the same node ids in other
+        executions stay; node ids the execution does not have are ignored. Afterwards
+        every read agrees: latest_checkpoint is the newest version left with a blob (or
+        None), and an execution left without a version leaves list_executions (its lease
+        stays: the run may still hold it)."""

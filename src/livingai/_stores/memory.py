@@ -12,7 +12,7 @@ from datetime import datetime
 from .._core.leases import fenced, next_lease
 from .._core.lifecycle import Closable
 from .._core.model import NodeRecord
-from .._core.retention import check_keep, execution_ids_to_delete
+from .._core.retention import check_keep, execution_ids_to_delete, node_ids_to_delete
 from .._core.store import Fences, Lease, StoreLimits
 from .._core.usage import UsageBy, UsageRow, add_up, check_grouping
 
@@ -103,6 +103,41 @@ class MemoryStore(Closable):
                 self._leases.pop(execution_id, None)
                 deleted += len(gone)
         return deleted
+
+    async def delete_nodes(self, execution_id: str, node_ids: Sequence[str]) -> int:
+        self._check_open()
+        ids = node_ids_to_delete(execution_id, node_ids)
+        async with self._lock:
+            nodes = self._execution_nodes.get(execution_id, {})
+            doomed = {node_id for node_id in ids if node_id in nodes}
+            if not doomed:
+                return 0
+            versions = self._execution_versions[execution_id]
+            gone = {v for v in versions if self._records[v].node_id in doomed}
+            for node_id in doomed:
+                del nodes[node_id]
+                kept = [v for v in self._node_versions[node_id] if v not in gone]
+                if kept:
+                    self._node_versions[node_id] = kept
+                else:
+                    del self._node_versions[node_id]
+            left = [v for v in versions if v not in gone]
+            if self._checkpoints.get(execution_id) in gone:
+                newest = next(
+                    (v for v in reversed(left) if self._records[v].checkpoint is not None), None
+                )
+                if newest is None:
+                    del self._checkpoints[execution_id]
+                else:
+                    self._checkpoints[execution_id] = newest
+            for vid in gone:
+                del self._records[vid]
+            if left:
+                self._execution_versions[execution_id] = left
+            else:  # nothing of it is left: it leaves the list of executions (not its lease)
+                del self._execution_versions[execution_id]
+                del self._execution_nodes[execution_id]
+        return len(gone)
 
     async def drop_checkpoints(self, execution_id: str, keep: int) -> int:
         self._check_open()

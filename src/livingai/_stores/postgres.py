@@ -40,7 +40,7 @@ from .._core.extras import require
 from .._core.leases import fenced, held
 from .._core.lifecycle import Closable
 from .._core.model import NodeRecord
-from .._core.retention import check_keep, execution_ids_to_delete
+from .._core.retention import check_keep, execution_ids_to_delete, node_ids_to_delete
 from .._core.store import Fences, Lease, StoreLimits
 from .._core.usage import UsageBy, UsageRow, check_grouping, utc_text
 from . import postgres_sql as sql
@@ -375,6 +375,13 @@ class PostgresStore(Closable):
         if not ids:
             return 0
         return await self._count(self._sql.delete_executions, (ids,))
+
+    async def delete_nodes(self, execution_id: str, node_ids: Sequence[str]) -> int:
+        self._check_open()
+        ids = node_ids_to_delete(execution_id, node_ids)
+        if not ids:
+            return 0
+        return await self._count(self._sql.delete_nodes, (execution_id, ids))
 
     async def drop_checkpoints(self, execution_id: str, keep: int) -> int:
         self._check_open()

@@ -176,6 +176,7 @@ class Statements:
     release_lease: str
     live_leases: str
     delete_executions: str  # parameter: the execution ids, an array
+    delete_nodes: str  # parameters: the execution id, its node ids (an array)
     drop_checkpoints: str  # parameters: the execution id, how many checkpoints to keep, the
     # execution id again
 
@@ -336,6 +337,27 @@ def statements(schema: str) -> Statements:
                 WHERE execution_id IN (SELECT execution_id FROM named)
             ), leased AS (
                 DELETE FROM {s}.leases WHERE execution_id IN (SELECT execution_id FROM named)
+            )
+            SELECT count(*) FROM versions
+        """,
+        # The execution's row goes with its last version, in the same statement: each
+        # part sees the rows as they were before it, so "no other version left" is "no
+        # version of a node not named".
+        delete_nodes=f"""
+            WITH named AS (
+                SELECT %s::text AS execution_id, %s::text[] AS node_ids
+            ), versions AS (
+                DELETE FROM {s}.nodes AS n USING named
+                WHERE n.execution_id = named.execution_id AND n.node_id = ANY(named.node_ids)
+                RETURNING 1
+            ), listed AS (
+                DELETE FROM {s}.executions AS e USING named
+                WHERE e.execution_id = named.execution_id AND EXISTS (SELECT 1 FROM versions)
+                    AND NOT EXISTS (
+                        SELECT 1 FROM {s}.nodes AS n
+                        WHERE n.execution_id = named.execution_id
+                            AND n.node_id <> ALL(named.node_ids)
+                    )
             )
             SELECT count(*) FROM versions
         """,

@@ -53,7 +53,7 @@ from .._core.leases import fenced
 from .._core.leases import held as held_error
 from .._core.lifecycle import Closable
 from .._core.model import NodeRecord
-from .._core.retention import check_keep, execution_ids_to_delete
+from .._core.retention import check_keep, execution_ids_to_delete, node_ids_to_delete
 from .._core.store import Fences, Lease, StoreLimits
 from .._core.urls import mask_url, redact, url_secrets
 from .._core.usage import UsageBy, UsageRow, check_grouping, utc_text
@@ -422,6 +422,17 @@ class RedisStore(Closable):
         for start in range(0, len(ids), keys.RETAIN_EXECUTIONS_PER_CALL):
             bite = ids[start : start + keys.RETAIN_EXECUTIONS_PER_CALL]
             deleted += int(await self._call(keys.RETAIN, self.prefix, "delete", *bite))
+        return deleted
+
+    async def delete_nodes(self, execution_id: str, node_ids: Sequence[str]) -> int:
+        """A few nodes a script call, each call atomic, as delete_executions."""
+        self._check_open()
+        ids = node_ids_to_delete(execution_id, node_ids)
+        deleted = 0
+        for start in range(0, len(ids), keys.RETAIN_NODES_PER_CALL):
+            bite = ids[start : start + keys.RETAIN_NODES_PER_CALL]
+            reply = await self._call(keys.RETAIN, self.prefix, "nodes", execution_id, *bite)
+            deleted += int(reply)
         return deleted
 
     async def drop_checkpoints(self, execution_id: str, keep: int) -> int:

@@ -36,7 +36,7 @@ from .._core.errors import (
 from .._core.leases import fenced, next_lease
 from .._core.lifecycle import Closable
 from .._core.model import NodeRecord
-from .._core.retention import check_keep, execution_ids_to_delete
+from .._core.retention import check_keep, execution_ids_to_delete, node_ids_to_delete
 from .._core.store import Fences, Lease, StoreLimits
 from .._core.usage import UsageBy, UsageRow, check_grouping, utc_text
 from . import sqlite_sql as schema
@@ -260,6 +260,21 @@ class SQLiteStore(Closable):
             deleted = conn.execute(schema.DELETE_NODES, (ids,)).rowcount
             conn.execute(schema.DELETE_EXECUTIONS, (ids,))
             conn.execute(schema.DELETE_LEASES, (ids,))
+            return int(deleted)
+
+        return await self._write(delete)
+
+    async def delete_nodes(self, execution_id: str, node_ids: Sequence[str]) -> int:
+        self._check_open()
+        ids = node_ids_to_delete(execution_id, node_ids)
+        if not ids:
+            return 0
+        named = json.dumps(ids)
+
+        def delete(conn: sqlite3.Connection) -> int:
+            deleted = conn.execute(schema.DELETE_NAMED_NODES, (execution_id, named)).rowcount
+            if deleted:
+                conn.execute(schema.DELETE_EMPTY_EXECUTION, (execution_id, execution_id))
             return int(deleted)
 
         return await self._write(delete)

@@ -133,6 +133,16 @@ _NAMED = "execution_id IN (SELECT value FROM json_each(?))"
 DELETE_NODES = f"DELETE FROM nodes WHERE {_NAMED}"
 DELETE_EXECUTIONS = f"DELETE FROM executions WHERE {_NAMED}"
 DELETE_LEASES = f"DELETE FROM leases WHERE {_NAMED}"
+# Parameters: the execution id, its node ids as one JSON array (served by
+# nodes_by_execution); then, to forget the execution once no version of it is left, the
+# execution id twice.
+DELETE_NAMED_NODES = (
+    "DELETE FROM nodes WHERE execution_id = ? AND node_id IN (SELECT value FROM json_each(?))"
+)
+DELETE_EMPTY_EXECUTION = (
+    "DELETE FROM executions WHERE execution_id = ? "
+    "AND NOT EXISTS (SELECT 1 FROM nodes WHERE execution_id = ?)"
+)
 # Parameters: the execution id twice, then how many of the newest checkpoints to keep.
 DROP_CHECKPOINTS = """
     UPDATE nodes SET checkpoint = NULL

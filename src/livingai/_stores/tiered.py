@@ -62,7 +62,7 @@ from .._core.errors import (
 )
 from .._core.lifecycle import Closable
 from .._core.model import NodeRecord
-from .._core.retention import check_keep, execution_ids_to_delete
+from .._core.retention import check_keep, execution_ids_to_delete, node_ids_to_delete
 from .._core.store import (
     CheckpointStore,
     Fences,
@@ -265,6 +265,11 @@ class TieredStore(Closable):
         ids = execution_ids_to_delete(execution_ids)
         return await self._in_both(lambda store: store.delete_executions(ids))
 
+    async def delete_nodes(self, execution_id: str, node_ids: Sequence[str]) -> int:
+        self._check_open()
+        ids = node_ids_to_delete(execution_id, node_ids)
+        return await self._in_both(lambda store: store.delete_nodes(execution_id, ids))
+
     async def drop_checkpoints(self, execution_id: str, keep: int) -> int:
         self._check_open()
         keep = check_keep(keep)
@@ -310,10 +315,12 @@ class TieredStore(Closable):
 
     async def read(self, node_id: str) -> NodeRecord | None:
         self._check_open()
-        queued = self._queue.latest(node_id)
-        record = None if queued is None else queued.record
+        # Hot first: it has every version this store queued for cold, and also those that
+        # other processes wrote since (this queue's copy of the node may be older).
+        record = await self.hot.read(node_id)
         if record is None:
-            record = await self.hot.read(node_id)
+            queued = self._queue.latest(node_id)
+            record = None if queued is None else queued.record
         if record is None:
             record = await self.cold.read(node_id)
         return record

@@ -3,8 +3,8 @@
 Each test is a plain `async def test_x(store)` taking a fresh, empty, open store.
 CONFORMANCE_TESTS hold for every store; LEASE_TESTS for a store that keeps leases (a
 LeaseStore), which durable runs need; USAGE_TESTS for one that adds usage up itself (a
-UsageStore); RETENTION_TESTS for one that can delete executions and drop old checkpoints
-(a RetentionStore). Run them against your store with pytest:
+UsageStore); RETENTION_TESTS for one that can delete executions or single nodes of one
+and drop old checkpoints (a RetentionStore). Run them against your store with pytest:
 
     import pytest
     from livingai.testing import CONFORMANCE_TESTS
@@ -476,10 +476,153 @@ async def test_dropping_checkpoints_keeps_the_newest_byte_exact(store: Retention
     assert_same(await store.latest_checkpoint("exec-drop"), later)
 
 
+async def test_deleting_nodes_removes_every_version_of_them_and_nothing_else(
+    store: RetentionStore,
+) -> None:
+    # "shared" is a node id both executions use: only exec-prune's versions of it may go.
+    # Node "c" carries usage (a day and a model of its own, and a share of d's group) and
+    # the execution's latest checkpoint.
+    a1 = make_record("exec-prune", "a", output=1, checkpoint=b"\x00a1")
+    b1 = make_record("exec-prune", "b", output=2)
+    c1 = _used("exec-prune", "c", 3, "model-z", 0.5)
+    other_shared = make_record("exec-other", "shared", output="other", checkpoint=b"\x00o")
+    other_used = _used("exec-other", "o", 1, "model-x", 1.0)
+    shared = make_record("exec-prune", "shared", output="prune", checkpoint=b"\x00s")
+    d1 = _used("exec-prune", "d", 2, "model-y", 0.25)
+    a2 = make_record("exec-prune", "a", output=3)
+    c2 = _used("exec-prune", "c", 2, "model-y", 0.125)
+    b2 = make_record("exec-prune", "b", output=4, checkpoint=b"\x00b2")
+    c3 = make_record("exec-prune", "c", output=5, checkpoint=b"\x00c3")
+    await store.append([a1, b1, c1, other_shared, other_used])
+    await store.append([shared, d1, a2, c2])
+    await store.append([b2, c3])
+    if isinstance(store, LeaseStore):
+        await store.acquire_lease("exec-prune", "worker-a", 30)
+    assert_same(await store.read("shared"), shared)
+    assert_same(await store.latest_checkpoint("exec-prune"), c3)
+
+    # Unknown ids, and ids named twice, are ignored; "shared" goes from exec-prune only.
+    assert await store.delete_nodes("exec-prune", ["c", "shared", "no-such-node", "c"]) == 4
+
+    kept = [a1, b1, d1, a2, b2]
+    versions = await store.list_versions("exec-prune")
+    assert _version_ids(versions) == _version_ids(kept)
+    for got, want in zip(versions, kept, strict=True):
+        assert_same(got, want)
+    nodes = await store.list_nodes("exec-prune")
+    assert _ids(nodes) == ["a", "b", "d"]
+    for got, want in zip(nodes, [a2, b2, d1], strict=True):
+        assert_same(got, want)
+    assert await store.read("c") is None
+    assert await store.history("c") == []
+    assert_same(await store.read("shared"), other_shared)  # the latest was the deleted one
+    assert _version_ids(await store.history("shared")) == [other_shared.version_id]
+    assert _version_ids(await store.history("a")) == [a1.version_id, a2.version_id]
+    assert_same(await store.latest_checkpoint("exec-prune"), b2)  # c3 went: the next newest
+    assert_same(await store.latest_checkpoint("exec-other"), other_shared)
+    assert _version_ids(await store.list_versions("exec-other")) == _version_ids(
+        [other_shared, other_used]
+    )
+    assert await store.list_executions() == ["exec-prune", "exec-other"]
+    prune = UsageRow("exec-prune", 1, 200, 2, 0.25)  # d1 alone
+    other = UsageRow("exec-other", 1, 100, 1, 1.0)
+    if isinstance(store, UsageStore):
+        assert await store.usage("execution") == [other, prune]
+        assert await store.usage("execution", execution_ids=["exec-prune"]) == [prune]
+        assert await store.usage("model") == [  # model-z, c1's alone, is gone
+            dataclasses.replace(other, key="model-x"),
+            dataclasses.replace(prune, key="model-y"),  # c2 taken off, d1 left
+        ]
+        assert await store.usage("day") == [  # 2026-11-03, c1's alone, is gone
+            dataclasses.replace(other, key="2026-11-01"),
+            dataclasses.replace(prune, key="2026-11-02"),
+        ]
+        assert await store.usage("total") == [UsageRow("total", 2, 300, 3, 1.25)]
+
+    # Nothing named is left: nothing goes, wherever the ids are from.
+    assert await store.delete_nodes("exec-prune", ["c", "shared"]) == 0
+    assert await store.delete_nodes("exec-prune", []) == 0
+    assert await store.delete_nodes("exec-other", ["a", "b"]) == 0  # exec-prune's nodes
+    assert await store.delete_nodes("no-such-execution", ["a", "shared"]) == 0
+    assert len(await store.list_versions("exec-prune")) == len(kept)
+    assert len(await store.list_versions("exec-other")) == 2
+
+    # A deleted node saved again starts from nothing, seen last.
+    c4 = make_record("exec-prune", "c", output="again", checkpoint=b"\x00c4")
+    await store.append([c4])
+    assert _version_ids(await store.history("c")) == [c4.version_id]
+    assert _ids(await store.list_nodes("exec-prune")) == ["a", "b", "d", "c"]
+    assert_same(await store.latest_checkpoint("exec-prune"), c4)
+
+    assert await store.delete_nodes("exec-prune", ["b", "c"]) == 3
+    assert_same(await store.latest_checkpoint("exec-prune"), a1)
+    assert _ids(await store.list_nodes("exec-prune")) == ["a", "d"]
+
+    # The last nodes: the execution leaves the list, its usage with it; its lease stays
+    # (the run may still hold it). Saved again, it is listed again, last.
+    assert await store.delete_nodes("exec-prune", ["d", "a"]) == 3
+    assert await store.list_executions() == ["exec-other"]
+    assert await store.list_versions("exec-prune") == []
+    assert await store.list_nodes("exec-prune") == []
+    assert await store.latest_checkpoint("exec-prune") is None
+    assert await store.read("a") is None
+    if isinstance(store, UsageStore):
+        assert await store.usage("execution") == [other]
+        assert await store.usage("execution", execution_ids=["exec-prune"]) == []
+        assert await store.usage("total") == [dataclasses.replace(other, key="total")]
+    if isinstance(store, LeaseStore):
+        assert [lease.execution_id for lease in await store.leases()] == ["exec-prune"]
+    again = make_record("exec-prune", "a", output="again")
+    await store.append([again])
+    assert await store.list_executions() == ["exec-other", "exec-prune"]
+    assert _version_ids(await store.list_versions("exec-prune")) == [again.version_id]
+    assert await store.latest_checkpoint("exec-prune") is None
+    assert_same(await store.latest_checkpoint("exec-other"), other_shared)
+
+
+async def test_many_nodes_are_deleted_in_one_call(store: RetentionStore) -> None:
+    names = [f"node-{i:03d}" for i in range(130)]
+    await store.append([make_record("exec-many-nodes", name, output=1) for name in names])
+    await store.append(
+        [make_record("exec-many-nodes", name, output=2, checkpoint=b"\x00") for name in names]
+    )
+    assert await store.delete_nodes("exec-many-nodes", names[:120]) == 240
+    assert _ids(await store.list_nodes("exec-many-nodes")) == names[120:]
+    assert len(await store.list_versions("exec-many-nodes")) == 20
+    latest = await store.latest_checkpoint("exec-many-nodes")
+    assert latest is not None
+    assert latest.node_id == names[-1]
+
+
+async def test_deleting_nodes_refuses_arguments_it_would_misread(store: RetentionStore) -> None:
+    """A lone string would name one node per character; ids are non-empty strings."""
+    await store.append([make_record("exec-args", name) for name in ("n", "a", "b")])
+    wrong: list[tuple[Any, Any]] = [
+        ("exec-args", "n"),
+        ("exec-args", "ab"),
+        ("exec-args", ["a", 1]),
+        ("exec-args", ["a", ""]),
+        ("exec-args", None),
+        ("", ["a"]),
+        (None, ["a"]),
+    ]
+    for execution_id, node_ids in wrong:
+        try:
+            await store.delete_nodes(execution_id, node_ids)
+        except (ValueError, TypeError):
+            pass
+        else:
+            raise AssertionError(f"delete_nodes({execution_id!r}, {node_ids!r}) was accepted")
+    assert _ids(await store.list_nodes("exec-args")) == ["n", "a", "b"]
+
+
 RETENTION_TESTS: list[RetentionCheck] = [
     test_deleting_an_execution_removes_every_trace_of_it,
     test_many_executions_are_deleted_in_one_call,
     test_dropping_checkpoints_keeps_the_newest_byte_exact,
+    test_deleting_nodes_removes_every_version_of_them_and_nothing_else,
+    test_many_nodes_are_deleted_in_one_call,
+    test_deleting_nodes_refuses_arguments_it_would_misread,
 ]
 
 CONFORMANCE_TESTS: list[Check] = [
