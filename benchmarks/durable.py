@@ -208,7 +208,9 @@ def provision(system: str, store: str, workdir: Path) -> Iterator[Place]:
 # -- one run -----------------------------------------------------------------------------------
 
 
-def _child(python: Path, args: dict[str, Any], timeout: float, cwd: Path) -> dict[str, Any]:
+def _child(
+    python: Path, args: dict[str, Any], timeout: float, cwd: Path, workload: Path = WORKLOAD
+) -> dict[str, Any]:
     """Run the workload file with `python`; its last stdout line is its JSON result."""
     env = {
         k: v
@@ -218,7 +220,7 @@ def _child(python: Path, args: dict[str, Any], timeout: float, cwd: Path) -> dic
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     try:
         done = subprocess.run(
-            [str(python), str(WORKLOAD), json.dumps(args)],
+            [str(python), str(workload), json.dumps(args)],
             capture_output=True,
             text=True,
             timeout=timeout,

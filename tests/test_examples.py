@@ -60,3 +60,15 @@ def test_cost_tracking_adds_costs_up_by_model_execution_and_day(tmp_path: Path) 
     costs = [float(lines[f"ticket-{n}"].split("$")[1]) for n in range(5)]
     total = float(out.split("total: $")[1].split()[0])
     assert abs(sum(costs) - total) < 1e-5
+
+
+def test_langgraph_agent_is_recorded_and_never_books_twice(tmp_path: Path) -> None:
+    out = run_example("05_langgraph_agent.py", tmp_path)
+    assert out.count("booking API: booked BA-731") == 1
+    assert "/tool:call-2" in out  # the idempotency key: the tools node run, the tool call
+    assert "bookings made by the booking API: 1" in out
+    assert 'agent: Done: {"booking": "BK-BA-731"}' in out
+    assert out.count("(node): SUCCESS") == 5
+    assert out.count("ScriptedModel (model): SUCCESS, acme-mini,") == 3
+    assert "book_flight's versions: RUNNING -> SUCCESS" in out
+    assert "acme-mini: 3 model calls, 200 in, 75 out, $0.000213" in out

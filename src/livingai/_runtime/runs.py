@@ -37,7 +37,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypeVar
@@ -314,6 +314,60 @@ class Run:
             raise
 
 
+class _OneTool(Run):
+    """One tool call at a node its caller names (Runtime.call_tool): Run's protocol for a
+    tool, without a lease, numbering by position or a record of a run."""
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        execution_id: str,
+        node_id: str,
+        recorded: ExecutionNode | None,
+        attempts: int,
+        parent_id: str | None,
+        metadata: dict[str, Any],
+    ) -> None:
+        self.runtime = runtime
+        self.execution_id = execution_id
+        self.script = None
+        self._recorded = {} if recorded is None else {0: recorded}
+        self._lost = None
+        self.node_id = node_id
+        self.attempts = attempts
+        self.parent_id = parent_id
+        self.extra = metadata
+
+    def __repr__(self) -> str:
+        return f"Runtime.call_tool({self.execution_id!r}, {self.node_id!r})"
+
+    def _context(
+        self, kind: Literal["step", "tool"], position: int, name: str, attempt: int
+    ) -> StepContext:
+        attempt += self.attempts
+        return StepContext(self.execution_id, name, position, kind, attempt, self.node_id)
+
+    def _node(
+        self, step: StepContext, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> ExecutionNode:
+        node = super()._node(step, args, kwargs)
+        node.parent_id = self.parent_id
+        del node.metadata["position"]  # not a step of a run: no place in its numbering
+        node.metadata = {**self.extra, **node.metadata}  # the protocol's own keys win
+        return node
+
+    def _check_same(self, recorded: ExecutionNode, kind: str, position: int, name: str) -> None:
+        was = (recorded.metadata.get("kind"), recorded.metadata.get("step"))
+        if was != (kind, name):
+            raise NondeterminismError(
+                f"execution {self.execution_id!r}: node {self.node_id!r} was asked for "
+                f"{kind} {name!r}, but {was[0]} {was[1]!r} was recorded there"
+            )
+
+    async def _save(self, node: ExecutionNode, *, durable: bool) -> None:
+        await self.runtime.engine.save(node, durable=durable)
+
+
 class Runtime(Closable):
     """Runs agents durably over an engine (see the module docstring).
 
@@ -508,11 +562,47 @@ class Runtime(Closable):
             f"{step.idempotency_key!r}) was started and its outcome was never recorded: it "
             "may or may not have acted. It is not run again silently: pass "
             "retry_with_key=True (with a provider that deduplicates on the key) or "
-            "reconcile=<a function that looks the effect up>; the run is marked as needing "
-            "a human meanwhile",
+            "reconcile=<a function that looks the effect up>"
+            + ("" if header is None else "; the run is marked as needing a human meanwhile"),
             execution_id=run.execution_id,
             step=step.name,
             idempotency_key=step.idempotency_key,
+        )
+
+    async def call_tool(
+        self,
+        execution_id: str,
+        node_id: str,
+        name: str,
+        fn: Callable[..., Any],
+        args: Sequence[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        retry_with_key: bool = False,
+        reconcile: Callable[[StepContext], Any] | None = None,
+        retry_failed: bool = False,
+        parent_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Any:
+        """`run.tool` for frameworks that drive the agent themselves (the LangGraph
+        adapter): the same protocol (intent durably before, outcome durably after, a
+        recorded outcome returned without calling `fn`, an in-doubt call handled by the
+        same policies) for `fn(*args, **kwargs)` at node `node_id` of `execution_id`,
+        which is also its idempotency key. The caller makes the id stable across
+        crashes; it takes no lease, so one process at a time calls a given node.
+        With `retry_failed`, a recorded failure is not final: `fn` runs again, same key,
+        next attempt (for frameworks that run a failed step again). `metadata` is added
+        to the node's; in `current_step()` the position is 0."""
+        loaded = await self.engine.load(node_id)
+        recorded = None if loaded is None else loaded.node
+        attempts = 0  # made before, when a recorded failure is run again
+        if retry_failed and recorded is not None and recorded.status is Status.FAILED:
+            attempts, recorded = int(recorded.metadata.get("attempt", 1)), None
+        call = _OneTool(
+            self, execution_id, node_id, recorded, attempts, parent_id, dict(metadata or {})
+        )
+        return await call._call(  # as run.tool, with no argument names taken
+            "tool", 0, name, fn, tuple(args), dict(kwargs or {}), retry_with_key, reconcile
         )
 
     # -- pending executions -----------------------------------------------------------

@@ -1,0 +1,1 @@
+"""Adapters between agent frameworks and livingai, built on the public API alone."""
