@@ -199,14 +199,27 @@ async def check_plan(
     if digest(plan.state) != resume.metadata["sha"]:
         problem(f"{execution_id}: the resume state is not the one saved")
     first_save: dict[str, int] = {}  # node -> its first save number
+    last: dict[str, ExecutionNode] = {}  # node -> its last stored version
     for number in sorted(stored, reverse=True):
         first_save[stored[number].id] = number
+        last.setdefault(stored[number].id, stored[number])
     after = {node for node, number in first_save.items() if number > with_state[-1]}
     replay = {node.id for node in plan.replay_nodes}
     skipped = {node.id for node in plan.skipped_nodes}
+    doubt = {node.id for node in plan.in_doubt_nodes}
     tools = {node for node in after if stored[first_save[node]].type is NodeType.TOOL}
-    if replay | skipped != after or skipped != tools:
-        problem(f"{execution_id}: replay {replay} / skip {skipped}; steps after: {after}")
+    # A tool stopped between its intent (RUNNING) and its outcome (killed there, or the
+    # agent's last step) is in doubt, wherever it is in the log; not replayed nor skipped.
+    started = {
+        node
+        for node, version in last.items()
+        if version.type is NodeType.TOOL and version.status is Status.RUNNING
+    }
+    if replay | skipped != after - started or skipped != tools - started or doubt != started:
+        problem(
+            f"{execution_id}: replay {replay} / skip {skipped} / in doubt {doubt}; "
+            f"steps after: {after}"
+        )
 
 
 def main() -> None:
