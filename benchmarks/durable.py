@@ -95,7 +95,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def _dbos_complete(python: Path) -> bool:
-    return runner._probe(python, "import dbos, psycopg, sqlalchemy")
+    return runner.probe(python, "import dbos, psycopg, sqlalchemy")
 
 
 def dbos_version(python: Path) -> str:
@@ -116,23 +116,10 @@ def dbos_version(python: Path) -> str:
 def ensure_dbos(venv: Path = DBOS_VENV) -> tuple[Path | None, str]:
     """DBOS's python, creating its venv on first use (`pip install dbos`) and reusing it
     afterwards; or None and why not (no network, say)."""
-    python = runner._venv_python(venv)
-    if _dbos_complete(python):
-        return python, f"dbos {dbos_version(python)}, reused {venv}"
-    steps = [[str(python), "-m", "pip", "install", "--quiet", *DBOS_REQUIREMENTS]]
-    if not python.exists():
-        steps.insert(0, [sys.executable, "-m", "venv", str(venv)])
-    for step in steps:
-        try:
-            done = subprocess.run(step, capture_output=True, text=True, timeout=600)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return None, f"{' '.join(step[:4])} failed: {exc}"
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-            return None, f"{' '.join(step[:4])} failed: {' | '.join(tail)}"
-    if not _dbos_complete(python):
-        return None, f"{' '.join(DBOS_REQUIREMENTS)} installed into {venv} but does not import"
-    return python, f"dbos {dbos_version(python)}, set up {venv}"
+    python, how = runner.ensure_venv(venv, DBOS_REQUIREMENTS, _dbos_complete)
+    if python is None:
+        return None, how
+    return python, f"dbos {dbos_version(python)}, {how} {venv}"
 
 
 # -- stores ------------------------------------------------------------------------------------
@@ -156,23 +143,15 @@ class Place:
 
 
 def _dbos_database(token: str, place: Place, cleanup: contextlib.ExitStack) -> None:
-    """A database of its own for DBOS's system tables, dropped WITH (FORCE) afterwards;
-    where creating databases is not allowed, a schema of its own (`dbos_system_schema`)
-    in the configured database."""
-    name = f"livingai_bench_dbos_{token}"
-    psycopg = importlib.import_module("psycopg")
-    with runner._postgres(runner.POSTGRES_DSN) as conn:
-        try:
-            conn.execute(runner._sql("CREATE DATABASE {}", name))
-        except psycopg.errors.InsufficientPrivilege:
-            conn.execute(runner._sql("CREATE SCHEMA {}", name))
-            cleanup.callback(runner._drop_schema, runner.POSTGRES_DSN, name)
-            place.spec.update(url=runner.POSTGRES_DSN, schema=name)
-            place.where["postgres_schema"] = name
-            return
-    cleanup.callback(runner._drop_database, name)
-    place.spec["url"] = runner.with_database(runner.POSTGRES_DSN, name)
-    place.where["postgres_database"] = name
+    """A database of its own for DBOS's system tables (or a schema of its own,
+    `dbos_system_schema`, in the configured database)."""
+    dsn, schema = runner.own_database(f"livingai_bench_dbos_{token}", cleanup)
+    place.spec["url"] = dsn
+    if schema is not None:
+        place.spec["schema"] = schema
+        place.where["postgres_schema"] = schema
+    else:
+        place.where["postgres_database"] = f"livingai_bench_dbos_{token}"
 
 
 @contextlib.contextmanager

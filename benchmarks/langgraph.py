@@ -24,7 +24,6 @@ import os
 import platform
 import shutil
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -169,7 +168,7 @@ def pins(baseline: Baseline) -> dict[str, str]:
 
 def _baseline_complete(python: Path, baseline: Baseline) -> bool:
     """It imports, and has exactly the pinned versions."""
-    return runner._probe(
+    return runner.probe(
         python,
         f"import {baseline.imports}; import importlib.metadata as m, sys; "
         f"sys.exit(any(m.version(n) != v for n, v in {pins(baseline)!r}.items()))",
@@ -179,25 +178,12 @@ def _baseline_complete(python: Path, baseline: Baseline) -> bool:
 def ensure_baseline(baseline: Baseline) -> tuple[Path | None, str]:
     """The baseline's python, creating its venv on first use (`pip install` of the pins)
     and reusing it afterwards; or None and why not (no network, say)."""
-    venv = baseline.venv
-    python = runner._venv_python(venv)
-    what = " ".join(baseline.requirements)
-    if _baseline_complete(python, baseline):
-        return python, f"{what}, reused {venv}"
-    steps = [[str(python), "-m", "pip", "install", "--quiet", *baseline.requirements]]
-    if not python.exists():
-        steps.insert(0, [sys.executable, "-m", "venv", str(venv)])
-    for step in steps:
-        try:
-            done = subprocess.run(step, capture_output=True, text=True, timeout=600)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return None, f"{' '.join(step[:4])} failed: {exc}"
-        if done.returncode != 0:
-            tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
-            return None, f"{' '.join(step[:4])} failed: {' | '.join(tail)}"
-    if not _baseline_complete(python, baseline):
-        return None, f"{what} installed into {venv} but does not import"
-    return python, f"{what}, set up {venv}"
+    python, how = runner.ensure_venv(
+        baseline.venv, baseline.requirements, lambda python: _baseline_complete(python, baseline)
+    )
+    if python is None:
+        return None, how
+    return python, f"{' '.join(baseline.requirements)}, {how} {baseline.venv}"
 
 
 # -- stores ------------------------------------------------------------------------------------
@@ -267,23 +253,16 @@ def redis_bytes(url: str, prefix: str) -> dict[str, int]:
 
 
 def _saver_database(token: str, place: Place, cleanup: contextlib.ExitStack) -> None:
-    """A database of its own for AsyncPostgresSaver's fixed table names, dropped WITH
-    (FORCE) afterwards; where creating databases is not allowed, a schema of its own in
-    the configured database, reached through search_path."""
+    """A database of its own for AsyncPostgresSaver's fixed table names (or a schema of
+    its own, reached through search_path)."""
     name = f"livingai_bench_lg_saver_{token}"
-    psycopg = importlib.import_module("psycopg")
-    with runner._postgres(runner.POSTGRES_DSN) as conn:
-        try:
-            conn.execute(runner._sql("CREATE DATABASE {}", name))
-        except psycopg.errors.InsufficientPrivilege:
-            conn.execute(runner._sql("CREATE SCHEMA {}", name))
-            cleanup.callback(runner._drop_schema, runner.POSTGRES_DSN, name)
-            place.target = durable.with_query(runner.POSTGRES_DSN, options=f"-csearch_path={name}")
-            place.where["postgres_schema"] = name
-            return
-    cleanup.callback(runner._drop_database, name)
-    place.target = runner.with_database(runner.POSTGRES_DSN, name)
-    place.where["postgres_database"] = name
+    dsn, schema = runner.own_database(name, cleanup)
+    if schema is not None:
+        place.target = durable.with_query(dsn, options=f"-csearch_path={schema}")
+        place.where["postgres_schema"] = schema
+    else:
+        place.target = dsn
+        place.where["postgres_database"] = name
 
 
 @contextlib.contextmanager

@@ -145,11 +145,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 # -- the reference virtualenv ------------------------------------------------------------
 
 
-def _venv_python(venv: Path) -> Path:
+def venv_python(venv: Path) -> Path:
     return venv / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
-def _probe(python: Path, code: str) -> bool:
+def probe(python: Path, code: str) -> bool:
     """Whether `code` runs cleanly under `python` (outside the repo, so ours is not found)."""
     if not python.exists():
         return False
@@ -162,21 +162,16 @@ def _probe(python: Path, code: str) -> bool:
     return done.returncode == 0
 
 
-def _reference_complete(python: Path) -> bool:
-    return _probe(
-        python,
-        f"import livingai, redis.asyncio, asyncpg, sys; "
-        f"sys.exit(livingai.__version__ != {REF_VERSION!r})",
-    )
-
-
-def ensure_reference(venv: Path = REF_VENV) -> tuple[Path | None, str]:
-    """The reference's python, creating the venv or adding what it lacks (redis, asyncpg);
-    or None and why not."""
-    python = _venv_python(venv)
-    if _reference_complete(python):
-        return python, f"reused {venv}"
-    steps = [[str(python), "-m", "pip", "install", "--quiet", *REF_REQUIREMENTS]]
+def ensure_venv(
+    venv: Path, requirements: Sequence[str], complete: Callable[[Path], bool]
+) -> tuple[Path | None, str]:
+    """A baseline's own virtualenv: made and filled (`pip install` of `requirements`) on
+    first use, reused while `complete(python)` holds. Returns its python and "reused" or
+    "set up"; or None and why not (no network, say)."""
+    python = venv_python(venv)
+    if complete(python):
+        return python, "reused"
+    steps = [[str(python), "-m", "pip", "install", "--quiet", *requirements]]
     if not python.exists():
         steps.insert(0, [sys.executable, "-m", "venv", str(venv)])
     for step in steps:
@@ -187,9 +182,26 @@ def ensure_reference(venv: Path = REF_VENV) -> tuple[Path | None, str]:
         if done.returncode != 0:
             tail = (done.stderr or done.stdout).strip().splitlines()[-3:]
             return None, f"{' '.join(step[:4])} failed: {' | '.join(tail)}"
-    if not _reference_complete(python):
-        return None, f"{' '.join(REF_REQUIREMENTS)} installed into {venv} but do not import"
-    return python, f"set up {venv} with {' '.join(REF_REQUIREMENTS)}"
+    if not complete(python):
+        return None, f"{' '.join(requirements)} installed into {venv} but does not import"
+    return python, "set up"
+
+
+def _reference_complete(python: Path) -> bool:
+    return probe(
+        python,
+        f"import livingai, redis.asyncio, asyncpg, sys; "
+        f"sys.exit(livingai.__version__ != {REF_VERSION!r})",
+    )
+
+
+def ensure_reference(venv: Path = REF_VENV) -> tuple[Path | None, str]:
+    """The reference's python, creating the venv or adding what it lacks (redis, asyncpg);
+    or None and why not."""
+    python, how = ensure_venv(venv, REF_REQUIREMENTS, _reference_complete)
+    if python is None:
+        return None, how
+    return python, f"{how} {venv} with {' '.join(REF_REQUIREMENTS)}"
 
 
 # -- the servers ------------------------------------------------------------------------
@@ -391,11 +403,11 @@ def _drop_schema(dsn: str, schema: str) -> None:
         conn.execute(_sql("DROP SCHEMA IF EXISTS {} CASCADE", schema))
 
 
-def _reference_database(token: str, cleanup: contextlib.ExitStack) -> tuple[str, str]:
-    """A database of its own for the reference's fixed table `lai_nodes`; where that is
-    not allowed, a schema of its own in the configured database via search_path.
-    Returns the reference's DSN and the schema its table lands in."""
-    name = f"livingai_bench_ref_{token}"
+def own_database(name: str, cleanup: contextlib.ExitStack) -> tuple[str, str | None]:
+    """A database `name` of its own on the benchmark server, for a baseline whose table
+    names are fixed, dropped WITH (FORCE) afterwards: (its DSN, None). Where creating
+    databases is not allowed, a schema `name` in the configured database, dropped
+    CASCADE afterwards: (the configured DSN, the schema)."""
     psycopg = importlib.import_module("psycopg")
     with _postgres(POSTGRES_DSN) as conn:
         try:
@@ -403,9 +415,19 @@ def _reference_database(token: str, cleanup: contextlib.ExitStack) -> tuple[str,
         except psycopg.errors.InsufficientPrivilege:
             conn.execute(_sql("CREATE SCHEMA {}", name))
             cleanup.callback(_drop_schema, POSTGRES_DSN, name)
-            return with_search_path(POSTGRES_DSN, name), name
+            return POSTGRES_DSN, name
     cleanup.callback(_drop_database, name)
-    return with_database(POSTGRES_DSN, name), "public"
+    return with_database(POSTGRES_DSN, name), None
+
+
+def _reference_database(token: str, cleanup: contextlib.ExitStack) -> tuple[str, str]:
+    """A database of its own for the reference's fixed table `lai_nodes` (or a schema,
+    reached via search_path). Returns the reference's DSN and the schema its table
+    lands in."""
+    dsn, schema = own_database(f"livingai_bench_ref_{token}", cleanup)
+    if schema is not None:
+        return with_search_path(dsn, schema), schema
+    return dsn, "public"
 
 
 def _drop_database(name: str) -> None:
@@ -516,7 +538,7 @@ def reference_problem(python: Path, store: str) -> str | None:
     module = REF_MODULES[store]
     if module is None:
         return f"n/a: {REF_VERSION} has no {store} store"
-    if not _probe(python, f"import {module}"):
+    if not probe(python, f"import {module}"):
         return f"not available: the reference venv cannot import {module}"
     return None
 
