@@ -187,7 +187,7 @@ def provision(system: str, store: str, workdir: Path) -> Iterator[Place]:
 # -- one run -----------------------------------------------------------------------------------
 
 
-def _child(
+def run_child(
     python: Path, args: dict[str, Any], timeout: float, cwd: Path, workload: Path = WORKLOAD
 ) -> dict[str, Any]:
     """Run the workload file with `python`; its last stdout line is its JSON result."""
@@ -264,12 +264,12 @@ def run_one(system: str, python: Path, store: str, scenario: Scenario) -> dict[s
                 "runs": scenario.runs,
                 "scenario": scenario.name,
             }
-            result = _child(python, {**args, "mode": "run"}, scenario.timeout_s, workdir)
+            result = run_child(python, {**args, "mode": "run"}, scenario.timeout_s, workdir)
             if "error" in result:
                 row["error"] = result["error"]
             else:
                 row = {**measured_row(head, scenario.runs, result), "where": row["where"]}
-                check = _child(python, {**args, "mode": "verify"}, scenario.timeout_s, workdir)
+                check = run_child(python, {**args, "mode": "verify"}, scenario.timeout_s, workdir)
                 if "error" in check:
                     row["error"] = f"verify: {check['error']}"
                 else:

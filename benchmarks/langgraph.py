@@ -370,7 +370,7 @@ def run_one(
             }
             if profile is not None and system == OURS:
                 args["profile"] = str(profile.resolve() / f"{part}-{store}.prof")
-            result = durable._child(python, args, sizes.timeout_s, workdir, WORKLOAD)
+            result = durable.run_child(python, args, sizes.timeout_s, workdir, WORKLOAD)
             if "error" in result:
                 row["error"] = result["error"]
             elif part == "storage":
