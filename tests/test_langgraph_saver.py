@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -326,3 +327,20 @@ def test_a_sync_only_saver_runs_its_engine_on_a_loop_of_its_own(tmp_path: Path) 
             return [str(m.content) for m in state.values["messages"]]
 
     assert asyncio.run(reopen()) == ["hello", "reply 1", "again", "reply 3"]
+
+
+def test_graphs_on_many_threads_share_the_savers_one_loop(tmp_path: Path) -> None:
+    """The first sync calls may come from several threads at once: one loop serves all."""
+    with LivingAISaver.from_url(f"sqlite:///{tmp_path / 'threads.db'}") as saver:
+        graph = chat_graph(saver)
+        start = threading.Barrier(8)
+
+        def chat_once(n: int) -> int:
+            start.wait(timeout=10)
+            config: RunnableConfig = {"configurable": {"thread_id": f"t{n}"}}
+            return len(graph.invoke({"messages": [HumanMessage(f"hi {n}")]}, config)["messages"])
+
+        with ThreadPoolExecutor(8) as pool:
+            assert list(pool.map(chat_once, range(8))) == [2] * 8
+        loops = [t for t in threading.enumerate() if t.name == "livingai-langgraph"]
+        assert len(loops) == 1

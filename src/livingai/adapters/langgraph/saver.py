@@ -111,6 +111,7 @@ class LivingAISaver(BaseCheckpointSaver[str]):
         self._puts_since_trim: dict[tuple[str, str], int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
+        self._starting = threading.Lock()
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> LivingAISaver:
@@ -190,12 +191,13 @@ class LivingAISaver(BaseCheckpointSaver[str]):
                 f"where it would deadlock; use `await saver.a{name}(...)` (graph.ainvoke and "
                 "graph.astream do)"
             )
-        if self._loop is None:  # used from sync code only: the engine gets a loop of its own
-            self._loop = asyncio.new_event_loop()
-            self._thread = threading.Thread(
-                target=self._loop.run_forever, name="livingai-langgraph", daemon=True
-            )
-            self._thread.start()
+        with self._starting:  # graphs on several threads may make the first call at once
+            if self._loop is None:  # used from sync code only: a loop of its own
+                self._loop = asyncio.new_event_loop()
+                self._thread = threading.Thread(
+                    target=self._loop.run_forever, name="livingai-langgraph", daemon=True
+                )
+                self._thread.start()
         return self._submit(work).result()
 
     # -- reading ------------------------------------------------------------------------
