@@ -525,9 +525,10 @@ class LivingAISaver(BaseCheckpointSaver[str]):
             "bases": {e.channel: list(e.base) for e in entries if e.base is not None},
             "delta_counters": counters if isinstance(counters, dict) else None,
         }
-        cp_node = _node(thread, layout.checkpoint_key(ns, checkpoint_id), _CHECKPOINT, **info)
-        if parent is not None:
-            cp_node.parent_id = node_id(thread, layout.checkpoint_key(ns, str(parent)))
+        name = f"checkpoint, step {info['step']} ({info['source']})" + (f" in {ns}" if ns else "")
+        cp_node = _node(
+            thread, layout.checkpoint_key(ns, checkpoint_id), "checkpoint", name, **info
+        )
         blob = pack(
             [
                 CHECKPOINT_FORMAT,
@@ -538,7 +539,7 @@ class LivingAISaver(BaseCheckpointSaver[str]):
                 *(e.pack() for e in entries),
             ]
         )
-        head = _node(thread, layout.head_key(ns), _HEAD, checkpoint_id=checkpoint_id)
+        head = _head(thread, ns, checkpoint_id)
         # Two durable saves, queued in this order: the checkpoint's now (save queues before
         # it first waits), the head's when its task starts. The head never names a
         # checkpoint that is not stored.
@@ -668,7 +669,8 @@ class LivingAISaver(BaseCheckpointSaver[str]):
         node = _node(
             thread,
             layout.writes_key(ns, checkpoint_id),
-            _WRITES,
+            "writes",
+            f"writes of task {task_id[:8]}: {', '.join(channel for channel, _ in writes)}",
             checkpoint_ns=ns,
             checkpoint_id=checkpoint_id,
             task_id=task_id,
@@ -873,7 +875,15 @@ class LivingAISaver(BaseCheckpointSaver[str]):
                 continue
             key = layout.value_key(ns, channel, version)
             blob = pack([VALUE_FORMAT, Entry(channel, kind, items).pack()])
-            value = _node(thread, key, _VALUE, checkpoint_ns=ns, channel=channel, version=version)
+            value = _node(
+                thread,
+                key,
+                "value",
+                f"value of {channel}",
+                checkpoint_ns=ns,
+                channel=channel,
+                version=version,
+            )
             await self.engine.save(value, blob, durable=True)
         gone = [layout.checkpoint_key(s.ns, s.checkpoint_id) for s in doomed]
         gone += [layout.writes_key(s.ns, s.checkpoint_id) for s in doomed]
@@ -882,7 +892,7 @@ class LivingAISaver(BaseCheckpointSaver[str]):
         for ns in {s.ns for s in doomed}:
             left = [c for n, c in keep if n == ns]
             if left:
-                heads.append(_node(thread, layout.head_key(ns), _HEAD, checkpoint_id=max(left)))
+                heads.append(_head(thread, ns, max(left)))
             else:
                 gone.append(layout.head_key(ns))
         # The heads move first: a reader never follows one to a deleted checkpoint.
@@ -899,21 +909,21 @@ class _Missing(Exception):
     of this saver gave a value for)."""
 
 
-_VALUE = {"langgraph": "value"}
-_CHECKPOINT = {"langgraph": "checkpoint"}
-_WRITES = {"langgraph": "writes"}
-_HEAD = {"langgraph": "head"}
-
-
-def _node(thread: str, key: str, metadata: dict[str, str], **info: Any) -> ExecutionNode:
+def _node(thread: str, key: str, kind: str, name: str, **info: Any) -> ExecutionNode:
+    """One of the saver's records: `kind` and `name` are what `livingai show` lists."""
     return ExecutionNode(
         execution_id=thread,
         type=NodeType.MEMORY,
         id=node_id(thread, key),
         status=Status.SUCCESS,
         input=info,
-        metadata=dict(metadata),
+        metadata={"langgraph": kind, "kind": kind, "name": name},
     )
+
+
+def _head(thread: str, ns: str, checkpoint_id: str) -> ExecutionNode:
+    name = "head" + (f" of {ns}" if ns else "")
+    return _node(thread, layout.head_key(ns), "head", name, checkpoint_id=checkpoint_id)
 
 
 def _where(config: RunnableConfig) -> tuple[str, str]:
