@@ -331,6 +331,11 @@ def test_a_sync_only_saver_runs_its_engine_on_a_loop_of_its_own(tmp_path: Path) 
 
 def test_graphs_on_many_threads_share_the_savers_one_loop(tmp_path: Path) -> None:
     """The first sync calls may come from several threads at once: one loop serves all."""
+
+    def loops() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name == "livingai-langgraph"}
+
+    before = loops()
     with LivingAISaver.from_url(f"sqlite:///{tmp_path / 'threads.db'}") as saver:
         graph = chat_graph(saver)
         start = threading.Barrier(8)
@@ -342,5 +347,5 @@ def test_graphs_on_many_threads_share_the_savers_one_loop(tmp_path: Path) -> Non
 
         with ThreadPoolExecutor(8) as pool:
             assert list(pool.map(chat_once, range(8))) == [2] * 8
-        loops = [t for t in threading.enumerate() if t.name == "livingai-langgraph"]
-        assert len(loops) == 1
+        assert len(loops() - before) == 1
+    assert loops() - before == set()  # and closing stopped it

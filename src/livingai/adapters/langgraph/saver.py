@@ -141,15 +141,24 @@ class LivingAISaver(BaseCheckpointSaver[str]):
         self.close()
 
     async def aclose(self) -> None:
-        """Close the engine and its store, when the saver made them."""
+        """Close the engine and its store, when the saver made them, and the loop thread
+        that sync use started, if any."""
+        if self._loop is None or self._loop.is_closed():
+            return  # never used, or closed already
         if self.owns_engine:
             await self._home(self.engine.close)
+        if self._thread is not None:
+            await asyncio.to_thread(self._stop_thread)
 
     def close(self) -> None:
         if self._loop is None or self._loop.is_closed():
             return  # never used, or closed already
-        self._sync(self.aclose, "close")
-        if self._thread is not None:  # the loop of its own that sync use started
+        if self.owns_engine:
+            self._sync(self.engine.close, "close")
+        self._stop_thread()
+
+    def _stop_thread(self) -> None:
+        if self._thread is not None and self._loop is not None:
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join(timeout=10)
             self._thread = None
