@@ -33,7 +33,8 @@ PACKAGE = Path(livingai.__file__).resolve().parent
 LAYERS = {"_core": 0, "_stores": 1, "_runtime": 2}
 FACADE = 3  # livingai/__init__.py
 PUBLIC = 4  # testing, demo, adapters, cli, web, __main__
-PUBLIC_PARTS = ("testing", "demo", "cli", "adapters", "__main__")  # the public packages there are
+# the public packages there are
+PUBLIC_PARTS = ("testing", "demo", "cli", "adapters", "web", "__main__")
 # Underscore names that are public API of the standard library (namedtuple's methods).
 STDLIB_PUBLIC = {"_replace", "_asdict", "_fields", "_make", "_field_defaults"}
 

@@ -313,6 +313,26 @@ async def test_bad_replay_requests_get_clear_errors(runtime: Runtime) -> None:
             await fresh.replay(original)
 
 
+async def test_a_replay_gets_the_id_it_is_given_and_never_one_in_use(runtime: Runtime) -> None:
+    world = World()
+    original = await recorded(runtime, world)
+    replay = await runtime.replay(original, "mock_tools", replay_id="replay-of-trip")
+    assert replay.execution_id == "replay-of-trip"
+    assert [n.metadata["step"] for n in await steps(runtime, "replay-of-trip")] == [
+        "plan",
+        "search",
+        "choose",
+        "book",
+    ]
+    before = await export(runtime, "replay-of-trip")
+    for taken in ("replay-of-trip", original):
+        with pytest.raises(ConfigError, match="names an execution that exists"):
+            await runtime.replay(original, "mock_tools", replay_id=taken)
+    with pytest.raises(ConfigError, match="replay_id must be a non-empty string"):
+        await runtime.replay(original, "mock_tools", replay_id="")
+    assert await export(runtime, "replay-of-trip") == before
+
+
 async def test_a_replay_session_walks_nodes_through_a_handler(runtime: Runtime) -> None:
     world = World()
     original = await recorded(runtime, world)

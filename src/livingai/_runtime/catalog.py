@@ -60,13 +60,20 @@ async def summaries(
     since: datetime | None = None,
     until: datetime | None = None,
     min_cost: float | None = None,
+    ids: Sequence[str] | None = None,
 ) -> list[ExecutionSummary]:
-    """Every execution, oldest first, filtered: by status, by agent, started in
+    """Every execution (or those of `ids` that are stored: a page of a long list needs
+    only its own), oldest first, filtered: by status, by agent, started in
     [since, until) (naive: UTC), costing at least `min_cost`."""
     wanted = None if status is None else _status(status)
-    usage = {row.key: row for row in await engine.usage("execution")}
+    if ids is not None:
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            return []
+    rows = await engine.usage("execution", execution_ids=ids)
+    usage = {row.key: row for row in rows}
     found = []
-    for execution_id in await engine.list_executions():
+    for execution_id in await engine.list_executions() if ids is None else ids:
         nodes = await engine.list_nodes(execution_id)
         if not nodes:
             continue

@@ -668,9 +668,11 @@ class Runtime(Closable):
         counterfactual: tuple[int | str, Any] | None = None,
         mock_llm: bool = False,
         real_tools: bool = False,
+        replay_id: str | None = None,
     ) -> ReplayedRun:
         """Run the agent's code again against the recording of `execution_id`, as a new
-        execution linked to it (`replay_of`); see the replay module for the modes. `agent`
+        execution linked to it (`replay_of`), of id `replay_id` (default: a new one; give
+        one to watch the replay while it runs); see the replay module for the modes. `agent`
         is a new version of the agent's code (default: the one registered under the
         recorded name). Steps are named by position, node id or name; `counterfactual` is
         (step, value): a tool's new result, or a step's new input (a dict of "args" and
@@ -699,7 +701,12 @@ class Runtime(Closable):
         start = original.header.input if original.header is not None else {}
         args = tuple(start.get("args", [])) if isinstance(start, dict) else ()
         kwargs = dict(start.get("kwargs", {})) if isinstance(start, dict) else {}
-        replay_id = new_id()
+        if replay_id is None:
+            replay_id = new_id()
+        elif not isinstance(replay_id, str) or not replay_id:
+            raise ConfigError(f"replay_id must be a non-empty string; got {replay_id!r}")
+        elif await self.engine.versions(replay_id):
+            raise ConfigError(f"replay_id {replay_id!r} names an execution that exists")
         try:
             result = await self._run(agent, args, kwargs, replay_id, script)
         except ReplayDivergedError as exc:
@@ -719,9 +726,12 @@ class Runtime(Closable):
         since: datetime | None = None,
         until: datetime | None = None,
         min_cost: float | None = None,
+        ids: Sequence[str] | None = None,
     ) -> list[ExecutionSummary]:
         """One summary per execution, oldest first, filtered: by status, by agent,
-        started in [since, until) (naive: UTC), costing at least `min_cost` dollars."""
+        started in [since, until) (naive: UTC), costing at least `min_cost` dollars.
+        `ids` summarises only those executions (unknown ones are left out): a page of a
+        long list reads its own executions, not all of them."""
         self._check_open()
         return await summaries(
             self.engine,
@@ -730,6 +740,7 @@ class Runtime(Closable):
             since=since,
             until=until,
             min_cost=min_cost,
+            ids=ids,
         )
 
     async def diff(self, a: str, b: str) -> ExecutionDiff:

@@ -15,7 +15,7 @@ import click
 
 from livingai import LivingAIError, __version__
 
-from . import browse, operate
+from . import browse, operate, serve
 from .output import Secrets, error_line
 from .session import DEFAULT_STORE, Settings
 
@@ -131,6 +131,7 @@ for command in (
     operate.pending,
     operate.recover,
     browse.stats,
+    serve.ui,
 ):
     cli.add_command(command)
 

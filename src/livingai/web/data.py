@@ -1,0 +1,592 @@
+"""What the pages and the JSON API show, read through the public API: pages of the
+executions list, one execution as a tree with its timeline, states, diffs, costs and
+pending runs. Plain dicts and lists, JSON as they are, so the API serves them and the
+templates render them (escaped) alike."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote, urlencode
+
+from livingai import (
+    CheckpointCorruptError,
+    ExecutionNode,
+    ExecutionNotFoundError,
+    ExecutionSummary,
+    NodeType,
+    Runtime,
+    Status,
+    UsageRow,
+)
+
+PAGE_SIZE = 50
+SCAN_SECONDS = 0.8  # a filtered page shows what it found by then, and says so
+SCAN_CHUNK = 200  # executions summarised at a time while a filter looks for matches
+RELATED_SECONDS = 0.5  # looking for an execution's replays and forks
+MAX_DEPTH = 8  # deeper nodes (a chain of parents) are drawn at this depth
+PREVIEW_BYTES = 4096  # of a binary state, shown in base64
+
+
+class BadInput(ValueError):
+    """A query or form value that cannot be used; the message names it."""
+
+
+# -- filters and pages of the executions list ------------------------------------------------
+
+_AGE = re.compile(r"(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>[smhdw])")
+_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def moment(name: str, text: str | None) -> datetime | None:
+    """An ISO 8601 date or time (naive: UTC), or an age before now (30m, 12h, 7d, 2w)."""
+    if text is None or not text.strip():
+        return None
+    text = text.strip()
+    age = _AGE.fullmatch(text)
+    if age is not None:
+        return datetime.now(UTC) - timedelta(seconds=float(age["amount"]) * _SECONDS[age["unit"]])
+    try:
+        found = datetime.fromisoformat(text)
+    except ValueError:
+        raise BadInput(
+            f"{name}: {text!r} is not a time; write ISO 8601 (2026-01-31, 2026-01-31T09:30) "
+            "or an age before now (30m, 12h, 7d, 2w)"
+        ) from None
+    return found if found.tzinfo else found.replace(tzinfo=UTC)
+
+
+def blank(text: str | None) -> str | None:
+    """A form's empty field is no filter at all."""
+    return None if text is None or not text.strip() else text.strip()
+
+
+@dataclass(frozen=True)
+class Filters:
+    """The filters of the executions list, as given in the query string."""
+
+    status: str | None = None
+    agent: str | None = None
+    since: str | None = None
+    until: str | None = None
+    min_cost: str | None = None
+    q: str | None = None
+
+    @classmethod
+    def of(cls, **given: str | None) -> Filters:
+        filters = cls(**{name: blank(value) for name, value in given.items()})
+        filters.check()
+        return filters
+
+    def check(self) -> None:
+        """BadInput naming the first filter that cannot be used."""
+        if self.status is not None and self.status.upper() not in Status.__members__:
+            names = ", ".join(member.value for member in Status)
+            raise BadInput(f"status: must be one of {names}; got {self.status!r}")
+        moment("since", self.since)
+        moment("until", self.until)
+        self.cost()
+
+    def cost(self) -> float | None:
+        if self.min_cost is None:
+            return None
+        try:
+            value = float(self.min_cost)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0:
+            raise BadInput(
+                f"min_cost: must be a number of dollars, 0 or more; got {self.min_cost!r}"
+            )
+        return value
+
+    @property
+    def reads_summaries(self) -> bool:
+        """Whether a filter needs each execution's summary (q needs its id only)."""
+        return any(
+            value is not None
+            for value in (self.status, self.agent, self.since, self.until, self.min_cost)
+        )
+
+    def query(self) -> dict[str, str]:
+        return {
+            name: value
+            for name, value in (
+                ("status", self.status),
+                ("agent", self.agent),
+                ("since", self.since),
+                ("until", self.until),
+                ("min_cost", self.min_cost),
+                ("q", self.q),
+            )
+            if value is not None
+        }
+
+    def link(self, path: str, **cursor: int) -> str:
+        return f"{path}?{urlencode({**self.query(), **cursor})}"
+
+    async def summaries(self, runtime: Runtime, ids: Sequence[str]) -> list[ExecutionSummary]:
+        return await runtime.executions(
+            ids=ids,
+            status=self.status,
+            agent=self.agent,
+            since=moment("since", self.since),
+            until=moment("until", self.until),
+            min_cost=self.cost(),
+        )
+
+
+@dataclass(frozen=True)
+class Page:
+    """One page of the executions list, newest first. `before` and `after` are the
+    cursors of the next (older) and previous (newer) pages: positions in the store's
+    first-seen order of executions. `stopped` says the filtered scan ran out of time."""
+
+    items: list[tuple[int, ExecutionSummary]]
+    before: int | None
+    after: int | None
+    stopped: bool
+    scanned: int
+    total: int
+
+    def to_dict(self, filters: Filters, path: str) -> dict[str, Any]:
+        return {
+            "items": [summary_dict(summary) for _, summary in self.items],
+            "next": None if self.before is None else filters.link(path, before=self.before),
+            "prev": None if self.after is None else filters.link(path, after=self.after),
+            "stopped": self.stopped,
+            "scanned": self.scanned,
+            "total": self.total,
+        }
+
+
+async def page(
+    runtime: Runtime,
+    filters: Filters,
+    *,
+    before: int | None = None,
+    after: int | None = None,
+    size: int = PAGE_SIZE,
+    seconds: float = SCAN_SECONDS,
+) -> Page:
+    """A page of executions, newest first (the reverse of first-seen order): older than
+    position `before`, or newer than `after`. Only the executions the page shows are
+    summarised when nothing but `q` filters; other filters summarise executions a chunk
+    at a time, walking away from the cursor, until the page is full or `seconds` pass."""
+    ids = await runtime.engine.list_executions()
+    total = len(ids)
+    if after is not None:
+        after = min(max(after, -1), total)
+        walk: Iterator[int] = iter(range(after + 1, total))
+    else:
+        top = total if before is None else min(max(before, 0), total)
+        walk = iter(range(top - 1, -1, -1))
+    if filters.q is not None:
+        needle = filters.q.lower()
+        walk = (at for at in walk if needle in ids[at].lower())
+    found, last, more, stopped, scanned = await scan(runtime, filters, ids, walk, size, seconds)
+    shown = found[:size]
+    if after is not None:  # walked up from the cursor: the page is the nearest `size`
+        newer = shown[-1][0] if len(found) > size else last if (more or stopped) else None
+        oldest = shown[0][0] if shown else after + 1
+        return Page(shown[::-1], oldest if oldest > 0 else None, newer, stopped, scanned, total)
+    older = shown[-1][0] if len(found) > size else last if (more or stopped) else None
+    newest = shown[0][0] if shown else top - 1
+    newer = newest if before is not None and newest < total - 1 else None
+    return Page(shown, older, newer, stopped, scanned, total)
+
+
+async def scan(
+    runtime: Runtime,
+    filters: Filters,
+    ids: Sequence[str],
+    walk: Iterator[int],
+    size: int,
+    seconds: float,
+) -> tuple[list[tuple[int, ExecutionSummary]], int | None, bool, bool, int]:
+    """Walk the positions, summarising and filtering, until `size` + 1 match (so that
+    the page knows another follows), the walk ends, or `seconds` pass. Returns what
+    matched, the last position looked at, whether more positions are left (unfiltered),
+    whether time ran out with the walk unfinished, and how many were looked at."""
+    deadline = time.monotonic() + seconds
+    found: list[tuple[int, ExecutionSummary]] = []
+    last: int | None = None
+    scanned = 0
+    while len(found) <= size:
+        want = SCAN_CHUNK if filters.reads_summaries else size
+        chunk = [at for _, at in zip(range(want), walk, strict=False)]
+        if not chunk:
+            return found, last, False, False, scanned
+        scanned += len(chunk)
+        last = chunk[-1]
+        summaries = {
+            s.execution_id: s for s in await filters.summaries(runtime, ids_at(ids, chunk))
+        }
+        found.extend((at, summaries[ids[at]]) for at in chunk if ids[at] in summaries)
+        if not filters.reads_summaries:  # the page's own executions only
+            return found, last, next(walk, None) is not None, False, scanned
+        if len(found) <= size and time.monotonic() > deadline:
+            return found, last, True, True, scanned
+    return found, last, True, False, scanned
+
+
+def ids_at(ids: Sequence[str], positions: Sequence[int]) -> list[str]:
+    return [ids[at] for at in positions]
+
+
+def summary_dict(summary: ExecutionSummary) -> dict[str, Any]:
+    return summary.to_dict()
+
+
+# -- one execution --------------------------------------------------------------------------
+
+
+def run_node_of(execution_id: str) -> str:
+    """The node that records a run itself (its agent, arguments and result)."""
+    return f"{execution_id}/run"
+
+
+def node_path(execution_id: str, node_id: str) -> str:
+    """The API path of a node's decoded state."""
+    return f"/api/executions/{quote(execution_id, safe='')}/nodes/{quote(node_id, safe='')}/state"
+
+
+def execution_path(execution_id: str) -> str:
+    return f"/executions/{quote(execution_id, safe='')}"
+
+
+def name_of(node: ExecutionNode) -> str:
+    for key in ("step", "name"):
+        if node.metadata.get(key) is not None:
+            return str(node.metadata[key])
+    return node.id
+
+
+def in_doubt(node: ExecutionNode) -> bool:
+    """A tool started whose outcome was never recorded: it may or may not have acted."""
+    return node.type is NodeType.TOOL and node.status is Status.RUNNING
+
+
+def position_of(node: ExecutionNode) -> int | None:
+    position = node.metadata.get("position")
+    return position if isinstance(position, int) and not isinstance(position, bool) else None
+
+
+def node_dict(node: ExecutionNode, depth: int, has_state: bool) -> dict[str, Any]:
+    """A node as the page and the API show it."""
+    error = None
+    if node.error is not None:
+        error = {
+            "type": node.error.type,
+            "message": node.error.message,
+            "traceback": node.error.traceback,
+        }
+    return {
+        "id": node.id,
+        "parent_id": node.parent_id,
+        "depth": depth,
+        "name": name_of(node),
+        "position": position_of(node),
+        "kind": str(node.metadata.get("kind") or node.type.value.lower()),
+        "type": node.type.value,
+        "status": node.status.value,
+        "side_effect": node.type is NodeType.TOOL,
+        "in_doubt": in_doubt(node),
+        "flags": [
+            label
+            for key, label in (
+                ("mocked", "mocked"),
+                ("counterfactual", "counterfactual"),
+                ("copied_from", "copied"),
+            )
+            if node.metadata.get(key)
+        ],
+        "created_at": node.created_at.isoformat(),
+        "completed_at": None if node.completed_at is None else node.completed_at.isoformat(),
+        "input": node.input,
+        "output": node.output,
+        "error": error,
+        "model": node.model,
+        "prompt_tokens": node.prompt_tokens,
+        "completion_tokens": node.completion_tokens,
+        "cost": node.cost,
+        "latency_ms": node.latency_ms,
+        "metadata": node.metadata,
+        "state_url": node_path(node.execution_id, node.id) if has_state else None,
+    }
+
+
+def ordered(nodes: Sequence[ExecutionNode]) -> list[tuple[int, ExecutionNode]]:
+    """The nodes as a tree by parent, depth first: (depth, node). Children in the order of
+    their position (a run's steps), else in the order they were first saved."""
+    ids = {node.id for node in nodes}
+    children: dict[str | None, list[ExecutionNode]] = {}
+    for node in nodes:
+        parent = node.parent_id if node.parent_id in ids and node.parent_id != node.id else None
+        children.setdefault(parent, []).append(node)
+    first_seen = {node.id: index for index, node in enumerate(nodes)}
+
+    def key(node: ExecutionNode) -> tuple[int, int]:
+        position = position_of(node)
+        return (0, first_seen[node.id]) if position is None else (1, position)
+
+    found: list[tuple[int, ExecutionNode]] = []
+    seen: set[str] = set()
+    stack = [(0, node) for node in reversed(sorted(children.get(None, []), key=key))]
+    while stack:  # not recursive: a chain of thousands of nodes is a fine log
+        depth, node = stack.pop()
+        if node.id in seen:
+            continue
+        seen.add(node.id)
+        found.append((depth, node))
+        below = sorted(children.get(node.id, []), key=key)
+        stack.extend((depth + 1, child) for child in reversed(below))
+    found.extend((0, node) for node in nodes if node.id not in seen)  # parent loops
+    return found
+
+
+def nested(steps: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Depth-first node dicts as a tree (`children`), at most MAX_DEPTH deep: the
+    template draws nested lists from it."""
+    roots: list[dict[str, Any]] = []
+    open_at: list[dict[str, Any]] = []  # the last node drawn at each depth
+    for step in steps:
+        depth = min(step["depth"], MAX_DEPTH, len(open_at))
+        item = {**step, "children": []}
+        del open_at[depth:]
+        (open_at[-1]["children"] if open_at else roots).append(item)
+        open_at.append(item)
+    return roots
+
+
+def timeline(steps: Sequence[dict[str, Any]], width: float = 1000.0) -> dict[str, Any]:
+    """One bar per step, placed by when it started and as long as it took (its latency
+    when it has no end), on a scale of `width` units."""
+    if not steps:
+        return {"bars": [], "width": width, "span_ms": 0.0}
+
+    def start(step: Mapping[str, Any]) -> float:
+        return datetime.fromisoformat(step["created_at"]).timestamp() * 1000
+
+    def end(step: Mapping[str, Any]) -> float:
+        if step["completed_at"] is not None:
+            return datetime.fromisoformat(step["completed_at"]).timestamp() * 1000
+        if step["latency_ms"] is not None:
+            return start(step) + float(step["latency_ms"])
+        return start(step)
+
+    origin = min(start(step) for step in steps)
+    span = max(max(end(step) for step in steps) - origin, 1.0)
+    bars = []
+    for row, step in enumerate(steps):
+        took = max(end(step) - start(step), 0.0)
+        x = (start(step) - origin) / span * width
+        bars.append(
+            {
+                "row": row,
+                "id": step["id"],
+                "name": step["name"],
+                "status": step["status"],
+                "x": round(x, 2),
+                "width": round(max(took / span * width, 2.0), 2),
+                "ms": round(took, 3),
+            }
+        )
+    return {"bars": bars, "width": width, "span_ms": round(span, 3)}
+
+
+async def execution(runtime: Runtime, execution_id: str) -> dict[str, Any]:
+    """An execution: its summary, the run's own record, its nodes as a depth-first
+    list, and how many versions its log holds (where live updates start)."""
+    versions = await runtime.engine.versions(execution_id)
+    if not versions:
+        raise ExecutionNotFoundError(f"no execution {execution_id!r} is stored")
+    latest: dict[str, ExecutionNode] = {}
+    checkpointed: set[str] = set()
+    for version in versions:
+        latest[version.id] = version
+        if version.checkpoint is not None:
+            checkpointed.add(version.id)
+    found = await runtime.executions(ids=[execution_id])
+    summary = found[0] if found else None
+    header = latest.get(run_node_of(execution_id))
+    run = None
+    if header is not None:
+        run = {
+            "agent": header.metadata.get("agent"),
+            "status": header.status.value,
+            "input": header.input,
+            "result": header.output,
+            "error": node_dict(header, 0, False)["error"],
+            "needs_human": header.metadata.get("needs_human"),
+            "replay_of": header.metadata.get("replay_of"),
+            "replay": header.metadata.get("replay"),
+            "forked_from": header.metadata.get("forked_from"),
+            "fork_step": header.metadata.get("fork_step"),
+            "state_url": node_path(execution_id, header.id) if header.id in checkpointed else None,
+        }
+    nodes = [node for node in latest.values() if node is not header]
+    drawn = [node_dict(node, depth, node.id in checkpointed) for depth, node in ordered(nodes)]
+    status = summary.status.value if summary is not None else Status.RUNNING.value
+    return {
+        "execution_id": execution_id,
+        "summary": None if summary is None else summary_dict(summary),
+        "status": status,
+        "finished": status in (Status.SUCCESS.value, Status.FAILED.value),
+        "run": run,
+        "nodes": drawn,
+        "versions": len(versions),
+    }
+
+
+async def related(
+    runtime: Runtime, execution_id: str, seconds: float = RELATED_SECONDS
+) -> dict[str, Any]:
+    """The replays and forks of an execution: found among the executions stored after
+    it (they are newer), newest first, for at most `seconds`."""
+    ids = await runtime.engine.list_executions()
+    try:
+        start = ids.index(execution_id)
+    except ValueError:
+        return {"replays": [], "forks": [], "complete": True}
+    deadline = time.monotonic() + seconds
+    replays: list[str] = []
+    forks: list[str] = []
+    complete = True
+    later = ids[start + 1 :][::-1]
+    for first in range(0, len(later), SCAN_CHUNK):
+        for summary in await runtime.executions(ids=later[first : first + SCAN_CHUNK]):
+            if summary.replay_of == execution_id:
+                replays.append(summary.execution_id)
+            if summary.forked_from == execution_id:
+                forks.append(summary.execution_id)
+        if time.monotonic() > deadline and first + SCAN_CHUNK < len(later):
+            complete = False
+            break
+    return {"replays": replays, "forks": forks, "complete": complete}
+
+
+async def state(runtime: Runtime, execution_id: str, node_id: str) -> dict[str, Any]:
+    """A node's newest state, decoded: JSON when it is JSON, else text when it is UTF-8,
+    else its size and (the start of) its bytes in base64."""
+    try:
+        loaded = await runtime.engine.load(node_id)
+    except CheckpointCorruptError as exc:
+        return {"node_id": node_id, "kind": "corrupt", "error": str(exc)}
+    if loaded is None or loaded.node.execution_id != execution_id:
+        raise ExecutionNotFoundError(f"execution {execution_id!r} has no node {node_id!r}")
+    blob = loaded.state
+    if blob is None:
+        return {"node_id": node_id, "kind": "none", "bytes": 0}
+    described: dict[str, Any] = {"node_id": node_id, "bytes": len(blob)}
+    try:
+        text = blob.decode("utf-8")
+    except UnicodeDecodeError:
+        described.update(
+            kind="binary",
+            base64=base64.b64encode(blob[:PREVIEW_BYTES]).decode("ascii"),
+            truncated=len(blob) > PREVIEW_BYTES,
+        )
+        return described
+    try:
+        described.update(kind="json", value=json.loads(text))
+    except ValueError:
+        described.update(kind="text", value=text)
+    return described
+
+
+# -- diff, costs, pending ------------------------------------------------------------------
+
+
+async def diff(runtime: Runtime, a: str, b: str) -> dict[str, Any]:
+    compared = await runtime.diff(a, b)
+    shown = compared.to_dict()
+    shown["identical"] = compared.identical
+    return shown
+
+
+COST_GROUPS = ("day", "model", "agent")
+
+
+def usage_dict(row: UsageRow) -> dict[str, Any]:
+    return {
+        "key": row.key,
+        "calls": row.calls,
+        "prompt_tokens": row.prompt_tokens,
+        "completion_tokens": row.completion_tokens,
+        "cost": round(row.cost, 9),
+    }
+
+
+async def costs(
+    runtime: Runtime, by: str, since: datetime | None, until: datetime | None
+) -> list[dict[str, Any]]:
+    """Tokens and dollars of model calls, grouped by day (UTC), model or agent. By
+    agent, the sums of each execution are added up under the agent that ran it."""
+    if by not in COST_GROUPS:
+        raise BadInput(f"by: must be one of {', '.join(COST_GROUPS)}; got {by!r}")
+    engine = runtime.engine
+    if by != "agent":
+        rows = await engine.usage("day" if by == "day" else "model", since=since, until=until)
+        return [usage_dict(row) for row in sorted(rows, key=lambda row: row.key)]
+    per_execution = await engine.usage("execution", since=since, until=until)
+    agents: dict[str, str] = {}
+    ids = [row.key for row in per_execution]
+    for first in range(0, len(ids), SCAN_CHUNK):
+        for summary in await runtime.executions(ids=ids[first : first + SCAN_CHUNK]):
+            agents[summary.execution_id] = summary.agent
+    sums: dict[str, UsageRow] = {}
+    for row in per_execution:
+        agent = agents.get(row.key) or "(not a run)"
+        mine = UsageRow(agent, row.calls, row.prompt_tokens, row.completion_tokens, row.cost)
+        sums[agent] = sums[agent] + mine if agent in sums else mine
+    return [usage_dict(row) for _, row in sorted(sums.items())]
+
+
+def chart(rows: Sequence[Mapping[str, Any]], width: int = 800, height: int = 200) -> dict[str, Any]:
+    """A bar per row (cost by day), scaled to the most expensive, drawn as SVG by the
+    template: no script, no style attribute."""
+    top = max((float(row["cost"]) for row in rows), default=0.0)
+    slot = width / max(len(rows), 1)
+    bars = []
+    for index, row in enumerate(rows):
+        tall = 0.0 if top <= 0 else float(row["cost"]) / top * (height - 20)
+        bars.append(
+            {
+                "key": row["key"],
+                "cost": row["cost"],
+                "x": round(index * slot + slot * 0.1, 2),
+                "y": round(height - 20 - tall, 2),
+                "width": round(min(max(slot * 0.8, 1.0), 60.0), 2),
+                "height": round(tall, 2),
+            }
+        )
+    return {"bars": bars, "width": width, "height": height, "top": top}
+
+
+async def pending(runtime: Runtime, registered: Sequence[str]) -> list[dict[str, Any]]:
+    return [
+        {**run.to_dict(), "registered": run.agent in registered} for run in await runtime.pending()
+    ]
+
+
+def pretty(value: Any) -> str:
+    """A JSON value as indented text, for a <pre> (escaped by the template)."""
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
+def money(value: float | None) -> str:
+    return "-" if value is None else f"${value:,.6f}"
+
+
+def millis(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value / 1000:,.2f} s" if value >= 1000 else f"{value:,.1f} ms"
