@@ -664,7 +664,7 @@ def test_a_long_chain_of_parents_is_drawn_without_recursion() -> None:
         nodes.append(
             ExecutionNode(id=f"n{n}", execution_id="x", type=NodeType.PROMPT, parent_id=f"n{n - 1}")
         )
-    drawn = tree.ordered(nodes)
+    drawn = livingai.step_tree(nodes)
     assert [depth for depth, _ in drawn] == list(range(3000))
     out = io.StringIO()
     Console(file=out, width=120).print(tree.show_view("x", "x/run", drawn, {}))

@@ -506,3 +506,15 @@ def test_ids_no_store_can_keep_are_refused(field: str, value: str) -> None:
 def test_text_that_only_looks_like_nul_or_surrogates_is_kept(value: Any) -> None:
     node = _node(output=value)
     assert NodeRecord.from_node(node, None).to_node().output == value
+
+
+def test_a_started_step_that_is_not_safe_to_repeat_is_in_doubt() -> None:
+    def node(kind: NodeType, status: Status, **metadata: object) -> ExecutionNode:
+        return ExecutionNode(execution_id="x", type=kind, status=status, metadata=dict(metadata))
+
+    assert node(NodeType.TOOL, Status.RUNNING).is_in_doubt()
+    assert not node(NodeType.TOOL, Status.SUCCESS).is_in_doubt()
+    assert not node(NodeType.TOOL, Status.PENDING).is_in_doubt()  # never started
+    assert not node(NodeType.TOOL, Status.RUNNING, idempotent=True).is_in_doubt()
+    assert not node(NodeType.PROMPT, Status.RUNNING).is_in_doubt()
+    assert node(NodeType.PROMPT, Status.RUNNING, idempotent=False).is_in_doubt()

@@ -81,6 +81,10 @@ EXPECTED_ALL = [
     "current_step",
     "open_store",
     "scrub_url",
+    "step_kind",
+    "step_name",
+    "step_position",
+    "step_tree",
 ]
 
 BLOCKED = [

@@ -124,6 +124,11 @@ class ExecutionNode:
             return flag
         return self.type is not NodeType.TOOL
 
+    def is_in_doubt(self) -> bool:
+        """Started and never recorded how it ended, though not safe to run again (a
+        tool): it may or may not have acted."""
+        return not self.is_idempotent() and self.status is Status.RUNNING
+
 
 def _enum(kind: type[_E], value: object, name: str) -> _E:
     if isinstance(value, kind):

@@ -153,3 +153,56 @@ def storable(value: Any) -> bool:
     except InvalidNodeError:
         return False
     return True
+
+
+# -- steps as tools show them (the command line, the web UI) -------------------------------
+
+
+def step_name(node: ExecutionNode) -> str:
+    """What a step is called: its name in the run (or the name a framework gave it), else
+    its node id."""
+    for key in ("step", "name"):
+        if node.metadata.get(key) is not None:
+            return str(node.metadata[key])
+    return node.id
+
+
+def step_kind(node: ExecutionNode) -> str:
+    """step, tool, model, ... as recorded, else the node's type."""
+    return str(node.metadata.get("kind") or node.type.value.lower())
+
+
+def step_position(node: ExecutionNode) -> int | None:
+    """Its place in its run, or None for a node that is not a step of a run."""
+    position = node.metadata.get("position")
+    return position if isinstance(position, int) and not isinstance(position, bool) else None
+
+
+def step_tree(nodes: list[ExecutionNode]) -> list[tuple[int, ExecutionNode]]:
+    """The nodes as a tree by parent, depth first, as (depth, node): children in the
+    order of their position in the run, else in the order they were first saved. A node
+    whose parent is missing, or in a loop of parents, is listed at the top."""
+    ids = {node.id for node in nodes}
+    children: dict[str | None, list[ExecutionNode]] = {}
+    for node in nodes:
+        parent = node.parent_id if node.parent_id in ids and node.parent_id != node.id else None
+        children.setdefault(parent, []).append(node)
+    first_seen = {node.id: index for index, node in enumerate(nodes)}
+
+    def order(node: ExecutionNode) -> tuple[int, int]:
+        position = step_position(node)
+        return (0, first_seen[node.id]) if position is None else (1, position)
+
+    found: list[tuple[int, ExecutionNode]] = []
+    seen: set[str] = set()
+    stack = [(0, node) for node in reversed(sorted(children.get(None, []), key=order))]
+    while stack:  # not recursive: a chain of thousands of nodes is a fine log
+        depth, node = stack.pop()
+        if node.id in seen:
+            continue
+        seen.add(node.id)
+        found.append((depth, node))
+        below = sorted(children.get(node.id, []), key=order)
+        stack.extend((depth + 1, child) for child in reversed(below))
+    found.extend((0, node) for node in nodes if node.id not in seen)
+    return found

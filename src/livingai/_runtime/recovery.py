@@ -80,7 +80,7 @@ class RecoveryEngine:
                 continue
             checkpoint, later = candidate, versions[index + 1 :]
             break
-        in_doubt = [node for node in latest.values() if _in_doubt(node)]
+        in_doubt = [node for node in latest.values() if node.is_in_doubt()]
         after = [
             latest[node_id]
             for node_id in dict.fromkeys(v.id for v in later)
@@ -88,7 +88,7 @@ class RecoveryEngine:
         ]
         replay, skipped = [], []
         for node in after:
-            if _in_doubt(node):
+            if node.is_in_doubt():
                 continue
             if node.is_idempotent() or node.status is Status.PENDING:
                 replay.append(node)
@@ -114,8 +114,3 @@ class RecoveryEngine:
         plan = await self.plan(execution_id)
         await self.replay(plan, handler)
         return plan
-
-
-def _in_doubt(node: ExecutionNode) -> bool:
-    """A step with side effects that started and never recorded how it ended."""
-    return not node.is_idempotent() and node.status is Status.RUNNING

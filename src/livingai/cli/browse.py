@@ -22,6 +22,7 @@ from livingai import (
     Status,
     UsageBy,
     UsageRow,
+    step_tree,
 )
 
 from . import render, tree
@@ -114,7 +115,7 @@ def show(settings: Settings, execution: str, with_state: bool, as_json: bool) ->
         return nodes, states
 
     nodes, states = settings.run(io, body)
-    drawn = tree.ordered(nodes)
+    drawn = step_tree(nodes)
     run_node = f"{execution}/run"
     if as_json:
         io.data(tree.show_dict(execution, run_node, drawn, states, with_state))

@@ -18,7 +18,6 @@ from livingai import (
     ExecutionNode,
     ExecutionSummary,
     GcReport,
-    NodeType,
     PendingRun,
     RecoveredRun,
     Status,
@@ -92,27 +91,6 @@ def error_of(node: ExecutionNode) -> str | None:
     if node.error is None:
         return None
     return f"{node.error.type}: {node.error.message}"
-
-
-def name_of(node: ExecutionNode) -> str:
-    for key in ("step", "name"):
-        if node.metadata.get(key) is not None:
-            return str(node.metadata[key])
-    return node.id
-
-
-def kind_of(node: ExecutionNode) -> str:
-    return str(node.metadata.get("kind") or node.type.value.lower())
-
-
-def in_doubt(node: ExecutionNode) -> bool:
-    """A tool started whose outcome was never recorded: it may or may not have acted."""
-    return node.type is NodeType.TOOL and node.status is Status.RUNNING
-
-
-def position_of(node: ExecutionNode) -> int | None:
-    position = node.metadata.get("position")
-    return position if isinstance(position, int) and not isinstance(position, bool) else None
 
 
 def limit_value(value: int) -> int | None:

@@ -11,20 +11,9 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 from rich.tree import Tree
 
-from livingai import ExecutionNode, NodeType, Status
+from livingai import ExecutionNode, NodeType, Status, step_kind, step_name, step_position
 
-from .render import (
-    error_of,
-    in_doubt,
-    kind_of,
-    millis,
-    money,
-    name_of,
-    position_of,
-    short,
-    status_text,
-    tokens,
-)
+from .render import error_of, millis, money, short, status_text, tokens
 
 STATE_PREVIEW_BYTES = 32  # of a binary state, shown in hex
 MAX_DRAWN_DEPTH = 8  # deeper nodes (a chain of parents) are drawn at this depth
@@ -59,39 +48,6 @@ def state_text(state: Mapping[str, Any]) -> Text:
     return text
 
 
-def ordered(nodes: Sequence[ExecutionNode]) -> list[tuple[int, ExecutionNode]]:
-    """The nodes as a tree by parent, depth first: (depth, node). Children in the order
-    of their position (a run's steps), else in the order they were first saved."""
-    ids = {node.id for node in nodes}
-    children: dict[str | None, list[ExecutionNode]] = {}
-    for node in nodes:
-        parent = node.parent_id if node.parent_id in ids and node.parent_id != node.id else None
-        children.setdefault(parent, []).append(node)
-    first_seen = {node.id: index for index, node in enumerate(nodes)}
-
-    def key(node: ExecutionNode) -> tuple[int, int]:
-        position = position_of(node)
-        if position is None:
-            return (0, first_seen[node.id])
-        return (1, position)
-
-    found: list[tuple[int, ExecutionNode]] = []
-    seen: set[str] = set()
-    stack = [(0, node) for node in reversed(sorted(children.get(None, []), key=key))]
-    while stack:  # not recursive: a chain of thousands of nodes is a fine log
-        depth, node = stack.pop()
-        if node.id in seen:
-            continue
-        seen.add(node.id)
-        found.append((depth, node))
-        below = sorted(children.get(node.id, []), key=key)
-        stack.extend((depth + 1, child) for child in reversed(below))
-    for node in nodes:  # a parent loop leaves nodes out of the walk: list them at the top
-        if node.id not in seen:
-            found.append((0, node))
-    return found
-
-
 def node_dict(
     node: ExecutionNode, depth: int, state: Mapping[str, Any] | None, with_state: bool
 ) -> dict[str, Any]:
@@ -99,7 +55,7 @@ def node_dict(
     blob = shown.pop("checkpoint")
     shown["checkpoint_bytes"] = None if blob is None else len(node.checkpoint or b"")
     shown["depth"] = depth
-    shown["in_doubt"] = in_doubt(node)
+    shown["in_doubt"] = node.is_in_doubt()
     if with_state:
         shown["state"] = None if state is None else dict(state)
     return shown
@@ -140,24 +96,24 @@ def totals(steps: Iterable[ExecutionNode]) -> dict[str, Any]:
         "prompt_tokens": sum(node.prompt_tokens or 0 for node in steps),
         "completion_tokens": sum(node.completion_tokens or 0 for node in steps),
         "cost": round(sum(node.cost or 0.0 for node in steps), 9),
-        "in_doubt": sum(1 for node in steps if in_doubt(node)),
+        "in_doubt": sum(1 for node in steps if node.is_in_doubt()),
     }
 
 
 def node_label(node: ExecutionNode) -> Text:
     text = Text()
-    position = position_of(node)
+    position = step_position(node)
     if position is not None:
         text.append(f"{position:>2} ", style="dim")
-    text.append(name_of(node), style="bold")
+    text.append(step_name(node), style="bold")
     if node.type is NodeType.TOOL:
         text.append("  tool", style="magenta")
         text.append(" (side effect)", style="dim magenta")
     else:
-        text.append(f"  {kind_of(node)}", style="cyan")
+        text.append(f"  {step_kind(node)}", style="cyan")
     text.append("  ")
     text.append_text(status_text(node.status))
-    if in_doubt(node):
+    if node.is_in_doubt():
         text.append("  IN DOUBT: started, outcome never recorded", style="bold magenta")
     for flag, label in (
         ("mocked", "mocked"),

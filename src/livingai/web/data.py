@@ -25,6 +25,9 @@ from livingai import (
     Runtime,
     Status,
     UsageRow,
+    step_name,
+    step_position,
+    step_tree,
 )
 
 PAGE_SIZE = 50
@@ -262,23 +265,6 @@ def execution_path(execution_id: str) -> str:
     return f"/executions/{quote(execution_id, safe='')}"
 
 
-def name_of(node: ExecutionNode) -> str:
-    for key in ("step", "name"):
-        if node.metadata.get(key) is not None:
-            return str(node.metadata[key])
-    return node.id
-
-
-def in_doubt(node: ExecutionNode) -> bool:
-    """A tool started whose outcome was never recorded: it may or may not have acted."""
-    return node.type is NodeType.TOOL and node.status is Status.RUNNING
-
-
-def position_of(node: ExecutionNode) -> int | None:
-    position = node.metadata.get("position")
-    return position if isinstance(position, int) and not isinstance(position, bool) else None
-
-
 def node_dict(node: ExecutionNode, depth: int, has_state: bool) -> dict[str, Any]:
     """A node as the page and the API show it."""
     error = None
@@ -292,13 +278,13 @@ def node_dict(node: ExecutionNode, depth: int, has_state: bool) -> dict[str, Any
         "id": node.id,
         "parent_id": node.parent_id,
         "depth": depth,
-        "name": name_of(node),
-        "position": position_of(node),
+        "name": step_name(node),
+        "position": step_position(node),
         "kind": str(node.metadata.get("kind") or node.type.value.lower()),
         "type": node.type.value,
         "status": node.status.value,
         "side_effect": node.type is NodeType.TOOL,
-        "in_doubt": in_doubt(node),
+        "in_doubt": node.is_in_doubt(),
         "flags": [
             label
             for key, label in (
@@ -321,35 +307,6 @@ def node_dict(node: ExecutionNode, depth: int, has_state: bool) -> dict[str, Any
         "metadata": node.metadata,
         "state_url": node_path(node.execution_id, node.id) if has_state else None,
     }
-
-
-def ordered(nodes: Sequence[ExecutionNode]) -> list[tuple[int, ExecutionNode]]:
-    """The nodes as a tree by parent, depth first: (depth, node). Children in the order of
-    their position (a run's steps), else in the order they were first saved."""
-    ids = {node.id for node in nodes}
-    children: dict[str | None, list[ExecutionNode]] = {}
-    for node in nodes:
-        parent = node.parent_id if node.parent_id in ids and node.parent_id != node.id else None
-        children.setdefault(parent, []).append(node)
-    first_seen = {node.id: index for index, node in enumerate(nodes)}
-
-    def key(node: ExecutionNode) -> tuple[int, int]:
-        position = position_of(node)
-        return (0, first_seen[node.id]) if position is None else (1, position)
-
-    found: list[tuple[int, ExecutionNode]] = []
-    seen: set[str] = set()
-    stack = [(0, node) for node in reversed(sorted(children.get(None, []), key=key))]
-    while stack:  # not recursive: a chain of thousands of nodes is a fine log
-        depth, node = stack.pop()
-        if node.id in seen:
-            continue
-        seen.add(node.id)
-        found.append((depth, node))
-        below = sorted(children.get(node.id, []), key=key)
-        stack.extend((depth + 1, child) for child in reversed(below))
-    found.extend((0, node) for node in nodes if node.id not in seen)  # parent loops
-    return found
 
 
 def nested(steps: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -433,7 +390,7 @@ async def execution(runtime: Runtime, execution_id: str) -> dict[str, Any]:
             "state_url": node_path(execution_id, header.id) if header.id in checkpointed else None,
         }
     nodes = [node for node in latest.values() if node is not header]
-    drawn = [node_dict(node, depth, node.id in checkpointed) for depth, node in ordered(nodes)]
+    drawn = [node_dict(node, depth, node.id in checkpointed) for depth, node in step_tree(nodes)]
     status = summary.status.value if summary is not None else Status.RUNNING.value
     return {
         "execution_id": execution_id,
