@@ -22,7 +22,7 @@ from httpx2 import Response  # what Starlette's TestClient answers with
 
 from livingai import CheckpointEngine, ExecutionNode, NodeType, Runtime, Status, open_store
 from livingai.cli import cli
-from livingai.web import create_app
+from livingai.web import create_app, data
 from tests import web_support
 from tests.services import POSTGRES_DSN, REDIS_URL, need_server, unique_name
 from tests.web_support import IMAGE, SCRIPT, Recorded, recorded_store, run_async
@@ -330,6 +330,18 @@ def test_costs_by_day_model_and_agent(reader: TestClient) -> None:
     for table in ("costs-by-day", "costs-by-model", "costs-by-agent"):
         assert f'<table id="{table}"' in section
     assert "hostile_agent" in section
+
+
+def test_costs_by_agent_on_a_big_store_sum_the_unlooked_up_apart(
+    reader: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Looking up every execution's agent is bounded in time: what is left is summed
+    under one row that says so, and the total stays whole."""
+    monkeypatch.setattr(data, "AGENT_SCAN_SECONDS", 0.0)
+    answer = reader.get("/api/costs", params={"by": "agent"}).json()["rows"]
+    assert [row["key"] for row in answer] == [data.NOT_SCANNED]
+    models = reader.get("/api/costs", params={"by": "model"}).json()["rows"]
+    assert answer[0]["calls"] == sum(row["calls"] for row in models)
 
 
 def test_pending_runs_are_listed(reader: TestClient, recorded: Recorded) -> None:

@@ -33,6 +33,8 @@ from livingai import (
 PAGE_SIZE = 50
 SCAN_SECONDS = 0.8  # a filtered page shows what it found by then, and says so
 SCAN_CHUNK = 200  # executions summarised at a time while a filter looks for matches
+AGENT_SCAN_SECONDS = 2.0  # costs by agent: how long to look up executions' agents
+NOT_SCANNED = "(agent not looked up in time)"  # what the rest of the costs are summed under
 RELATED_SECONDS = 0.5  # looking for an execution's replays and forks
 MAX_DEPTH = 8  # deeper nodes (a chain of parents) are drawn at this depth
 PREVIEW_BYTES = 4096  # of a binary state, shown in base64
@@ -495,13 +497,16 @@ async def costs(
         return [usage_dict(row) for row in sorted(rows, key=lambda row: row.key)]
     per_execution = await engine.usage("execution", since=since, until=until)
     agents: dict[str, str] = {}
-    ids = [row.key for row in per_execution]
+    ids = [row.key for row in reversed(per_execution)]  # the newest first
+    deadline = time.monotonic() + AGENT_SCAN_SECONDS
     for first in range(0, len(ids), SCAN_CHUNK):
+        if time.monotonic() >= deadline:  # a big store: the rest are summed apart, unnamed
+            break
         for summary in await runtime.executions(ids=ids[first : first + SCAN_CHUNK]):
-            agents[summary.execution_id] = summary.agent
+            agents[summary.execution_id] = summary.agent or "(not a run)"
     sums: dict[str, UsageRow] = {}
     for row in per_execution:
-        agent = agents.get(row.key) or "(not a run)"
+        agent = agents.get(row.key, NOT_SCANNED)
         mine = UsageRow(agent, row.calls, row.prompt_tokens, row.completion_tokens, row.cost)
         sums[agent] = sums[agent] + mine if agent in sums else mine
     return [usage_dict(row) for _, row in sorted(sums.items())]
