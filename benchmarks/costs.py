@@ -278,11 +278,11 @@ def provision(kind: str) -> Iterator[Place]:
             place.where["sqlite_dir"] = workdir
         if kind in ("redis", "tiered"):
             place.redis_prefix = f"livingai-bench-costs-{token}"
-            cleanup.callback(runner._delete_redis_prefix, runner.REDIS_URL, place.redis_prefix)
+            cleanup.callback(runner.delete_redis_prefix, runner.REDIS_URL, place.redis_prefix)
             place.where["redis_prefix"] = place.redis_prefix
         if kind in ("postgres", "tiered"):
             place.postgres_schema = f"livingai_bench_costs_{token}"
-            cleanup.callback(runner._drop_schema, runner.POSTGRES_DSN, place.postgres_schema)
+            cleanup.callback(runner.drop_schema, runner.POSTGRES_DSN, place.postgres_schema)
             place.where["postgres_schema"] = place.postgres_schema
         yield place
 
@@ -291,19 +291,19 @@ def open_store(place: Place) -> Any:
     """The store at `place`, as an application would open it, with default settings."""
     livingai = importlib.import_module("livingai")
 
-    def redis() -> Any:
+    def redis_client() -> Any:
         return livingai.RedisStore(runner.REDIS_URL, prefix=place.redis_prefix)
 
-    def postgres() -> Any:
+    def postgres_connection() -> Any:
         return livingai.PostgresStore(runner.POSTGRES_DSN, schema=place.postgres_schema)
 
     if place.kind == "sqlite":
         return livingai.SQLiteStore(place.sqlite_path)
     if place.kind == "redis":
-        return redis()
+        return redis_client()
     if place.kind == "postgres":
-        return postgres()
-    return livingai.TieredStore(redis(), postgres())
+        return postgres_connection()
+    return livingai.TieredStore(redis_client(), postgres_connection())
 
 
 def _sqlite_bytes(path: str) -> int:
@@ -316,7 +316,7 @@ def _sqlite_bytes(path: str) -> int:
 
 def _redis_memory() -> int:
     """The server's used_memory: its growth over a fill is roughly what the fill took."""
-    client = runner._redis(runner.REDIS_URL)
+    client = runner.redis_client(runner.REDIS_URL)
     try:
         return int(client.info("memory")["used_memory"])
     finally:
@@ -333,7 +333,7 @@ def data_bytes(place: Place, redis_before: int) -> dict[str, int]:
     if place.redis_prefix:
         out["redis"] = _redis_memory() - redis_before
     if place.postgres_schema:
-        out["postgres"] = runner._postgres_bytes(runner.POSTGRES_DSN, place.postgres_schema)
+        out["postgres"] = runner.postgres_bytes(runner.POSTGRES_DSN, place.postgres_schema)
     return out
 
 
@@ -341,9 +341,9 @@ def vacuum_analyze(schema: str) -> None:
     """What autovacuum does to a table that has grown: statistics for the planner and
     the visibility map. Without it the first queries after a bulk load see a table the
     planner knows nothing about."""
-    with runner._postgres(runner.POSTGRES_DSN) as conn:
+    with runner.postgres_connection(runner.POSTGRES_DSN) as conn:
         conn.execute("SET statement_timeout = 0")
-        conn.execute(runner._sql("VACUUM (ANALYZE) {}.nodes", schema))
+        conn.execute(runner.sql_with_names("VACUUM (ANALYZE) {}.nodes", schema))
 
 
 # -- one store -------------------------------------------------------------------------------
@@ -619,7 +619,7 @@ def explain(place: Place, shape: Shape) -> list[str]:
             postgres_sql = importlib.import_module("livingai._stores.postgres_sql")
             statement = postgres_sql.statements(place.postgres_schema).usage(*flags)
             pg_args: list[Any] = ([] if ids is None else [ids]) + bounds
-            with runner._postgres(runner.POSTGRES_DSN) as conn:
+            with runner.postgres_connection(runner.POSTGRES_DSN) as conn:
                 plan = conn.execute("EXPLAIN (ANALYZE, BUFFERS) " + statement, pg_args)
                 out += [f"   {line}" for (line,) in plan.fetchall()]
     return out
@@ -675,7 +675,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--stores",
-        type=lambda v: runner._split(v, STORES),
+        type=lambda v: runner.split_choices(v, STORES),
         default=None,
         help="comma-separated: sqlite,redis,postgres,tiered (default: every one available; "
         "the others get a 'not available' row)",

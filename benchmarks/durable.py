@@ -80,7 +80,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--stores",
-        type=lambda v: runner._split(v, STORES),
+        type=lambda v: runner.split_choices(v, STORES),
         default=None,
         help="comma-separated: sqlite,redis,postgres,tiered (default: every one available; "
         "the others get a 'not available' row)",
@@ -172,12 +172,12 @@ def provision(system: str, store: str, workdir: Path) -> Iterator[Place]:
             urls = []
             if store in ("redis", "tiered"):
                 prefix = f"livingai-bench-durable-{token}"
-                cleanup.callback(runner._delete_redis_prefix, runner.REDIS_URL, prefix)
+                cleanup.callback(runner.delete_redis_prefix, runner.REDIS_URL, prefix)
                 urls.append(with_query(runner.REDIS_URL, prefix=prefix))
                 place.where["redis_prefix"] = prefix
             if store in ("postgres", "tiered"):
                 schema = f"livingai_bench_durable_{token}"
-                cleanup.callback(runner._drop_schema, runner.POSTGRES_DSN, schema)
+                cleanup.callback(runner.drop_schema, runner.POSTGRES_DSN, schema)
                 urls.append(with_query(runner.POSTGRES_DSN, schema=schema))
                 place.where["postgres_schema"] = schema
             place.spec["url"] = urls[0] if len(urls) == 1 else f"tiered:{urls[0]}|{urls[1]}"

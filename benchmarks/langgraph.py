@@ -125,20 +125,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--parts",
-        type=lambda v: runner._split(v, PARTS),
+        type=lambda v: runner.split_choices(v, PARTS),
         default=list(PARTS),
         help="comma-separated: storage,speed (default: both)",
     )
     parser.add_argument(
         "--stores",
-        type=lambda v: runner._split(v, STORES),
+        type=lambda v: runner.split_choices(v, STORES),
         default=None,
         help="our stores, comma-separated: sqlite,redis,postgres,tiered (default: every one "
         "available; the others get a 'not available' row)",
     )
     parser.add_argument(
         "--systems",
-        type=lambda v: runner._split(v, SYSTEMS),
+        type=lambda v: runner.split_choices(v, SYSTEMS),
         default=list(SYSTEMS),
         help="comma-separated: ours,sqlite-saver,postgres-saver (default: all; 'ours' alone "
         "installs nothing)",
@@ -241,7 +241,7 @@ def _value_bytes(client: Any, key: bytes) -> int:
 def redis_bytes(url: str, prefix: str) -> dict[str, int]:
     """The keys under the prefix: what Redis says they take in memory (MEMORY USAGE with
     SAMPLES 0, exact, the figure compared) and the bytes of their names and values."""
-    client = runner._redis(url)
+    client = runner.redis_client(url)
     try:
         memory = values = 0
         for key in client.scan_iter(match=f"{prefix}*", count=1000):
@@ -286,17 +286,17 @@ def provision(system: str, store: str, workdir: Path) -> Iterator[Place]:
             urls = []
             if store in ("redis", "tiered"):
                 prefix = f"livingai-bench-lg-{token}"
-                cleanup.callback(runner._delete_redis_prefix, runner.REDIS_URL, prefix)
+                cleanup.callback(runner.delete_redis_prefix, runner.REDIS_URL, prefix)
                 urls.append(durable.with_query(runner.REDIS_URL, prefix=prefix))
                 place.where["redis_prefix"] = prefix
                 place.measures.append(lambda: redis_bytes(runner.REDIS_URL, prefix))
             if store in ("postgres", "tiered"):
                 schema = f"livingai_bench_lg_{token}"
-                cleanup.callback(runner._drop_schema, runner.POSTGRES_DSN, schema)
+                cleanup.callback(runner.drop_schema, runner.POSTGRES_DSN, schema)
                 urls.append(durable.with_query(runner.POSTGRES_DSN, schema=schema))
                 place.where["postgres_schema"] = schema
                 place.measures.append(
-                    lambda: {"postgres": runner._postgres_bytes(runner.POSTGRES_DSN, schema)}
+                    lambda: {"postgres": runner.postgres_bytes(runner.POSTGRES_DSN, schema)}
                 )
             place.target = urls[0] if len(urls) == 1 else f"tiered:{urls[0]}|{urls[1]}"
         yield place

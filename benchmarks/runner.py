@@ -102,7 +102,7 @@ class Variant:
     max_connections: int | None = None
 
 
-def _split(value: str, allowed: Sequence[str]) -> list[str]:
+def split_choices(value: str, allowed: Sequence[str]) -> list[str]:
     """A comma-separated choice list, validated, in the order given."""
     items = [item.strip() for item in value.split(",") if item.strip()]
     unknown = [item for item in items if item not in allowed]
@@ -119,19 +119,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument(
         "--tiers",
-        type=lambda v: _split(v, TIERS),
+        type=lambda v: split_choices(v, TIERS),
         default=list(TIERS),
         help="comma-separated: single,production,hyperscale (default: all)",
     )
     parser.add_argument(
         "--shapes",
-        type=lambda v: _split(v, SHAPES),
+        type=lambda v: split_choices(v, SHAPES),
         default=list(SHAPES),
         help="comma-separated: published,realistic (default: both)",
     )
     parser.add_argument(
         "--stores",
-        type=lambda v: _split(v, STORES),
+        type=lambda v: split_choices(v, STORES),
         default=None,
         help="comma-separated: sqlite,redis,postgres,tiered (default: every one available; "
         "the others get a 'not available' row)",
@@ -247,12 +247,12 @@ def with_search_path(dsn: str, schema: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-def _redis(url: str) -> Any:
+def redis_client(url: str) -> Any:
     redis = importlib.import_module("redis")
     return redis.Redis.from_url(url, socket_timeout=SERVER_TIMEOUT_S, socket_connect_timeout=5.0)
 
 
-def _postgres(dsn: str) -> Any:
+def postgres_connection(dsn: str) -> Any:
     psycopg = importlib.import_module("psycopg")
     conn = psycopg.connect(dsn, autocommit=True, connect_timeout=5)
     # Bounded: a lock held by a killed child's session cannot hang the cleanup.
@@ -261,7 +261,7 @@ def _postgres(dsn: str) -> Any:
     return conn
 
 
-def _sql(template: str, *names: str) -> Any:
+def sql_with_names(template: str, *names: str) -> Any:
     sql = importlib.import_module("psycopg.sql")
     return sql.SQL(template).format(*(sql.Identifier(name) for name in names))
 
@@ -270,13 +270,13 @@ def server_problem(kind: str) -> str | None:
     """Why the Redis or Postgres server cannot be used, or None."""
     try:
         if kind == "redis":
-            client = _redis(REDIS_URL)
+            client = redis_client(REDIS_URL)
             try:
                 client.ping()
             finally:
                 client.close()
         else:
-            with _postgres(POSTGRES_DSN) as conn:
+            with postgres_connection(POSTGRES_DSN) as conn:
                 conn.execute("SELECT 1")
     except ImportError as exc:
         return f"the runner needs {exc.name!r}: pip install -e '.[test]'"
@@ -287,8 +287,8 @@ def server_problem(kind: str) -> str | None:
     return None
 
 
-def _delete_redis_prefix(url: str, prefix: str) -> None:
-    client = _redis(url)
+def delete_redis_prefix(url: str, prefix: str) -> None:
+    client = redis_client(url)
     try:
         batch: list[bytes] = []
         for key in client.scan_iter(match=f"{prefix}*", count=1000):
@@ -304,7 +304,7 @@ def _delete_redis_prefix(url: str, prefix: str) -> None:
 
 def _redis_bytes(url: str, match: str) -> int:
     """What Redis says the matching keys take in memory (MEMORY USAGE, summed)."""
-    client = _redis(url)
+    client = redis_client(url)
     try:
         return sum(
             int(client.memory_usage(key) or 0) for key in client.scan_iter(match=match, count=1000)
@@ -313,9 +313,9 @@ def _redis_bytes(url: str, match: str) -> int:
         client.close()
 
 
-def _postgres_bytes(dsn: str, schema: str) -> int:
+def postgres_bytes(dsn: str, schema: str) -> int:
     """Tables of the schema with their indexes and TOAST (pg_total_relation_size)."""
-    with _postgres(dsn) as conn:
+    with postgres_connection(dsn) as conn:
         row = conn.execute(
             "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0)::bigint FROM pg_class c "
             "JOIN pg_namespace n ON n.oid = c.relnamespace "
@@ -332,7 +332,7 @@ def _claim_reference_redis_db(url: str) -> None:
             f"the reference's Redis database {redis_db_of(url)} is ours too; set "
             "LIVINGAI_BENCH_REF_REDIS_DB to another number"
         )
-    client = _redis(url)
+    client = redis_client(url)
     try:
         for key in client.scan_iter(count=1000):
             if not key.startswith(REF_REDIS_KEY_PREFIX):
@@ -346,7 +346,7 @@ def _claim_reference_redis_db(url: str) -> None:
 
 
 def _flush_redis_db(url: str) -> None:
-    client = _redis(url)
+    client = redis_client(url)
     try:
         client.flushdb()
     finally:
@@ -376,13 +376,13 @@ def provision(api: str, store: str, workdir: Path, max_connections: int | None) 
             if store in ("redis", "tiered"):
                 prefix = f"livingai-bench-{token}"  # the store adds its own ":"
                 place.spec.update(redis_url=REDIS_URL, redis_prefix=prefix)
-                cleanup.callback(_delete_redis_prefix, REDIS_URL, prefix)
+                cleanup.callback(delete_redis_prefix, REDIS_URL, prefix)
                 place.measures.append(lambda: _redis_bytes(REDIS_URL, f"{prefix}*"))
             if store in ("postgres", "tiered"):
                 schema = f"livingai_bench_{token}"
                 place.spec.update(postgres_dsn=POSTGRES_DSN, postgres_schema=schema)
-                cleanup.callback(_drop_schema, POSTGRES_DSN, schema)
-                place.measures.append(lambda: _postgres_bytes(POSTGRES_DSN, schema))
+                cleanup.callback(drop_schema, POSTGRES_DSN, schema)
+                place.measures.append(lambda: postgres_bytes(POSTGRES_DSN, schema))
         elif store == "redis":
             url = with_redis_db(REDIS_URL, REF_REDIS_DB)
             _claim_reference_redis_db(url)
@@ -392,15 +392,15 @@ def provision(api: str, store: str, workdir: Path, max_connections: int | None) 
         elif store == "postgres":
             dsn, schema = _reference_database(token, cleanup)
             place.spec.update(postgres_dsn=dsn)
-            place.measures.append(lambda: _postgres_bytes(dsn, schema))
+            place.measures.append(lambda: postgres_bytes(dsn, schema))
         else:
             raise ValueError(f"the reference has no {store!r} store")
         yield place
 
 
-def _drop_schema(dsn: str, schema: str) -> None:
-    with _postgres(dsn) as conn:
-        conn.execute(_sql("DROP SCHEMA IF EXISTS {} CASCADE", schema))
+def drop_schema(dsn: str, schema: str) -> None:
+    with postgres_connection(dsn) as conn:
+        conn.execute(sql_with_names("DROP SCHEMA IF EXISTS {} CASCADE", schema))
 
 
 def own_database(name: str, cleanup: contextlib.ExitStack) -> tuple[str, str | None]:
@@ -409,14 +409,14 @@ def own_database(name: str, cleanup: contextlib.ExitStack) -> tuple[str, str | N
     databases is not allowed, a schema `name` in the configured database, dropped
     CASCADE afterwards: (the configured DSN, the schema)."""
     psycopg = importlib.import_module("psycopg")
-    with _postgres(POSTGRES_DSN) as conn:
+    with postgres_connection(POSTGRES_DSN) as conn:
         try:
-            conn.execute(_sql("CREATE DATABASE {}", name))
+            conn.execute(sql_with_names("CREATE DATABASE {}", name))
         except psycopg.errors.InsufficientPrivilege:
-            conn.execute(_sql("CREATE SCHEMA {}", name))
-            cleanup.callback(_drop_schema, POSTGRES_DSN, name)
+            conn.execute(sql_with_names("CREATE SCHEMA {}", name))
+            cleanup.callback(drop_schema, POSTGRES_DSN, name)
             return POSTGRES_DSN, name
-    cleanup.callback(_drop_database, name)
+    cleanup.callback(drop_database, name)
     return with_database(POSTGRES_DSN, name), None
 
 
@@ -430,9 +430,9 @@ def _reference_database(token: str, cleanup: contextlib.ExitStack) -> tuple[str,
     return dsn, "public"
 
 
-def _drop_database(name: str) -> None:
-    with _postgres(POSTGRES_DSN) as conn:
-        conn.execute(_sql("DROP DATABASE IF EXISTS {} WITH (FORCE)", name))
+def drop_database(name: str) -> None:
+    with postgres_connection(POSTGRES_DSN) as conn:
+        conn.execute(sql_with_names("DROP DATABASE IF EXISTS {} WITH (FORCE)", name))
 
 
 # -- one run -------------------------------------------------------------------------------
