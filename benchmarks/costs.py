@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import importlib
 import json
-import logging
 import math
 import os
 import platform
@@ -625,39 +624,7 @@ def explain(place: Place, shape: Shape) -> list[str]:
     return out
 
 
-class Warnings(logging.Handler):
-    """The stores' warnings (Redis without persistence, say), kept to print once after
-    the table instead of in the middle of the progress lines."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.seen: dict[str, None] = {}
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.seen[record.getMessage()] = None
-
-
-@contextlib.contextmanager
-def kept_warnings() -> Iterator[Warnings]:
-    logger = logging.getLogger("livingai")
-    handler = Warnings()
-    logger.addHandler(handler)
-    propagate, logger.propagate = logger.propagate, False
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
-
-
 # -- the command -------------------------------------------------------------------------------
-
-
-def _positive(value: str) -> int:
-    number = int(value.replace("_", "").replace(",", ""))
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1; got {value!r}")
-    return number
 
 
 def _non_negative(value: str) -> int:
@@ -680,13 +647,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="comma-separated: sqlite,redis,postgres,tiered (default: every one available; "
         "the others get a 'not available' row)",
     )
-    parser.add_argument("--nodes", type=_positive, default=1_000_000, help="default 1000000")
-    parser.add_argument("--executions", type=_positive, default=10_000, help="default 10000")
-    parser.add_argument("--models", type=_positive, default=4, help="default 4")
-    parser.add_argument("--days", type=_positive, default=30, help="default 30")
-    parser.add_argument("--repeat", type=_positive, default=5, help="runs of each query (5)")
     parser.add_argument(
-        "--body-bytes", type=_positive, default=200, help="each node's JSON body, about (200)"
+        "--nodes", type=runner.positive_int, default=1_000_000, help="default 1000000"
+    )
+    parser.add_argument(
+        "--executions", type=runner.positive_int, default=10_000, help="default 10000"
+    )
+    parser.add_argument("--models", type=runner.positive_int, default=4, help="default 4")
+    parser.add_argument("--days", type=runner.positive_int, default=30, help="default 30")
+    parser.add_argument(
+        "--repeat", type=runner.positive_int, default=5, help="runs of each query (5)"
+    )
+    parser.add_argument(
+        "--body-bytes",
+        type=runner.positive_int,
+        default=200,
+        help="each node's JSON body, about (200)",
     )
     parser.add_argument(
         "--checkpoint-bytes",
@@ -707,14 +683,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return opts
 
 
-def store_problem(kind: str, servers: Mapping[str, str | None]) -> str | None:
-    """Why this store cannot run here: its class is missing, or its server is down."""
-    missing = runner.ours_problem(kind)
-    if missing:
-        return missing
-    return next((f"not available: {p}" for k in NEEDS[kind] if (p := servers.get(k))), None)
-
-
 def measure_all(
     opts: argparse.Namespace,
     shape: Shape,
@@ -725,7 +693,7 @@ def measure_all(
 ) -> None:
     """Each store in turn, or why it cannot run (a failure if it was asked for by name)."""
     for kind in stores:
-        problem = store_problem(kind, servers)
+        problem = runner.store_problem(kind, NEEDS[kind], servers)
         if problem:
             print(f"{kind:<8} {problem}", flush=True)
             rows.append({"store": kind, "skipped": problem})
@@ -773,7 +741,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     try:
-        with kept_warnings() as warned:
+        with runner.kept_warnings() as warned:
             measure_all(opts, shape, stores, servers, rows, failures)
     except KeyboardInterrupt:
         # run_store's clean-up has run by now: its store is removed.

@@ -14,6 +14,7 @@ import argparse
 import contextlib
 import importlib
 import json
+import logging
 import os
 import platform
 import shutil
@@ -22,7 +23,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -870,3 +871,50 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         opts.json.write_text(json.dumps(report, indent=2))
     return 1 if failures else 0
+
+
+# -- shared by the benchmark commands ----------------------------------------------------------
+
+
+class Warnings(logging.Handler):
+    """The stores' warnings (Redis without persistence, say), kept to print once after
+    the table instead of in the middle of the progress lines."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.seen: dict[str, None] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.seen[record.getMessage()] = None
+
+
+@contextlib.contextmanager
+def kept_warnings() -> Iterator[Warnings]:
+    logger = logging.getLogger("livingai")
+    handler = Warnings()
+    logger.addHandler(handler)
+    propagate, logger.propagate = logger.propagate, False
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
+def positive_int(value: str) -> int:
+    """An argparse type: a whole number of at least 1 (1_000_000 and 1,000,000 too)."""
+    number = int(value.replace("_", "").replace(",", ""))
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1; got {value!r}")
+    return number
+
+
+def store_problem(
+    kind: str, servers_needed: Sequence[str], servers: Mapping[str, str | None]
+) -> str | None:
+    """Why a store of ours cannot run here: its class is missing, or a server it needs
+    is down (`servers`: server_problem of each)."""
+    missing = ours_problem(kind)
+    if missing:
+        return missing
+    return next((f"not available: {p}" for k in servers_needed if (p := servers.get(k))), None)

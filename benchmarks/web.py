@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import platform
 import re
@@ -508,39 +507,7 @@ def problems(row: Mapping[str, Any]) -> list[str]:
     ]
 
 
-class Warnings(logging.Handler):
-    """The stores' warnings (Redis without persistence, say), kept to print once after
-    the table instead of in the middle of the progress lines."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.WARNING)
-        self.seen: dict[str, None] = {}
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.seen[record.getMessage()] = None
-
-
-@contextlib.contextmanager
-def kept_warnings() -> Iterator[Warnings]:
-    logger = logging.getLogger("livingai")
-    handler = Warnings()
-    logger.addHandler(handler)
-    propagate, logger.propagate = logger.propagate, False
-    try:
-        yield handler
-    finally:
-        logger.removeHandler(handler)
-        logger.propagate = propagate
-
-
 # -- the command ---------------------------------------------------------------------------------
-
-
-def _positive(value: str) -> int:
-    number = int(value.replace("_", "").replace(",", ""))
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1; got {value!r}")
-    return number
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -556,8 +523,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="comma-separated: sqlite,redis,postgres,tiered (default: every one available; "
         "the others get a 'not available' row)",
     )
-    parser.add_argument("--executions", type=_positive, default=None, help="default 100000")
-    parser.add_argument("--repeat", type=_positive, default=None, help="runs of each request (5)")
+    parser.add_argument(
+        "--executions", type=runner.positive_int, default=None, help="default 100000"
+    )
+    parser.add_argument(
+        "--repeat", type=runner.positive_int, default=None, help="runs of each request (5)"
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -570,14 +541,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     if opts.repeat is None:
         opts.repeat = QUICK_REPEAT if opts.quick else 5
     return opts
-
-
-def store_problem(kind: str, servers: Mapping[str, str | None]) -> str | None:
-    """Why this store cannot run here: its class is missing, or its server is down."""
-    missing = runner.ours_problem(kind)
-    if missing:
-        return missing
-    return next((f"not available: {p}" for k in NEEDS[kind] if (p := servers.get(k))), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -605,9 +568,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     started = time.perf_counter()
     try:
-        with kept_warnings() as warned:
+        with runner.kept_warnings() as warned:
             for kind in stores:
-                problem = store_problem(kind, servers)
+                problem = runner.store_problem(kind, NEEDS[kind], servers)
                 if problem:
                     print(f"{kind:<8} {problem}", flush=True)
                     rows.append({"store": kind, "skipped": problem})
