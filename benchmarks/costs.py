@@ -495,8 +495,7 @@ _COLUMNS = (
 
 
 def _line(cells: Sequence[str]) -> str:
-    columns = zip(cells, _COLUMNS, strict=False)
-    return "  ".join(f"{cell:{align}{width}}" for cell, (_, align, width) in columns).rstrip()
+    return runner.padded(_COLUMNS, cells).rstrip()
 
 
 def table(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -640,13 +639,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Usage and costs added up by each store: engine.usage() over a store "
         "filled with --nodes node versions carrying usage.",
     )
-    parser.add_argument(
-        "--stores",
-        type=lambda v: runner.split_choices(v, STORES),
-        default=None,
-        help="comma-separated: sqlite,redis,postgres,tiered (default: every one available; "
-        "the others get a 'not available' row)",
-    )
+    runner.add_stores_option(parser)
     parser.add_argument(
         "--nodes", type=runner.positive_int, default=1_000_000, help="default 1000000"
     )

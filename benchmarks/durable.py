@@ -78,13 +78,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Durable agent runs: livingai's Runtime side by side with DBOS Transact, "
         "on every store.",
     )
-    parser.add_argument(
-        "--stores",
-        type=lambda v: runner.split_choices(v, STORES),
-        default=None,
-        help="comma-separated: sqlite,redis,postgres,tiered (default: every one available; "
-        "the others get a 'not available' row)",
-    )
+    runner.add_stores_option(parser)
     parser.add_argument("--no-dbos", action="store_true", help="run ours only")
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results here")
@@ -187,35 +181,6 @@ def provision(system: str, store: str, workdir: Path) -> Iterator[Place]:
 # -- one run -----------------------------------------------------------------------------------
 
 
-def run_child(
-    python: Path, args: dict[str, Any], timeout: float, cwd: Path, workload: Path = WORKLOAD
-) -> dict[str, Any]:
-    """Run the workload file with `python`; its last stdout line is its JSON result."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k not in ("PYTHONPATH", "PYTHONHOME") and not k.startswith("DBOS_")
-    }
-    env["PYTHONDONTWRITEBYTECODE"] = "1"
-    try:
-        done = subprocess.run(
-            [str(python), str(workload), json.dumps(args)],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            cwd=cwd,
-            env=env,
-        )
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f}s (child killed)"}
-    lines = [line for line in done.stdout.splitlines() if line.strip()]
-    if done.returncode != 0 or not lines:
-        tail = " | ".join(done.stderr.strip().splitlines()[-4:])
-        return {"error": f"exit code {done.returncode}: {tail}"}
-    result: dict[str, Any] = json.loads(lines[-1])
-    return result
-
-
 def measured_row(head: dict[str, Any], runs: int, result: dict[str, Any]) -> dict[str, Any]:
     """A run child's output as a table row: totals and per-step percentiles (ms)."""
     samples = result["samples_ms"]
@@ -264,12 +229,16 @@ def run_one(system: str, python: Path, store: str, scenario: Scenario) -> dict[s
                 "runs": scenario.runs,
                 "scenario": scenario.name,
             }
-            result = run_child(python, {**args, "mode": "run"}, scenario.timeout_s, workdir)
+            result = runner.run_child(
+                python, {**args, "mode": "run"}, scenario.timeout_s, workdir, WORKLOAD
+            )
             if "error" in result:
                 row["error"] = result["error"]
             else:
                 row = {**measured_row(head, scenario.runs, result), "where": row["where"]}
-                check = run_child(python, {**args, "mode": "verify"}, scenario.timeout_s, workdir)
+                check = runner.run_child(
+                    python, {**args, "mode": "verify"}, scenario.timeout_s, workdir, WORKLOAD
+                )
                 if "error" in check:
                     row["error"] = f"verify: {check['error']}"
                 else:
@@ -344,10 +313,7 @@ _COLUMNS = (
 
 
 def _line(cells: Sequence[str]) -> str:
-    """Cells padded to their columns; a short list (a row that did not run) fills the
-    first few."""
-    columns = zip(cells, _COLUMNS, strict=False)
-    return "  ".join(f"{cell:{align}{width}}" for cell, (_, align, width) in columns)
+    return runner.padded(_COLUMNS, cells)
 
 
 def _measured(row: Mapping[str, Any]) -> bool:

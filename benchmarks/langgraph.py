@@ -129,13 +129,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=list(PARTS),
         help="comma-separated: storage,speed (default: both)",
     )
-    parser.add_argument(
-        "--stores",
-        type=lambda v: runner.split_choices(v, STORES),
-        default=None,
-        help="our stores, comma-separated: sqlite,redis,postgres,tiered (default: every one "
-        "available; the others get a 'not available' row)",
-    )
+    runner.add_stores_option(parser, "our stores, ")
     parser.add_argument(
         "--systems",
         type=lambda v: runner.split_choices(v, SYSTEMS),
@@ -370,7 +364,7 @@ def run_one(
             }
             if profile is not None and system == OURS:
                 args["profile"] = str(profile.resolve() / f"{part}-{store}.prof")
-            result = durable.run_child(python, args, sizes.timeout_s, workdir, WORKLOAD)
+            result = runner.run_child(python, args, sizes.timeout_s, workdir, WORKLOAD)
             if "error" in result:
                 row["error"] = result["error"]
             elif part == "storage":
@@ -569,7 +563,7 @@ def speed_lines(verdicts: Sequence[Mapping[str, Any]]) -> list[str]:
 
 # -- report ------------------------------------------------------------------------------------
 
-Columns = Sequence[tuple[str, str, int]]
+Columns = runner.Columns
 STORAGE_COLUMNS: Columns = (
     ("store", "<", 8),
     ("system", "<", 18),
@@ -596,10 +590,7 @@ SPEED_COLUMNS: Columns = (
 
 
 def _line(columns: Columns, cells: Sequence[str]) -> str:
-    """Cells padded to their columns; a short list (a row that did not run) fills the
-    first few."""
-    pairs = zip(cells, columns, strict=False)
-    return "  ".join(f"{cell:{align}{width}}" for cell, (_, align, width) in pairs).rstrip()
+    return runner.padded(columns, cells).rstrip()
 
 
 def _table(columns: Columns, rows: Sequence[Mapping[str, Any]], cells: Any) -> str:

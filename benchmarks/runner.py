@@ -130,13 +130,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=list(SHAPES),
         help="comma-separated: published,realistic (default: both)",
     )
-    parser.add_argument(
-        "--stores",
-        type=lambda v: split_choices(v, STORES),
-        default=None,
-        help="comma-separated: sqlite,redis,postgres,tiered (default: every one available; "
-        "the others get a 'not available' row)",
-    )
+    add_stores_option(parser)
     parser.add_argument("--no-reference", action="store_true", help="run ours only")
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results here")
@@ -439,13 +433,20 @@ def drop_database(name: str) -> None:
 # -- one run -------------------------------------------------------------------------------
 
 
-def _child(python: Path, args: dict[str, Any], timeout: float, cwd: Path) -> dict[str, Any]:
-    """Run the workload file with `python`; its last stdout line is its JSON result."""
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+def run_child(
+    python: Path, args: dict[str, Any], timeout: float, cwd: Path, workload: Path = WORKLOAD
+) -> dict[str, Any]:
+    """Run a workload file with `python`; its last stdout line is its JSON result. The
+    child gets none of this process's import paths, nor DBOS's settings."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "PYTHONHOME") and not k.startswith("DBOS_")
+    }
     env["PYTHONDONTWRITEBYTECODE"] = "1"
     try:
         done = subprocess.run(
-            [str(python), str(WORKLOAD), json.dumps(args)],
+            [str(python), str(workload), json.dumps(args)],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -497,9 +498,9 @@ def run_one(variant: Variant, store: str, tier: Tier, shape: str, seed: int) -> 
                 "seed": seed,
                 "ids_path": str(ids_path),
             }
-            row.update(_child(variant.python, args, tier.timeout_s, workdir))
+            row.update(run_child(variant.python, args, tier.timeout_s, workdir))
             if "error" not in row:
-                check = _child(
+                check = run_child(
                     variant.python,
                     {"mode": "verify", "store": place.spec, "ids_path": str(ids_path)},
                     VERIFY_TIMEOUT_S,
@@ -594,10 +595,18 @@ _COLUMNS = (
 )
 
 
+Columns = Sequence[tuple[str, str, int]]  # (heading, alignment, width) of a table's columns
+
+
+def padded(columns: Columns, cells: Sequence[str]) -> str:
+    """Cells padded to their columns; a short list (a row that did not run) fills the
+    first few."""
+    pairs = zip(cells, columns, strict=False)
+    return "  ".join(f"{cell:{align}{width}}" for cell, (_, align, width) in pairs)
+
+
 def _line(cells: Sequence[str]) -> str:
-    """Cells padded to their columns; a short list (an error row) fills the first few."""
-    columns = zip(cells, _COLUMNS, strict=False)
-    return "  ".join(f"{cell:{align}{width}}" for cell, (_, align, width) in columns)
+    return padded(_COLUMNS, cells)
 
 
 def _data_bytes(row: dict[str, Any]) -> int | None:
@@ -918,3 +927,14 @@ def store_problem(
     if missing:
         return missing
     return next((f"not available: {p}" for k in servers_needed if (p := servers.get(k))), None)
+
+
+def add_stores_option(parser: argparse.ArgumentParser, whose: str = "") -> None:
+    """--stores, as every benchmark takes it: some of STORES, comma-separated."""
+    parser.add_argument(
+        "--stores",
+        type=lambda v: split_choices(v, STORES),
+        default=None,
+        help=f"{whose}comma-separated: sqlite,redis,postgres,tiered (default: every one "
+        "available; the others get a 'not available' row)",
+    )

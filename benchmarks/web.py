@@ -430,8 +430,7 @@ _COLUMNS = (
 
 
 def _line(cells: Sequence[str]) -> str:
-    columns = zip(cells, _COLUMNS, strict=False)
-    return "  ".join(f"{cell:{align}{width}}" for cell, (_, align, width) in columns).rstrip()
+    return runner.padded(_COLUMNS, cells).rstrip()
 
 
 def table(rows: Sequence[Mapping[str, Any]]) -> str:
@@ -516,13 +515,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         description="The web UI's executions list over a store of --executions runs: the "
         "first page, filters, a search, a deep page and an execution's page, timed.",
     )
-    parser.add_argument(
-        "--stores",
-        type=lambda v: runner.split_choices(v, STORES),
-        default=None,
-        help="comma-separated: sqlite,redis,postgres,tiered (default: every one available; "
-        "the others get a 'not available' row)",
-    )
+    runner.add_stores_option(parser)
     parser.add_argument(
         "--executions", type=runner.positive_int, default=None, help="default 100000"
     )
