@@ -443,9 +443,17 @@ class LivingAISaver(BaseCheckpointSaver[str]):
         return found
 
     async def _checkpoints(self, thread: str) -> builtins.list[_Stored]:
+        return (await self._read_thread(thread))[0]
+
+    async def _read_thread(self, thread: str) -> tuple[builtins.list[_Stored], set[str]]:
+        """A thread's checkpoints, and the keys of its values moved to nodes of their own
+        (see _keep_only): one read of the thread's nodes."""
         found = []
+        moved = set()
         for node in await self.engine.list_nodes(thread):
             key = layout.key_of(thread, node.id)
+            if key is not None and key.startswith(layout.VALUE):
+                moved.add(key)
             if key is None or not key.startswith(layout.CHECKPOINT):
                 continue
             info = node.input
@@ -463,7 +471,7 @@ class LivingAISaver(BaseCheckpointSaver[str]):
                     node=node,
                 )
             )
-        return found
+        return found, moved
 
     # -- writing ------------------------------------------------------------------------
 
@@ -722,12 +730,11 @@ class LivingAISaver(BaseCheckpointSaver[str]):
         if not runs:
             return
         for thread in await self.engine.list_executions():
-            stored = await self._checkpoints(thread)
+            stored, moved = await self._read_thread(thread)
             doomed = {s.checkpoint_id for s in stored if s.run_id in runs}
             if doomed:
-                await self._keep_only(
-                    thread, stored, [s for s in stored if s.checkpoint_id not in doomed]
-                )
+                kept = [s for s in stored if s.checkpoint_id not in doomed]
+                await self._keep_only(thread, stored, moved, kept)
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         await self._home(lambda: self._copy_thread(str(source_thread_id), str(target_thread_id)))
@@ -795,14 +802,16 @@ class LivingAISaver(BaseCheckpointSaver[str]):
         report = {"threads_deleted": 0, "checkpoints_deleted": 0}
         cutoff = None if self.ttl is None else now - self.ttl
         for thread in threads:
-            stored = await self._checkpoints(thread)
+            stored, moved = await self._read_thread(thread)
             if not stored:
                 continue
             if cutoff is not None and max(s.node.created_at for s in stored) < cutoff:
                 await self._delete_threads([thread])
                 report["threads_deleted"] += 1
             elif self.keep_last is not None:
-                report["checkpoints_deleted"] += await self._trim(thread, self.keep_last, stored)
+                report["checkpoints_deleted"] += await self._trim(
+                    thread, self.keep_last, (stored, moved)
+                )
         return report
 
     async def _trim_now_and_then(self, thread: str, ns: str) -> None:
@@ -816,11 +825,14 @@ class LivingAISaver(BaseCheckpointSaver[str]):
             await self._trim(thread, self.keep_last)
 
     async def _trim(
-        self, thread: str, keep: int, stored: builtins.list[_Stored] | None = None
+        self,
+        thread: str,
+        keep: int,
+        read: tuple[builtins.list[_Stored], set[str]] | None = None,
     ) -> int:
-        """Keep the newest `keep` checkpoints of each namespace and what they need."""
-        if stored is None:
-            stored = await self._checkpoints(thread)
+        """Keep the newest `keep` checkpoints of each namespace and what they need
+        (`read`: the thread as _read_thread gave it, when the caller has it already)."""
+        stored, moved = read if read is not None else await self._read_thread(thread)
         by_ns: dict[str, builtins.list[_Stored]] = {}
         for s in stored:
             by_ns.setdefault(s.ns, []).append(s)
@@ -829,15 +841,20 @@ class LivingAISaver(BaseCheckpointSaver[str]):
             for group in by_ns.values()
             for s in sorted(group, key=lambda s: s.checkpoint_id, reverse=True)[:keep]
         ]
-        return await self._keep_only(thread, stored, kept)
+        return await self._keep_only(thread, stored, moved, kept)
 
     async def _keep_only(
-        self, thread: str, stored: builtins.list[_Stored], kept: builtins.list[_Stored]
+        self,
+        thread: str,
+        stored: builtins.list[_Stored],
+        alone: set[str],
+        kept: builtins.list[_Stored],
     ) -> int:
         """Delete every checkpoint of `stored` but `kept` and the ancestors a kept one
         needs (a delta channel of LangGraph's rebuilds itself from its ancestors' writes),
         with their writes, the values no kept checkpoint needs, and move each head to its
-        namespace's newest kept checkpoint. Returns the checkpoints deleted."""
+        namespace's newest kept checkpoint. `alone`: the keys of the values already moved
+        to nodes of their own. Returns the checkpoints deleted."""
         by_id = {(s.ns, s.checkpoint_id): s for s in stored}
         keep = {(s.ns, s.checkpoint_id) for s in kept}
         for s in kept:
@@ -849,11 +866,6 @@ class LivingAISaver(BaseCheckpointSaver[str]):
         doomed = [s for s in stored if (s.ns, s.checkpoint_id) not in keep]
         if not doomed:
             return 0
-        alone = {
-            key
-            for node in await self.engine.list_nodes(thread)
-            if (key := layout.key_of(thread, node.id)) is not None and key.startswith(layout.VALUE)
-        }
         needed: set[str] = set()  # the values that must be in nodes of their own
         moves: builtins.list[tuple[str, str, str, str | None]] = []
         seen: set[tuple[str, str, str]] = set()
