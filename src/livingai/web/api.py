@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import StreamingResponse
@@ -31,23 +31,13 @@ def guarded(request: Request) -> None:
 
 @router.get("/executions")
 async def list_executions(
-    request: Request,
-    status: str | None = None,
-    agent: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    min_cost: str | None = None,
-    q: str | None = None,
-    before: int | None = None,
-    after: int | None = None,
+    request: Request, query: Annotated[data.ListQuery, Depends()]
 ) -> dict[str, Any]:
     """A page of executions, newest first, with the links to the next (older) and
     previous (newer) pages; `stopped` when a filter ran out of time looking."""
     ui = ui_of(request)
-    filters = data.Filters.of(
-        status=status, agent=agent, since=since, until=until, min_cost=min_cost, q=q
-    )
-    found = await data.page(ui.open_runtime(), filters, before=before, after=after)
+    filters = data.Filters.of(**query.given())
+    found = await data.page(ui.open_runtime(), filters, before=query.before, after=query.after)
     return found.to_dict(filters, root_of(request) + "/api/executions")
 
 

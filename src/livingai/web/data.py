@@ -73,6 +73,31 @@ def blank(text: str | None) -> str | None:
     return None if text is None or not text.strip() else text.strip()
 
 
+@dataclass
+class ListQuery:
+    """The executions list's query string, which the page and the API take alike."""
+
+    status: str | None = None
+    agent: str | None = None
+    since: str | None = None
+    until: str | None = None
+    min_cost: str | None = None
+    q: str | None = None
+    before: int | None = None  # paging cursors: see page()
+    after: int | None = None
+
+    def given(self) -> dict[str, str | None]:
+        """The filters as typed, for Filters.of and to show in the form again."""
+        return {
+            "status": self.status,
+            "agent": self.agent,
+            "since": self.since,
+            "until": self.until,
+            "min_cost": self.min_cost,
+            "q": self.q,
+        }
+
+
 @dataclass(frozen=True)
 class Filters:
     """The filters of the executions list, as given in the query string."""

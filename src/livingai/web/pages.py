@@ -3,10 +3,10 @@ replay, fork, resume and log in. A form that fails shows its page again with the
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from livingai import ExecutionNotFoundError
@@ -32,26 +32,9 @@ def see(request: Request, path: str) -> RedirectResponse:
 
 
 @router.get("/", response_class=HTMLResponse)
-async def executions(
-    request: Request,
-    status: str | None = None,
-    agent: str | None = None,
-    since: str | None = None,
-    until: str | None = None,
-    min_cost: str | None = None,
-    q: str | None = None,
-    before: int | None = None,
-    after: int | None = None,
-) -> Response:
+async def executions(request: Request, query: Annotated[data.ListQuery, Depends()]) -> Response:
     ui = ui_of(request)
-    given = {
-        "status": status,
-        "agent": agent,
-        "since": since,
-        "until": until,
-        "min_cost": min_cost,
-        "q": q,
-    }
+    given = query.given()
     try:
         filters = data.Filters.of(**given)
     except BadInput as exc:
@@ -59,7 +42,7 @@ async def executions(
         return render(
             request, "executions.html", 422, page=None, filters=shown, error=str(exc), links={}
         )
-    found = await data.page(ui.open_runtime(), filters, before=before, after=after)
+    found = await data.page(ui.open_runtime(), filters, before=query.before, after=query.after)
     links = found.to_dict(filters, root_of(request) + "/")
     return render(
         request,
