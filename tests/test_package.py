@@ -81,6 +81,7 @@ EXPECTED_ALL = [
     "current_step",
     "open_store",
     "scrub_url",
+    "state_view",
     "step_kind",
     "step_name",
     "step_position",

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import livingai
 from livingai import (
     NOT_DONE,
     CheckpointEngine,
@@ -451,3 +452,9 @@ async def test_a_store_without_leases_is_refused_by_name() -> None:
 
         with pytest.raises(ConfigError, match="keeps no leases"):
             await runtime.run(agent)
+
+
+def test_a_state_is_shown_as_json_text_or_binary() -> None:
+    assert livingai.state_view(b'{"plan": [1, 2]}') == ("json", {"plan": [1, 2]})
+    assert livingai.state_view("déjà vu".encode()) == ("text", "déjà vu")
+    assert livingai.state_view(b"\xff\x00\x01") == ("binary", None)

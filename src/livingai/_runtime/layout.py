@@ -178,6 +178,19 @@ def step_position(node: ExecutionNode) -> int | None:
     return position if isinstance(position, int) and not isinstance(position, bool) else None
 
 
+def state_view(state: bytes) -> tuple[str, Any]:
+    """A state as a person reads it: ("json", the parsed value) when it is JSON, ("text",
+    the string) when it is UTF-8, else ("binary", None)."""
+    try:
+        text = state.decode("utf-8")
+    except UnicodeDecodeError:
+        return "binary", None
+    try:
+        return "json", json.loads(text)
+    except ValueError:
+        return "text", text
+
+
 def step_tree(nodes: list[ExecutionNode]) -> list[tuple[int, ExecutionNode]]:
     """The nodes as a tree by parent, depth first, as (depth, node): children in the
     order of their position in the run, else in the order they were first saved. A node

@@ -3,7 +3,6 @@ states decoded; as rich for a terminal and as JSON."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -11,7 +10,15 @@ from rich.console import Group, RenderableType
 from rich.text import Text
 from rich.tree import Tree
 
-from livingai import ExecutionNode, NodeType, Status, step_kind, step_name, step_position
+from livingai import (
+    ExecutionNode,
+    NodeType,
+    Status,
+    state_view,
+    step_kind,
+    step_name,
+    step_position,
+)
 
 from .render import error_of, millis, money, short, status_text, tokens
 
@@ -22,17 +29,10 @@ MAX_DRAWN_DEPTH = 8  # deeper nodes (a chain of parents) are drawn at this depth
 def describe_state(state: bytes) -> dict[str, Any]:
     """A state as JSON: parsed when it is JSON, text when it is UTF-8, else its size and
     the hex of its first bytes."""
-    info: dict[str, Any] = {"bytes": len(state)}
-    try:
-        text = state.decode("utf-8")
-    except UnicodeDecodeError:
-        info.update(kind="binary", hex=state[:STATE_PREVIEW_BYTES].hex())
-        return info
-    try:
-        info.update(kind="json", value=json.loads(text))
-    except ValueError:
-        info.update(kind="text", value=text)
-    return info
+    kind, value = state_view(state)
+    if kind == "binary":
+        return {"bytes": len(state), "kind": kind, "hex": state[:STATE_PREVIEW_BYTES].hex()}
+    return {"bytes": len(state), "kind": kind, "value": value}
 
 
 def state_text(state: Mapping[str, Any]) -> Text:

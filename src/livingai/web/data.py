@@ -25,6 +25,7 @@ from livingai import (
     Runtime,
     Status,
     UsageRow,
+    state_view,
     step_name,
     step_position,
     step_tree,
@@ -470,19 +471,15 @@ async def state(runtime: Runtime, execution_id: str, node_id: str) -> dict[str, 
     if blob is None:
         return {"node_id": node_id, "kind": "none", "bytes": 0}
     described: dict[str, Any] = {"node_id": node_id, "bytes": len(blob)}
-    try:
-        text = blob.decode("utf-8")
-    except UnicodeDecodeError:
+    kind, value = state_view(blob)
+    if kind == "binary":
         described.update(
-            kind="binary",
+            kind=kind,
             base64=base64.b64encode(blob[:PREVIEW_BYTES]).decode("ascii"),
             truncated=len(blob) > PREVIEW_BYTES,
         )
-        return described
-    try:
-        described.update(kind="json", value=json.loads(text))
-    except ValueError:
-        described.update(kind="text", value=text)
+    else:
+        described.update(kind=kind, value=value)
     return described
 
 
