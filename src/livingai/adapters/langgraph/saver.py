@@ -255,7 +255,7 @@ class LivingAISaver(BaseCheckpointSaver[str]):
             if len(parts) < 5:
                 raise ValueError("it is too short")
             _, ctype, cdata, mtype, mdata = parts[:5]
-            entries = {e.channel: e for e in map(Entry.unpack, parts[5:])}
+            held: dict[str, dict[str, Entry] | None] = {checkpoint_id: _entries(parts)}
             checkpoint = self.safe_serde.loads_typed((ctype.decode(), cdata))
             metadata = self.safe_serde.loads_typed((mtype.decode(), mdata))
         except (ValueError, UnsafeValueError) as exc:
@@ -264,9 +264,8 @@ class LivingAISaver(BaseCheckpointSaver[str]):
         holders = _holders(info)
         values: dict[str, Any] = {}
         for channel, version in versions.items():
-            here = entries.get(channel)
             present, value = await self._value(
-                thread, ns, channel, str(version), holders.get(channel), here, where
+                thread, ns, channel, str(version), holders.get(channel), held, where
             )
             if present:
                 values[channel] = value
@@ -288,13 +287,13 @@ class LivingAISaver(BaseCheckpointSaver[str]):
         channel: str,
         version: str,
         holder: str | None,
-        here: Entry | None,
+        held: dict[str, dict[str, Entry] | None],
         where: str,
     ) -> tuple[bool, Any]:
         """(present, value) of a channel at a version; absent when never stored."""
         what = f"{where}, channel {channel!r} (version {version!r})"
         try:
-            kind, items, depth = await self._items(thread, ns, channel, version, holder, here, 0)
+            kind, items, depth = await self._items(thread, ns, channel, version, holder, held, 0)
             if kind == EMPTY:
                 return False, None
             if kind == SINGLE:
@@ -314,21 +313,29 @@ class LivingAISaver(BaseCheckpointSaver[str]):
         channel: str,
         version: str,
         holder: str | None,
-        here: Entry | None,
+        held: dict[str, dict[str, Entry] | None],
         depth: int,
     ) -> tuple[bytes, Items, int]:
         """A value's kind, its items (serialised, a delta resolved) and how many versions
-        back its nearest whole copy is. Found in `here` (the entry of the checkpoint being
-        read), a recent list, the holder checkpoint's entry, or the value's own node."""
+        back its nearest whole copy is. Found in a recent list, the holder checkpoint's
+        entries, or the value's own node. `held`: the entries of the checkpoints read so
+        far for this call, by id (None: gone), so each is loaded and parsed once."""
         key = node_id(thread, layout.value_key(ns, channel, version))
         recent = self._lists.get(key)
         if recent is not None:
             return LIST, recent.items, recent.depth
-        entry = here
-        if entry is None and holder is not None:
-            held = await self.engine.load(node_id(thread, layout.checkpoint_key(ns, holder)))
-            if held is not None:
-                entry = _entry_of(held.state, channel)
+        entry = None
+        if holder is not None:
+            if holder not in held:
+                loaded = await self.engine.load(node_id(thread, layout.checkpoint_key(ns, holder)))
+                held[holder] = (
+                    None
+                    if loaded is None
+                    else _entries(_frame(loaded.state, CHECKPOINT_FORMAT, None))
+                )
+            entries = held[holder]
+            if entries is not None:
+                entry = entries.get(channel)
                 if entry is None:
                     raise ValueError(f"checkpoint {holder!r} holds no value of it")
         if entry is None:  # moved to a node of its own by retention, or never stored
@@ -346,7 +353,7 @@ class LivingAISaver(BaseCheckpointSaver[str]):
             raise ValueError(f"its versions extend each other more than {MAX_CHAIN} deep")
         base_holder, base_version = entry.base
         base_kind, prefix, base_depth = await self._items(
-            thread, ns, channel, base_version, base_holder, None, depth + 1
+            thread, ns, channel, base_version, base_holder, held, depth + 1
         )
         if base_kind != LIST or len(prefix) != entry.count:
             raise ValueError(f"version {version!r} extends a version that is not its list")
@@ -889,9 +896,10 @@ class LivingAISaver(BaseCheckpointSaver[str]):
             for channel, version in s.versions.items():
                 need(ns, channel, version, s.holders.get(channel))
         # Values a kept checkpoint needs from a checkpoint about to go move first, whole.
+        held: dict[str, dict[str, Entry] | None] = {}
         for ns, channel, version, holder in moves:
             try:
-                kind, items, _ = await self._items(thread, ns, channel, version, holder, None, 0)
+                kind, items, _ = await self._items(thread, ns, channel, version, holder, held, 0)
             except _Missing:
                 continue
             key = layout.value_key(ns, channel, version)
@@ -992,10 +1000,6 @@ def _holders(info: dict[str, Any]) -> dict[str, str]:
     return holders
 
 
-def _entry_of(state: bytes | None, channel: str) -> Entry | None:
-    """The entry of `channel` in a checkpoint's state."""
-    for part in _frame(state, CHECKPOINT_FORMAT, None)[5:]:
-        entry = Entry.unpack(part)
-        if entry.channel == channel:
-            return entry
-    return None
+def _entries(parts: list[bytes]) -> dict[str, Entry]:
+    """The value entries of a checkpoint's state, unpacked (see _frame), by channel."""
+    return {entry.channel: entry for entry in map(Entry.unpack, parts[5:])}
