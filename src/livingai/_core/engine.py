@@ -363,14 +363,20 @@ class CheckpointEngine(Closable):
 
     # -- leases ---------------------------------------------------------------------
 
-    async def acquire_lease(self, execution_id: str, worker_id: str, seconds: float) -> Lease:
+    async def acquire_lease(
+        self, execution_id: str, worker_id: str, seconds: float, *, take_over: str | None = None
+    ) -> Lease:
         """Own an execution for `seconds`: LeaseHeldError while another live worker does.
-        The same worker takes its own lease back at once (a restarted process)."""
+        The same worker takes its own lease back at once (a restarted process), and so
+        does anyone from `take_over`, a holder known to be gone."""
         self._enter()
-        return await self._leasing().acquire_lease(execution_id, worker_id, seconds)
+        return await self._leasing().acquire_lease(
+            execution_id, worker_id, seconds, take_over=take_over
+        )
 
     async def renew_lease(self, lease: Lease, seconds: float) -> Lease | None:
-        """Keep owning it; None once the lease was lost (taken over, or expired)."""
+        """Keep owning it, even after it expired if no one took it meanwhile; None once
+        the lease was lost (taken over, or released)."""
         self._enter()
         return await self._leasing().renew_lease(lease, seconds)
 

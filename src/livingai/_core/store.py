@@ -110,17 +110,22 @@ class LeaseStore(CheckpointStore, Protocol):
 
     async def append(self, records: Sequence[NodeRecord], *, fences: Fences | None = None) -> None:
         """As CheckpointStore.append; with `fences`, first check, in the same transaction,
-        that each named execution's lease still has that token, and store nothing but
-        raise FencedError naming them when one does not."""
+        that each named execution's lease is still held with that token (not taken, not
+        released; expired is fine), and store nothing but raise FencedError naming them
+        when one is not."""
 
-    async def acquire_lease(self, execution_id: str, worker_id: str, seconds: float) -> Lease:
+    async def acquire_lease(
+        self, execution_id: str, worker_id: str, seconds: float, *, take_over: str | None = None
+    ) -> Lease:
         """Take the execution's lease for `seconds` with a new token: when it is free, has
-        expired, or is held by this same worker (a restarted process takes its own back at
-        once). LeaseHeldError, naming the holder, when another live worker holds it."""
+        expired, is held by this same worker (a restarted process takes its own back at
+        once) or by `take_over` (a worker the caller knows is gone). LeaseHeldError, naming
+        the holder, when another live worker holds it."""
 
     async def renew_lease(self, lease: Lease, seconds: float) -> Lease | None:
-        """Extend a lease still held with its token; None when it was lost (taken over, or
-        expired and taken)."""
+        """Extend a lease still held with its token, even one that expired meanwhile (a
+        store outage kept its holder from renewing) if no one took it; None when it was
+        lost (taken over, or released)."""
 
     async def release_lease(self, lease: Lease) -> None:
         """Let the lease go, if still held with its token; its token is never reused."""

@@ -9,7 +9,7 @@ import time
 from collections.abc import Sequence
 from datetime import datetime
 
-from .._core.leases import fenced, next_lease
+from .._core.leases import fenced, next_lease, still_held
 from .._core.lifecycle import Closable
 from .._core.model import NodeRecord
 from .._core.retention import check_keep, execution_ids_to_delete, node_ids_to_delete
@@ -42,7 +42,7 @@ class MemoryStore(Closable):
         self._check_open()
         async with self._lock:
             if fences:
-                lost = [x for x, token in fences.items() if self._token(x) != token]
+                lost = [x for x, t in fences.items() if not still_held(self._leases.get(x), t)]
                 if lost:
                     raise fenced(self, lost)
             for record in records:
@@ -152,22 +152,18 @@ class MemoryStore(Closable):
                 self._checkpoints.pop(execution_id, None)
         return len(dropped)
 
-    def _token(self, execution_id: str) -> int | None:
-        lease = self._leases.get(execution_id)
-        live = lease is not None and lease.expires_at > time.time()
-        return lease.token if lease is not None and live else None
-
-    async def acquire_lease(self, execution_id: str, worker_id: str, seconds: float) -> Lease:
+    async def acquire_lease(
+        self, execution_id: str, worker_id: str, seconds: float, *, take_over: str | None = None
+    ) -> Lease:
         self._check_open()
-        lease = next_lease(
-            self._leases.get(execution_id), execution_id, worker_id, seconds, time.time()
-        )
+        current = self._leases.get(execution_id)
+        lease = next_lease(current, execution_id, worker_id, seconds, time.time(), take_over)
         self._leases[execution_id] = lease
         return lease
 
     async def renew_lease(self, lease: Lease, seconds: float) -> Lease | None:
         self._check_open()
-        if self._token(lease.execution_id) != lease.token:
+        if not still_held(self._leases.get(lease.execution_id), lease.token):
             return None
         renewed = Lease(lease.execution_id, lease.worker_id, lease.token, time.time() + seconds)
         self._leases[lease.execution_id] = renewed

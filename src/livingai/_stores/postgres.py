@@ -396,9 +396,13 @@ class PostgresStore(Closable):
 
     # -- leases -------------------------------------------------------------------------
 
-    async def acquire_lease(self, execution_id: str, worker_id: str, seconds: float) -> Lease:
+    async def acquire_lease(
+        self, execution_id: str, worker_id: str, seconds: float, *, take_over: str | None = None
+    ) -> Lease:
         async def take(conn: Connection) -> Lease:
-            cursor = await conn.execute(self._sql.acquire_lease, (execution_id, worker_id, seconds))
+            cursor = await conn.execute(
+                self._sql.acquire_lease, (execution_id, worker_id, seconds, take_over)
+            )
             row = await cursor.fetchone()
             if row is not None:
                 return _lease(row)

@@ -222,7 +222,7 @@ def statements(schema: str) -> Statements:
                 WHERE execution_id IN (SELECT execution_id FROM wanted) FOR SHARE
             ), lost AS (
                 SELECT w.execution_id FROM wanted AS w LEFT JOIN held AS h USING (execution_id)
-                WHERE h.token IS DISTINCT FROM w.token OR h.expires_at <= {now}
+                WHERE h.token IS DISTINCT FROM w.token OR h.expires_at = 0
             ),"""
         return f"""
             WITH {fence if fenced else ""} batch AS (
@@ -299,7 +299,8 @@ def statements(schema: str) -> Statements:
             ORDER BY seq DESC LIMIT 1
         """,
         list_executions=f"SELECT execution_id FROM {s}.executions ORDER BY first_seq",
-        # Taken when free, expired or held by the same worker; always with a new token.
+        # Taken when free, expired, held by the same worker or by the one to take over
+        # (last parameter: a worker known to be gone, or NULL); always with a new token.
         acquire_lease=f"""
             INSERT INTO {s}.leases AS l ({lease_columns})
             VALUES (%s, %s, 1, {now} + %s)
@@ -307,14 +308,16 @@ def statements(schema: str) -> Statements:
             SET worker_id = excluded.worker_id, token = l.token + 1,
                 expires_at = excluded.expires_at
             WHERE l.worker_id = excluded.worker_id OR l.expires_at <= {now}
+                OR l.worker_id = %s::text
             RETURNING {lease_columns}
         """,
         lease_holder=f"""
             SELECT {lease_columns}, {now} FROM {s}.leases WHERE execution_id = %s
         """,
+        # Held (the newest token, not released), even if it expired: see leases.py.
         renew_lease=f"""
             UPDATE {s}.leases SET expires_at = {now} + %s
-            WHERE execution_id = %s AND token = %s AND expires_at > {now}
+            WHERE execution_id = %s AND token = %s AND expires_at > 0
             RETURNING {lease_columns}
         """,
         release_lease=f"""

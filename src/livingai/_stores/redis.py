@@ -442,12 +442,18 @@ class RedisStore(Closable):
 
     # -- leases -------------------------------------------------------------------------
 
-    async def _lease(self, op: str, execution_id: str, worker: str, token: int, ms: int) -> Any:
-        return await self._call(keys.LEASE, self.prefix, op, execution_id, worker, token, ms)
+    async def _lease(
+        self, op: str, execution_id: str, worker: str, token: int, ms: int, extra: str = ""
+    ) -> Any:
+        ttl = self.ttl_seconds or 0
+        args = (self.prefix, op, execution_id, worker, token, ms, ttl, extra)
+        return await self._call(keys.LEASE, *args)
 
-    async def acquire_lease(self, execution_id: str, worker_id: str, seconds: float) -> Lease:
+    async def acquire_lease(
+        self, execution_id: str, worker_id: str, seconds: float, *, take_over: str | None = None
+    ) -> Lease:
         ok, held, expires_ms = await self._lease(
-            "acquire", execution_id, worker_id, 0, _milliseconds(seconds)
+            "acquire", execution_id, worker_id, 0, _milliseconds(seconds), take_over or ""
         )
         lease = _held_lease(execution_id, held, expires_ms)
         if not ok:
@@ -464,9 +470,7 @@ class RedisStore(Closable):
         await self._lease("release", lease.execution_id, lease.worker_id, lease.token, 0)
 
     async def leases(self) -> list[Lease]:
-        reply = await self._call(
-            keys.LEASE, self.prefix, "list", "", "", 0, 0, keys.scan_pattern(self.prefix, "lease:")
-        )
+        reply = await self._lease("list", "", "", 0, 0, keys.scan_pattern(self.prefix, "lease:"))
         found = [
             _held_lease(name.decode(), held, expires_ms)
             for name, held, expires_ms in zip(reply[::3], reply[1::3], reply[2::3], strict=True)

@@ -26,6 +26,9 @@ make two keys collide, whatever colons it holds.
     {prefix}:usage:days       zset    day -> YYYYMMDD: the days with usage
     {prefix}:lease:{x}        string  "<token>:<worker id>", expiring by itself (PX): who
                                       runs the execution; see LEASE
+    {prefix}:held:{x}         string  the token of the lease last taken, until released:
+                                      its holder may renew it after the key above expired
+                                      (a store outage), while no one else took it
     {prefix}:fence            string  the counter lease tokens come from; never expires
 
 A batch is stored by one APPEND script call, so a crash never leaves a version without
@@ -113,7 +116,12 @@ if problem then
 end
 for i = 4, first - 1, 2 do
   local held = redis.call('GET', p .. ':lease:' .. ARGV[i])
-  if not held or string.match(held, '^(%d+):') ~= ARGV[i + 1] then
+  if held then
+    held = string.match(held, '^(%d+):')
+  else  -- expired: still held while no one took it (leases.py)
+    held = redis.call('GET', p .. ':held:' .. ARGV[i])
+  end
+  if held ~= ARGV[i + 1] then
     return redis.error_reply('livingai: fenced')
   end
 end
@@ -235,26 +243,43 @@ LEASE = Script(
     "lease",
     """
 -- livingai RedisStore leases (layout 1). ARGV: prefix, operation, execution id, worker
--- id, token, milliseconds, and for 'list' a SCAN pattern. A lease is the key
+-- id, token, milliseconds, the store's TTL in seconds (0: none), and for 'acquire' the
+-- worker to take over ('' for none), for 'list' a SCAN pattern. A lease is the key
 -- {prefix}:lease:{x} = "<token>:<worker id>", expiring by itself (PX); tokens come from
 -- the counter {prefix}:fence, which never expires, so a token is never given twice.
+-- {prefix}:held:{x} keeps the token until it is released or taken: an expired lease
+-- no one took is still its holder's to renew (leases.py).
 -- Replies: {1 or 0, "<token>:<worker>" held, expiry in ms since the epoch}.
 local p, op, x, worker, token, ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local key = p .. ':lease:' .. x
+local ttl = tonumber(ARGV[7])
+local key, kept = p .. ':lease:' .. x, p .. ':held:' .. x
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local mine = token .. ':' .. worker
+local function keep(value)
+  if ttl > 0 then
+    redis.call('SET', kept, value, 'EX', ttl)
+  else
+    redis.call('SET', kept, value)
+  end
+end
 if op == 'acquire' then
   local held = redis.call('GET', key)
-  if held and string.match(held, '^%d+:(.*)$') ~= worker then
-    return {0, held, now + redis.call('PTTL', key)}
+  if held then
+    local holder = string.match(held, '^%d+:(.*)$')
+    if holder ~= worker and (ARGV[8] == '' or holder ~= ARGV[8]) then
+      return {0, held, now + redis.call('PTTL', key)}
+    end
   end
-  local fresh = redis.call('INCR', p .. ':fence') .. ':' .. worker
-  redis.call('SET', key, fresh, 'PX', ms)
-  return {1, fresh, now + tonumber(ms)}
+  local fresh = redis.call('INCR', p .. ':fence')
+  redis.call('SET', key, fresh .. ':' .. worker, 'PX', ms)
+  keep(fresh)
+  return {1, fresh .. ':' .. worker, now + tonumber(ms)}
 elseif op == 'renew' then
-  if redis.call('GET', key) == mine then
-    redis.call('PEXPIRE', key, ms)
+  local held = redis.call('GET', key)
+  if held == mine or (not held and redis.call('GET', kept) == token) then
+    redis.call('SET', key, mine, 'PX', ms)
+    keep(token)
     return {1, mine, now + tonumber(ms)}
   end
   return {0, '', 0}
@@ -262,11 +287,14 @@ elseif op == 'release' then
   if redis.call('GET', key) == mine then
     redis.call('DEL', key)
   end
+  if redis.call('GET', kept) == token then
+    redis.call('DEL', kept)
+  end
   return {1, '', 0}
 elseif op == 'list' then
   local out, cursor = {}, '0'
   repeat
-    local page = redis.call('SCAN', cursor, 'MATCH', ARGV[7], 'COUNT', 1000)
+    local page = redis.call('SCAN', cursor, 'MATCH', ARGV[8], 'COUNT', 1000)
     cursor = page[1]
     for _, name in ipairs(page[2]) do
       local held, left = redis.call('GET', name), redis.call('PTTL', name)
@@ -543,7 +571,7 @@ if op == 'delete' then
         redis.call('ZREM', p .. ':usage:days', day)
       end
     end
-    for _, tag in ipairs({'xr', 'xb', 'xv', 'xn', 'xl', 'xc', 'usage:x', 'lease'}) do
+    for _, tag in ipairs({'xr', 'xb', 'xv', 'xn', 'xl', 'xc', 'usage:x', 'lease', 'held'}) do
       redis.call('DEL', p .. ':' .. tag .. x)
     end
     redis.call('ZREM', p .. ':executions', exec)

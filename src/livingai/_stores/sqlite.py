@@ -33,7 +33,7 @@ from .._core.errors import (
     StoreUnusableError,
     check_setting,
 )
-from .._core.leases import fenced, next_lease
+from .._core.leases import fenced, next_lease, still_held
 from .._core.lifecycle import Closable
 from .._core.model import NodeRecord
 from .._core.retention import check_keep, execution_ids_to_delete, node_ids_to_delete
@@ -204,11 +204,10 @@ class SQLiteStore(Closable):
 
         def insert(conn: sqlite3.Connection) -> None:
             if fences:
-                now = time.time()
                 lost = [
                     execution_id
                     for execution_id, token in fences.items()
-                    if _live_token(conn.execute(schema.READ_LEASE, (execution_id,)), now) != token
+                    if not still_held(_lease_row(conn, execution_id), token)
                 ]
                 if lost:
                     raise fenced(self, lost)
@@ -299,11 +298,12 @@ class SQLiteStore(Closable):
 
     # -- leases -----------------------------------------------------------------------
 
-    async def acquire_lease(self, execution_id: str, worker_id: str, seconds: float) -> Lease:
+    async def acquire_lease(
+        self, execution_id: str, worker_id: str, seconds: float, *, take_over: str | None = None
+    ) -> Lease:
         def take(conn: sqlite3.Connection) -> Lease:
-            row = conn.execute(schema.READ_LEASE, (execution_id,)).fetchone()
-            current = None if row is None else Lease(*row)
-            lease = next_lease(current, execution_id, worker_id, seconds, time.time())
+            current = _lease_row(conn, execution_id)
+            lease = next_lease(current, execution_id, worker_id, seconds, time.time(), take_over)
             conn.execute(
                 schema.WRITE_LEASE, (execution_id, worker_id, lease.token, lease.expires_at)
             )
@@ -319,7 +319,7 @@ class SQLiteStore(Closable):
         def renew() -> Lease | None:
             now = time.time()
             cursor = self._writer_conn().execute(
-                schema.RENEW_LEASE, (now + seconds, lease.execution_id, lease.token, now)
+                schema.RENEW_LEASE, (now + seconds, lease.execution_id, lease.token)
             )
             if cursor.rowcount != 1:
                 return None
@@ -412,10 +412,9 @@ def _in_transaction(conn: sqlite3.Connection, work: Callable[[], T]) -> T:
     return result
 
 
-def _live_token(cursor: sqlite3.Cursor, now: float) -> int | None:
-    """The token of the lease row the cursor holds, if that lease is live."""
-    row = cursor.fetchone()
-    return None if row is None or row[3] <= now else int(row[2])
+def _lease_row(conn: sqlite3.Connection, execution_id: str) -> Lease | None:
+    row = conn.execute(schema.READ_LEASE, (execution_id,)).fetchone()
+    return None if row is None else Lease(*row)
 
 
 def _retry_locked(action: Callable[[], object], seconds: float) -> None:

@@ -118,8 +118,9 @@ READ_LEASE = "SELECT execution_id, worker_id, token, expires_at FROM leases WHER
 WRITE_LEASE = (
     "INSERT OR REPLACE INTO leases (execution_id, worker_id, token, expires_at) VALUES (?, ?, ?, ?)"
 )
+# Held (the token is the newest, not released), though it may have expired: see leases.py.
 RENEW_LEASE = (
-    "UPDATE leases SET expires_at = ? WHERE execution_id = ? AND token = ? AND expires_at > ?"
+    "UPDATE leases SET expires_at = ? WHERE execution_id = ? AND token = ? AND expires_at > 0"
 )
 RELEASE_LEASE = "UPDATE leases SET expires_at = 0 WHERE execution_id = ? AND token = ?"
 LIVE_LEASES = (

@@ -218,9 +218,13 @@ class TieredStore(Closable):
             raise ConfigError(f"{self!r}: the hot store {self.hot!r} keeps no leases")
         return self.hot
 
-    async def acquire_lease(self, execution_id: str, worker_id: str, seconds: float) -> Lease:
+    async def acquire_lease(
+        self, execution_id: str, worker_id: str, seconds: float, *, take_over: str | None = None
+    ) -> Lease:
         self._check_open()
-        return await self._leasing().acquire_lease(execution_id, worker_id, seconds)
+        return await self._leasing().acquire_lease(
+            execution_id, worker_id, seconds, take_over=take_over
+        )
 
     async def renew_lease(self, lease: Lease, seconds: float) -> Lease | None:
         self._check_open()

@@ -30,6 +30,7 @@ from livingai import (
     ClosedError,
     ExecutionNode,
     FencedError,
+    Lease,
     LeaseHeldError,
     LeaseStore,
     NodeRecord,
@@ -270,11 +271,64 @@ async def test_a_fenced_write_lands_only_under_the_live_lease(store: LeaseStore)
     assert await store.list_versions("exec-free-to-write") == []  # nothing of the batch
 
 
+async def _expired(store: LeaseStore, lease: Lease) -> None:
+    """Wait (bounded) until another worker could take `lease`: it has run out."""
+    deadline = time.monotonic() + 10
+    while any(x.execution_id == lease.execution_id for x in await store.leases()):
+        assert time.monotonic() < deadline, f"{lease} never expired"
+        await asyncio.sleep(0.05)
+
+
+async def test_an_expired_lease_no_one_took_is_still_its_holders(store: LeaseStore) -> None:
+    lease = await store.acquire_lease("exec-outage", "worker-a", 0.2)
+    await _expired(store, lease)  # a store outage kept worker-a from renewing
+    written = make_record("exec-outage", "during-outage")
+    await store.append([written], fences={"exec-outage": lease.token})  # queued meanwhile
+    assert_same(await store.read("during-outage"), written)
+    renewed = await store.renew_lease(lease, 30)
+    assert renewed is not None, "an expired lease no one took was not given back"
+    assert renewed.token == lease.token  # the same lease: writes queued under it still land
+    assert renewed.expires_at > time.time() + 20
+    try:
+        await store.acquire_lease("exec-outage", "worker-b", 30)
+    except LeaseHeldError:
+        pass
+    else:
+        raise AssertionError("a renewed lease was taken by another worker")
+    await store.release_lease(renewed)
+    assert await store.renew_lease(renewed, 30) is None  # released: gone for good
+    try:
+        await store.append([make_record("exec-outage", "late")], fences={"exec-outage": 1})
+    except FencedError:
+        pass
+    else:
+        raise AssertionError("a write under a released lease landed")
+
+
+async def test_a_lease_is_taken_over_from_a_holder_known_to_be_gone(store: LeaseStore) -> None:
+    async def holder_after(worker: str, take_over: str) -> str:
+        try:
+            await store.acquire_lease("exec-dead", worker, 30, take_over=take_over)
+        except LeaseHeldError as exc:
+            return exc.holder
+        raise AssertionError(f"{worker} took a live lease, taking over {take_over}")
+
+    dead = await store.acquire_lease("exec-dead", "worker-dead", 30)
+    assert await holder_after("worker-b", take_over="worker-other") == "worker-dead"
+    taken = await store.acquire_lease("exec-dead", "worker-b", 30, take_over="worker-dead")
+    assert (taken.worker_id, taken.token > dead.token) == ("worker-b", True)
+    assert await store.renew_lease(dead, 30) is None
+    # Two workers taking over the same dead one: the first wins, the second is refused.
+    assert await holder_after("worker-c", take_over="worker-dead") == "worker-b"
+
+
 LEASE_TESTS: list[LeaseCheck] = [
     test_a_lease_is_held_by_one_worker,
     test_the_same_worker_takes_its_lease_back_with_a_new_token,
     test_a_released_or_expired_lease_goes_to_the_next_worker,
     test_a_fenced_write_lands_only_under_the_live_lease,
+    test_an_expired_lease_no_one_took_is_still_its_holders,
+    test_a_lease_is_taken_over_from_a_holder_known_to_be_gone,
 ]
 
 # -- usage ------------------------------------------------------------------------------
