@@ -27,6 +27,7 @@ from livingai import (
     StepFailedError,
     StepNotFoundError,
     StoreError,
+    StoreOutageError,
     StoreUnusableError,
     WrongLoopError,
 )
@@ -50,6 +51,7 @@ PUBLIC_ERRORS: list[type[LivingAIError]] = [
     StepFailedError,
     StepNotFoundError,
     StoreError,
+    StoreOutageError,
     StoreUnusableError,
     WrongLoopError,
 ]
@@ -66,6 +68,7 @@ BUILTIN_BASE: dict[type[LivingAIError], type[Exception] | None] = {
     RecordRejectedError: None,
     FencedError: None,
     StoreUnusableError: None,
+    StoreOutageError: None,
     LeaseHeldError: RuntimeError,
     NondeterminismError: RuntimeError,
     NotInStepError: RuntimeError,
@@ -80,6 +83,7 @@ PARENT: dict[type[LivingAIError], type[LivingAIError]] = {
     RecordRejectedError: StoreError,
     FencedError: RecordRejectedError,
     StoreUnusableError: StoreError,
+    StoreOutageError: StoreError,
 }
 
 

@@ -70,6 +70,7 @@ EXPECTED_ALL = [
     "StepNotFoundError",
     "StoreError",
     "StoreLimits",
+    "StoreOutageError",
     "StoreUnusableError",
     "TieredStats",
     "TieredStore",

@@ -33,6 +33,7 @@ from ._core.errors import (
     StepFailedError,
     StepNotFoundError,
     StoreError,
+    StoreOutageError,
     StoreUnusableError,
     WrongLoopError,
 )
@@ -135,6 +136,7 @@ __all__ = [
     "StepNotFoundError",
     "StoreError",
     "StoreLimits",
+    "StoreOutageError",
     "StoreUnusableError",
     "TieredStats",
     "TieredStore",

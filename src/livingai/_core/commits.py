@@ -149,6 +149,9 @@ class CommitQueue:
         self.committed = 0  # writes in them
         self.rejected = 0  # writes the store refused for good; each logged
         self.abandoned = 0  # writes given up; each logged
+        self.failing_since: float | None = None  # perf_counter of the first failed write
+        # since the last one that landed: how long the store has been down, for callers
+        # that wait out an outage up to a bound (durable runs)
         self.loop: asyncio.AbstractEventLoop | None = None  # where the task runs
         self.closed = False
         self._latest: dict[str, Write] = {}  # node id -> its newest queued write
@@ -210,14 +213,15 @@ class CommitQueue:
                 return write
         return None
 
-    async def flush(self) -> None:
-        """Wait until every write queued so far is settled; raises the error of the first
-        of them that was rejected or abandoned."""
-        if self._settled_total >= self._queued_total:
+    async def flush(self, position: int | None = None) -> None:
+        """Wait until every write queued so far (up to `position`, if given) is settled;
+        raises the error of the first of them that was rejected or abandoned."""
+        target = self._queued_total if position is None else position
+        if self._settled_total >= target:
             return
         self.start()
         assert self.loop is not None
-        waiter = _Waiter(self._queued_total, self.loop.create_future())
+        waiter = _Waiter(target, self.loop.create_future())
         self._waiters.append(waiter)
         self._wake.set()  # a flush does not wait for the linger
         await asyncio.shield(waiter.future)
@@ -334,13 +338,18 @@ class CommitQueue:
         while True:
             try:
                 await self._write_batch(records, fences or None)
+                self.failing_since = None
                 break
-            except (ClosedError, RecordRejectedError, StoreUnusableError):
+            except (ClosedError, RecordRejectedError, StoreUnusableError) as exc:
                 self.failures += 1
+                if isinstance(exc, RecordRejectedError):
+                    self.failing_since = None  # the store answered: it is up
                 raise
             except Exception as exc:
                 self.failures += 1
                 failures += 1
+                if self.failing_since is None:
+                    self.failing_since = time.perf_counter()
                 delay = backoff_seconds(failures, self.retry_max_delay_seconds)
                 if failures == 1 or failures % 10 == 0:
                     logger.warning(

@@ -240,11 +240,17 @@ class CheckpointEngine(Closable):
             )
         return loop
 
-    async def flush(self) -> None:
-        """Wait until every write queued so far is settled (retrying store errors);
-        raises the StoreError of the first that was rejected or abandoned."""
+    async def flush(self, execution_id: str | None = None) -> None:
+        """Wait until every write queued so far (of `execution_id` only, if given; those
+        queued before them go first) is settled, retrying store errors; raises the
+        StoreError of the first that was rejected or abandoned."""
         self._enter()
-        await self._queue.flush()
+        if execution_id is None:
+            await self._queue.flush()
+            return
+        newest = self._queue.newest(lambda write: write.record.execution_id == execution_id)
+        if newest is not None:
+            await self._queue.flush(newest.position)
 
     async def close(self, abandon_after_seconds: float | None = None) -> None:
         """Flush, stop the writer and close the store. Writes still queued after
@@ -699,6 +705,12 @@ class CheckpointEngine(Closable):
             versions = [r for x in ids for r in await self.store.list_versions(x)]
             stored = add_up(versions, by, since=since, until=until)
         return merge(stored, queued)
+
+    def failing_for(self) -> float:
+        """Seconds the store has failed every write since one last landed (0.0 while
+        writes land): how long an outage has lasted, for callers that wait one out."""
+        since = self._queue.failing_since
+        return 0.0 if since is None else time.perf_counter() - since
 
     def stats(self) -> EngineStats:
         return EngineStats(

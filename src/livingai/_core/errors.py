@@ -33,9 +33,12 @@ LivingAIError
 │   │   │                                isolates them, commits the rest, rejects them
 │   │   └── FencedError                  the write's lease was taken over by another
 │   │                                    worker (or expired): it may not write there now
-│   └── StoreUnusableError               the store cannot work as configured (read-only,
-│                                        not a database, missing directory, bad
-│                                        credentials); names the path or URL and the cause
+│   ├── StoreUnusableError               the store cannot work as configured (read-only,
+│   │                                    not a database, missing directory, bad
+│   │                                    credentials); names the path or URL and the cause
+│   └── StoreOutageError                 a durable run waited out a store outage up to
+│                                        its bound and gave up; names the store and the
+│                                        seconds waited; the run resumes later
 └── MissingExtraError (ImportError)      an optional extra is not installed; names the
                                          `pip install "livingai[extra]"` to run
 """
@@ -152,6 +155,17 @@ class FencedError(RecordRejectedError):
 class StoreUnusableError(StoreError):
     """The store cannot work as configured; retrying cannot help until someone fixes it.
     The message names the path or URL (password masked) and the cause."""
+
+
+class StoreOutageError(StoreError):
+    """A durable run's store stayed unreachable longer than `Runtime(...,
+    store_outage_seconds=)`: the run stops where it was, unfinished, and resumes from
+    there when run again (recover_pending()). What it had queued stays queued."""
+
+    def __init__(self, message: str, *, store: str = "", waited_seconds: float = 0.0) -> None:
+        super().__init__(message)
+        self.store = store
+        self.waited_seconds = waited_seconds
 
 
 class MissingExtraError(LivingAIError, ImportError):

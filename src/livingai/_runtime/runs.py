@@ -34,14 +34,13 @@ import contextvars
 import dataclasses
 import inspect
 import logging
-import os
-import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
+from .._core.commits import backoff_seconds
 from .._core.engine import CheckpointEngine
 from .._core.errors import (
     ConfigError,
@@ -49,10 +48,11 @@ from .._core.errors import (
     InDoubtError,
     InvalidNodeError,
     LeaseHeldError,
-    LivingAIError,
     NondeterminismError,
     NotInStepError,
     ReplayDivergedError,
+    StoreError,
+    StoreOutageError,
     check_setting,
 )
 from .._core.lifecycle import Closable
@@ -72,8 +72,10 @@ from .layout import (
     run_node_id,
     step_node_id,
 )
+from .outages import OutageBound
 from .replay import ReplayMode, ReplayScript, Serve
 from .retention import GcReport, collect
+from .workers import default_worker_id, holder_is_gone, owned_executions
 
 logger = logging.getLogger("livingai")
 
@@ -308,7 +310,10 @@ class Run:
 
     async def _save(self, node: ExecutionNode, *, durable: bool) -> None:
         try:
-            await self.runtime.engine.save(node, durable=durable, fence=self.lease)
+            if durable:
+                await self.runtime.outages.save_durably(node, self.lease)
+            else:
+                await self.runtime.engine.save(node, fence=self.lease)
         except FencedError as exc:
             self._lost = exc
             raise
@@ -365,16 +370,23 @@ class _OneTool(Run):
             )
 
     async def _save(self, node: ExecutionNode, *, durable: bool) -> None:
-        await self.runtime.engine.save(node, durable=durable)
+        if durable:
+            await self.runtime.outages.save_durably(node, None)
+        else:
+            await self.runtime.engine.save(node)
 
 
 class Runtime(Closable):
     """Runs agents durably over an engine (see the module docstring).
 
-    `worker_id` names this worker in leases (default: host and process id); a process
-    restarted with the same id takes its executions back at once, another worker waits
-    until their leases expire (`lease_seconds`, renewed while a run lives). `prices`
-    turns the tokens steps report into costs (default: PriceTable()).
+    `worker_id` names this worker in leases (default: host, process id, kernel boot and
+    process start time); a process restarted with the same id takes its executions back
+    at once, and so does anyone from a default id whose process on this machine is gone;
+    another worker waits until their leases expire (`lease_seconds`, renewed while a run
+    lives). `prices` turns the tokens steps report into costs (default: PriceTable()).
+    `store_outage_seconds` is how long a run waits out a store it cannot reach (default:
+    30 s or `lease_seconds`, whichever is longer): meanwhile each of its store calls is
+    tried again; past it the run raises StoreOutageError and stays unfinished.
     """
 
     def __init__(
@@ -383,14 +395,19 @@ class Runtime(Closable):
         *,
         worker_id: str | None = None,
         lease_seconds: float = 30.0,
+        store_outage_seconds: float | None = None,
         prices: PriceTable | None = None,
     ) -> None:
         check_setting("lease_seconds", lease_seconds, minimum=0, inclusive=False)
+        if store_outage_seconds is None:
+            store_outage_seconds = max(30.0, lease_seconds)
+        check_setting("store_outage_seconds", store_outage_seconds, minimum=0, inclusive=False)
         if worker_id is not None and (not isinstance(worker_id, str) or not worker_id):
             raise ConfigError(f"worker_id must be a non-empty string; got {worker_id!r}")
         self.engine = engine
-        self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}"
+        self.worker_id = worker_id or default_worker_id()
         self.lease_seconds = lease_seconds
+        self.outages = OutageBound(engine, store_outage_seconds)
         if prices is not None and not isinstance(prices, PriceTable):
             raise ConfigError(f"prices must be a PriceTable; got {prices!r}")
         self.prices = PriceTable() if prices is None else prices
@@ -449,8 +466,10 @@ class Runtime(Closable):
             )
         self._running.add(execution_id)
         try:
-            lease = await self.engine.acquire_lease(
-                execution_id, self.worker_id, self.lease_seconds
+            await self.outages.settle(execution_id)
+            lease = await self.outages.call(
+                f"taking the lease on execution {execution_id!r}",
+                lambda: self._take_lease(execution_id),
             )
             run = Run(self, execution_id, lease, script)
             keeper = asyncio.create_task(self._keep(run), name=f"livingai-lease-{execution_id}")
@@ -465,13 +484,36 @@ class Runtime(Closable):
         finally:
             self._running.discard(execution_id)
 
+    async def _take_lease(self, execution_id: str) -> Lease:
+        """The execution's lease; taken over at once from a holder that is a process gone
+        from this machine (killed, say), which would otherwise keep it until it expires."""
+        try:
+            return await self.engine.acquire_lease(execution_id, self.worker_id, self.lease_seconds)
+        except LeaseHeldError as exc:
+            if not holder_is_gone(exc.holder):
+                raise
+            logger.warning(
+                "%r: worker %r, which held execution %r, is a process no longer running on "
+                "this machine: taking its lease over",
+                self,
+                exc.holder,
+                execution_id,
+            )
+            # taken over only from the gone worker: if another one took it meanwhile, this
+            # raises LeaseHeldError naming that one
+            return await self.engine.acquire_lease(
+                execution_id, self.worker_id, self.lease_seconds, take_over=exc.holder
+            )
+
     async def _drive(
         self, run: Run, agent: Agent, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         """Fast-forward `agent` through what is recorded, run the rest, record the end."""
         name = agent_name(agent)
         execution_id = run.execution_id
-        recorded = await read_run(self.engine, execution_id)
+        recorded = await self.outages.call(
+            f"reading run {execution_id!r}", lambda: read_run(self.engine, execution_id)
+        )
         header, run._recorded = recorded.header, recorded.steps
         metadata: dict[str, Any] = {"run": True, "agent": name, "worker": self.worker_id}
         if header is not None:
@@ -484,7 +526,10 @@ class Runtime(Closable):
                 if link in header.metadata:
                     metadata[link] = header.metadata[link]
             if run.script is None and "replay" in metadata:  # a replay that crashed
-                original = await read_recorded_run(self.engine, str(metadata["replay_of"]))
+                replay_of = str(metadata["replay_of"])
+                original = await self.outages.call(
+                    f"reading run {replay_of!r}", lambda: read_recorded_run(self.engine, replay_of)
+                )
                 run.script = ReplayScript.from_settings(original, metadata["replay"])
         if run.script is not None:
             metadata["replay_of"] = run.script.original.execution_id
@@ -504,7 +549,7 @@ class Runtime(Closable):
             result = await agent(run, *args, **kwargs)
             if run.script is not None and run.script.diverged is not None:
                 raise run.script.diverged  # the agent caught it: a replay that diverged failed
-        except (InDoubtError, FencedError, NondeterminismError):
+        except (InDoubtError, FencedError, NondeterminismError, StoreOutageError):
             raise  # not the run's outcome: it stays unfinished, to be resumed
         except Exception as exc:
             record_error(start, exc)
@@ -522,18 +567,29 @@ class Runtime(Closable):
         return result
 
     async def _keep(self, run: Run) -> None:
-        """Renew the lease while the run lives; once it is lost, the run's writes fail."""
+        """Renew the lease while the run lives; once it is lost, the run's writes fail.
+        A renewal the store could not answer is tried again soon: the lease stays the
+        run's, expired or not, as long as no other worker took it."""
+        failures = 0
         while True:
-            await asyncio.sleep(self.lease_seconds / 3)
+            if failures:
+                await asyncio.sleep(backoff_seconds(failures, self.lease_seconds / 6))
+            else:
+                await asyncio.sleep(self.lease_seconds / 3)
             try:
                 renewed = await self.engine.renew_lease(run.lease, self.lease_seconds)
-            except LivingAIError as exc:  # the store is down: try again; it may expire
-                logger.warning("%r: renewing %s failed: %s", self, run.lease, exc)
+            except StoreError as exc:  # the store is down: try again
+                failures += 1
+                if failures == 1:
+                    logger.warning("%r: renewing %s failed, retrying: %s", self, run.lease, exc)
                 continue
+            if failures:
+                logger.warning("%r: renewed %s after %d failures", self, run.lease, failures)
+                failures = 0
             if renewed is None:
                 logger.error(
-                    "%r: the lease on execution %r was lost (taken over, or expired): this "
-                    "worker stops writing to it",
+                    "%r: the lease on execution %r was lost (another worker took it over): "
+                    "this worker stops writing to it",
                     self,
                     run.execution_id,
                 )
@@ -545,7 +601,10 @@ class Runtime(Closable):
 
     async def in_doubt(self, run: Run, step: StepContext) -> InDoubtError:
         """Mark the run as needing a human, and say why."""
-        header = await self.engine.load(run_node_id(run.execution_id))
+        header_id = run_node_id(run.execution_id)
+        header = await self.outages.call(
+            f"reading node {header_id}", lambda: self.engine.load(header_id)
+        )
         if header is not None:
             node = header.node
             node.metadata = {
@@ -593,7 +652,9 @@ class Runtime(Closable):
         With `retry_failed`, a recorded failure is not final: `fn` runs again, same key,
         next attempt (for frameworks that run a failed step again). `metadata` is added
         to the node's; in `current_step()` the position is 0."""
-        loaded = await self.engine.load(node_id)
+        loaded = await self.outages.call(
+            f"reading node {node_id}", lambda: self.engine.load(node_id)
+        )
         recorded = None if loaded is None else loaded.node
         attempts = 0  # made before, when a recorded failure is run again
         if retry_failed and recorded is not None and recorded.status is Status.FAILED:
@@ -610,7 +671,12 @@ class Runtime(Closable):
     async def pending(self) -> list[PendingRun]:
         """Runs that are unfinished and that no live lease owns: crashed, or given up."""
         self._check_open()
-        owned = {lease.execution_id for lease in await self.engine.leases()}
+        leases = [  # this worker's own, on runs not running here, it takes back at once
+            lease
+            for lease in await self.engine.leases()
+            if lease.worker_id != self.worker_id or lease.execution_id in self._running
+        ]
+        owned = owned_executions(leases)
         found = []
         for execution_id in await self.engine.list_executions():
             if execution_id in owned:
