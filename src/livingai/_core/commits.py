@@ -16,7 +16,8 @@ How a failed batch write ends depends on what the store says:
   waiting forever; later writes try the store again.
 
 What can never land for other reasons (the target was closed, `close()` ran out of time
-or was cancelled, the process is ending) is abandoned too. Nothing is dropped silently.
+or was cancelled, the process is ending) is abandoned too: counted, and every node id
+logged at ERROR. Nothing is dropped silently.
 See shutdown.py for what happens when the loop or the process ends.
 """
 
@@ -100,6 +101,7 @@ class _Waiter:
 
 
 live_queues: weakref.WeakSet[CommitQueue] = weakref.WeakSet()
+_NAMES_PER_LINE = 100  # node ids per ERROR line when writes are abandoned
 
 
 class CommitQueue:
@@ -157,6 +159,8 @@ class CommitQueue:
         self._latest: dict[str, Write] = {}  # node id -> its newest queued write
         self._queued_total = 0  # writes ever queued; they settle in queue order, so
         self._settled_total = 0  # flush() waits until settled catches up
+        self._writing = 0  # writes at the head of the queue in a store call right now
+        self._exit_flushing = False  # flush_at_exit() is committing: no task may start
         self._waiters: list[_Waiter] = []
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
@@ -171,6 +175,8 @@ class CommitQueue:
         """Bind to the running loop and run the task there, once per loop."""
         loop = asyncio.get_running_loop()
         if self.loop is loop and self._task is not None and not self._task.done():
+            return
+        if self._exit_flushing:  # it commits what is queued (a SIGTERM during close())
             return
         if self.pending and self.loop is not None and self.loop is not loop:
             raise RuntimeError(
@@ -246,18 +252,21 @@ class CommitQueue:
 
     async def stop(self) -> None:
         """Cancel the task; with writes queued (not at close()), its cancellation handler
-        commits them. Only ever one task commits: two would pop each other's writes."""
+        commits them. Only ever one task commits: two would pop each other's writes.
+        Whatever is still queued then (no task, one cancelled before it started, writes
+        queued after close() began) is committed here, or abandoned."""
         task = self._task
         if task is not None and not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        if self.pending and not self.closed:  # no task, or cancelled before it started
+        if self.pending:
             await self.flush_at_exit()
 
     async def flush_at_exit(self) -> None:
         """Commit everything queued, made ready here; give up after exit_flush_seconds,
         abandoning (counting and logging) what is left."""
+        self._exit_flushing = True
         try:
             async with asyncio.timeout(self.exit_flush_seconds):
                 if self._prepare is not None:
@@ -266,6 +275,11 @@ class CommitQueue:
                     await self._commit(self._next_batch())
         except Exception as exc:  # includes the timeout and ClosedError
             self.abandon(f"exit flush failed: {exc!r}")
+        except BaseException as exc:  # cancelled again, Ctrl-C: what is left is lost
+            self.abandon(f"exit flush was interrupted: {exc!r}")
+            raise
+        finally:
+            self._exit_flushing = False
 
     # -- the task -------------------------------------------------------------------
 
@@ -317,8 +331,10 @@ class CommitQueue:
         while pieces:
             piece = pieces.pop(0)
             try:
-                await self._write_until_it_lands(piece)
+                await self._store_call(piece)
             except RecordRejectedError as exc:
+                if self._given_up(piece):
+                    return
                 if len(piece) == 1:
                     self._reject(piece[0], exc)
                 else:  # halves, in order: the records at fault end up alone
@@ -328,7 +344,32 @@ class CommitQueue:
             except StoreUnusableError as exc:
                 self.abandon(str(exc), exc)
                 return
+            if self._given_up(piece):
+                logger.warning(
+                    "%r: %d writes were given up while being written and were stored after "
+                    "all (still counted as abandoned): nodes %s",
+                    self.owner,
+                    len(piece),
+                    ", ".join(dict.fromkeys(w.record.node_id for w in piece)),
+                )
+                return
             self._committed(piece)
+
+    async def _store_call(self, piece: list[Write]) -> None:
+        """Write `piece`, the head of the queue. Until the store answers, abandon() says
+        these writes may be stored after all; so after a cancelled call too, which a
+        store's thread may still finish."""
+        self._writing = len(piece)
+        try:
+            await self._write_until_it_lands(piece)
+        except Exception:
+            self._writing = 0  # the store answered
+            raise
+        self._writing = 0
+
+    def _given_up(self, piece: list[Write]) -> bool:
+        """The queue was abandoned while `piece`, its head, was in a store call."""
+        return not self.pending or self.pending[0] is not piece[0]
 
     async def _write_until_it_lands(self, batch: list[Write]) -> None:
         """Write `batch`, retrying transient store errors with backoff."""
@@ -407,17 +448,38 @@ class CommitQueue:
         self._release()
 
     def abandon(self, why: str, error: StoreError | None = None) -> None:
-        """Give up every queued write: count, log with node ids, tell the waiters."""
+        """Give up every queued write: count, log every node id at ERROR, tell the
+        waiters. The ids go _NAMES_PER_LINE to a line, so that no line is too long for a
+        log to keep whole (journald, Docker) and together they name every one."""
         if not self.pending:
             return
-        count = len(self.pending)
+        dropped = list(self.pending)
+        count = len(dropped)
         self.abandoned += count
-        nodes = ", ".join(dict.fromkeys(w.record.node_id for w in list(self.pending)[:20]))
-        logger.error("%r: %d %s: %s; nodes: %s", self.owner, count, self.lost, why, nodes)
+        if self._writing:
+            why += (
+                f" ({min(self._writing, count)} of them, the oldest, in a store call that had "
+                "not answered: those may be stored after all)"
+            )
+        nodes = list(dict.fromkeys(w.record.node_id for w in dropped))
+        first = ", ".join(nodes[:_NAMES_PER_LINE])
+        if len(nodes) > _NAMES_PER_LINE:
+            first += f" and {len(nodes) - _NAMES_PER_LINE} more, named in the lines after this"
+        logger.error("%r: %d %s: %s; nodes: %s", self.owner, count, self.lost, why, first)
+        for start in range(_NAMES_PER_LINE, len(nodes), _NAMES_PER_LINE):
+            chunk = nodes[start : start + _NAMES_PER_LINE]
+            logger.error(
+                "%r: %s, nodes %d-%d of %d: %s",
+                self.owner,
+                self.lost,
+                start + 1,
+                start + len(chunk),
+                len(nodes),
+                ", ".join(chunk),
+            )
         if error is None:
             error = StoreError(f"{self.owner!r}: {count} {self.lost}: {why}")
         self._fail_waiters(self._settled_total + 1, error)
-        dropped = list(self.pending)
         for write in dropped:
             resolve(write.ack, error)
         self.pending.clear()

@@ -329,6 +329,9 @@ class CheckpointEngine(Closable):
         write = Write(record, state, ack, None if fence is None else fence.token)
         if self._queue.bytes + write.size > self.max_backlog_bytes:
             await self._wait_for_room(write, deadline)
+        # close() may have begun while this save waited: its flush would not wait for a
+        # write queued now, so it is refused (nothing stored) rather than left behind.
+        self._check_open()
         self._counts["saves"] += 1
         if state is None and node.checkpoint is None and cached_state is None:
             self._hot.discard(record.node_id)  # its state, if any, is found on load
