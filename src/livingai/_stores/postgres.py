@@ -292,25 +292,40 @@ class PostgresStore(Closable):
     async def _migrate(self, conn: Connection) -> None:
         """Bring the schema to SCHEMA_VERSION in one transaction, under an advisory lock
         so that processes starting together take turns; a newer schema is left alone."""
-        q = self._sql
-        table = sql.qualified(self.schema, "schema_version")
-        if (  # the usual case, answered without the lock
-            await _scalar(conn, q.version_table_exists, (table,))
-            and await _scalar(conn, q.read_version) == sql.SCHEMA_VERSION
-        ):
+        if await self._version(conn) == sql.SCHEMA_VERSION:  # the usual case: no lock
             return
+        key = (sql.LOCK_CLASS, self.schema)
+        try:
+            # The lock is the session's, taken between transactions (commit() ends the one
+            # a connection not in autocommit has open, and does nothing in autocommit): the
+            # migration's transaction begins once the lock is held, so it sees what the
+            # last holder committed (see LOCK_CLASS).
+            await conn.commit()
+            await conn.execute(self._sql.lock, key)
+            await conn.commit()
+            migrated = await self._migrate_locked(conn)
+            await conn.execute(self._sql.unlock, key)
+            await conn.commit()
+        except BaseException:
+            # Closing ends the session and its lock, whatever state the failure left the
+            # connection in (a pool replaces a closed one).
+            await conn.close()
+            raise
+        if migrated:
+            logger.info("%r: schema migrated to version %d", self, sql.SCHEMA_VERSION)
+
+    async def _migrate_locked(self, conn: Connection) -> bool:
+        """The migration, under the lock; False when another process has just done it."""
+        q = self._sql
         async with conn.transaction():
-            await conn.execute(q.lock, (sql.LOCK_CLASS, self.schema))
-            version: int | None = None
-            if await _scalar(conn, q.version_table_exists, (table,)):
-                version = int(await _scalar(conn, q.read_version) or 0)
+            version = await self._version(conn)
             if version is not None and version > sql.SCHEMA_VERSION:
                 raise StoreUnusableError(
                     f"{self!r} has schema version {version}, newer than this livingai "
                     f"knows ({sql.SCHEMA_VERSION}); upgrade livingai"
                 )
             if version == sql.SCHEMA_VERSION:
-                return
+                return False
             if version is None:
                 if not await _scalar(conn, q.schema_exists, (sql.quote_ident(self.schema),)):
                     await conn.execute(q.create_schema)
@@ -319,7 +334,14 @@ class PostgresStore(Closable):
             for script in q.migrations[version:]:
                 await conn.execute(script)
             await conn.execute(q.write_version, (sql.SCHEMA_VERSION,))
-        logger.info("%r: schema migrated to version %d", self, sql.SCHEMA_VERSION)
+        return True
+
+    async def _version(self, conn: Connection) -> int | None:
+        """The schema's version; None while it has no schema_version table."""
+        table = sql.qualified(self.schema, "schema_version")
+        if not await _scalar(conn, self._sql.version_table_exists, (table,)):
+            return None
+        return int(await _scalar(conn, self._sql.read_version) or 0)
 
     # -- the store contract -----------------------------------------------------------
 

@@ -102,9 +102,12 @@ MIGRATIONS: list[tuple[str | Callable[[str], str], ...]] = [
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
-# pg_advisory_xact_lock(LOCK_CLASS, hashtext(schema)) serialises migrations of one schema
-# across processes. A hash collision between two schemas only makes them wait for each
-# other.
+# pg_advisory_lock(LOCK_CLASS, hashtext(schema)) serialises migrations of one schema
+# across processes. It is a session lock, taken before the transaction that looks at the
+# catalog begins: a transaction already open while it waited (as under a transaction
+# lock) answers from a catalog cache that has not seen what the last holder committed,
+# finds no schema_version and fails creating it. A hash collision between two schemas
+# only makes them wait for each other.
 LOCK_CLASS = 0x6C766169  # "lvai"
 
 _COLUMNS = RECORD_COLUMNS
@@ -157,6 +160,7 @@ class Statements:
     schema_exists: str
     version_table_exists: str
     lock: str
+    unlock: str
     create_schema: str
     create_version_table: str
     read_version: str
@@ -249,7 +253,8 @@ def statements(schema: str) -> Statements:
         # Parameters, not text: to_regnamespace and to_regclass parse the quoted name.
         schema_exists="SELECT to_regnamespace(%s::text) IS NOT NULL",
         version_table_exists="SELECT to_regclass(%s::text) IS NOT NULL",
-        lock="SELECT pg_advisory_xact_lock(%s::integer, hashtext(%s::text))",
+        lock="SELECT pg_advisory_lock(%s::integer, hashtext(%s::text))",
+        unlock="SELECT pg_advisory_unlock(%s::integer, hashtext(%s::text))",
         # Only when missing: CREATE SCHEMA IF NOT EXISTS needs the CREATE privilege on the
         # database even when the schema is there (created beforehand by an administrator).
         create_schema=f"CREATE SCHEMA IF NOT EXISTS {s}",
