@@ -14,6 +14,7 @@ confirmation goes out. No API key, no network: everything is in a temporary dire
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -22,6 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +35,20 @@ class Provider:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        with sqlite3.connect(path) as conn:
+        with self.transaction() as conn:
             conn.execute("CREATE TABLE IF NOT EXISTS charges (key TEXT PRIMARY KEY, amount INT)")
             conn.execute("CREATE TABLE IF NOT EXISTS model_calls (prompt TEXT)")
 
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A connection of its own, committed (or rolled back) and then closed: a bare
+        `with sqlite3.connect()` commits but leaves the connection open."""
+        with contextlib.closing(sqlite3.connect(self.path)) as conn, conn:
+            yield conn
+
     def charge(self, amount: int, *, answer_after: float = 0.0) -> dict[str, Any]:
         key = current_step().idempotency_key
-        with sqlite3.connect(self.path) as conn:
+        with self.transaction() as conn:
             new = conn.execute("INSERT OR IGNORE INTO charges VALUES (?, ?)", (key, amount))
         if new.rowcount:
             print(f"provider: card charged ${amount} (key {key})", flush=True)
@@ -49,12 +58,12 @@ class Provider:
         return {"receipt": f"R-{key}", "amount": amount}
 
     def think(self, prompt: str) -> str:
-        with sqlite3.connect(self.path) as conn:
+        with self.transaction() as conn:
             conn.execute("INSERT INTO model_calls VALUES (?)", (prompt,))
         return f"charge ${json.loads(prompt)['amount']}"
 
     def counts(self) -> tuple[int, int]:
-        with sqlite3.connect(self.path) as conn:
+        with self.transaction() as conn:
             charges = conn.execute("SELECT count(*) FROM charges").fetchone()[0]
             calls = conn.execute("SELECT count(*) FROM model_calls").fetchone()[0]
         return int(charges), int(calls)

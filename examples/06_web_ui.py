@@ -28,7 +28,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -66,14 +66,21 @@ class Provider:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        with sqlite3.connect(path) as conn:
+        with self.transaction() as conn:
             conn.execute("CREATE TABLE IF NOT EXISTS charges (key TEXT PRIMARY KEY, amount INT)")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A connection of its own, committed (or rolled back) and then closed: a bare
+        `with sqlite3.connect()` commits but leaves the connection open."""
+        with contextlib.closing(sqlite3.connect(self.path)) as conn, conn:
+            yield conn
 
     def charge(self, amount: int, card: str, *, answer_after: float = 0.0) -> dict[str, Any]:
         if card == "declined":
             raise CardDeclinedError(f"card declined for ${amount}")
         key = current_step().idempotency_key
-        with sqlite3.connect(self.path) as conn:
+        with self.transaction() as conn:
             new = conn.execute("INSERT OR IGNORE INTO charges VALUES (?, ?)", (key, amount))
         if new.rowcount:
             print(f"provider: card charged ${amount} (key {key})", flush=True)
@@ -83,7 +90,7 @@ class Provider:
         return {"receipt": f"R-{key}", "amount": amount}
 
     def charges(self) -> int:
-        with sqlite3.connect(self.path) as conn:
+        with self.transaction() as conn:
             return int(conn.execute("SELECT count(*) FROM charges").fetchone()[0])
 
 

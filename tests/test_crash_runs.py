@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -79,7 +80,7 @@ def _run_to_the_end(url: str, provider: Path, policy: str, seed: int) -> list[di
 
 
 def _counts(provider: Path) -> dict[str, Any]:
-    with sqlite3.connect(provider) as conn:
+    with closing(sqlite3.connect(provider)) as conn:
         return {
             "llm": conn.execute("SELECT count(*) FROM llm_calls").fetchone()[0],
             "attempts": dict(

@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -256,7 +257,7 @@ def _burst_then_sigterm(path: Path, handle: str) -> tuple[int, str, int]:
         assert queued > 50, line  # a real backlog: many saves were still queued
         child.send_signal(signal.SIGTERM)
         _, err = child.communicate(timeout=60)
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn:
         (stored,) = conn.execute("SELECT count(*) FROM nodes").fetchone()
     return child.returncode, err, int(stored)
 

@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -37,21 +38,21 @@ async def test_new_file_gets_wal_and_the_current_schema(tmp_path: Path) -> None:
     store = SQLiteStore(path)
     await store.append([make_record("e")])
     await store.close()
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn:
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
         assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
 
 
 async def test_a_newer_schema_is_refused_not_damaged(tmp_path: Path) -> None:
     path = tmp_path / "future.db"
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("CREATE TABLE keep (x)")
         conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     store = SQLiteStore(path)
     with pytest.raises(StoreError, match="newer than this livingai"):
         await store.read("x")
     await store.close()
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn:
         assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION + 1,)
 
 
@@ -199,7 +200,7 @@ async def test_a_corrupt_row_is_named_listed_as_failed_and_the_plan_goes_on(
         nodes = [ExecutionNode(execution_id="rot", type=NodeType.PROMPT) for _ in range(3)]
         for node in nodes:
             await engine.save(node, state=node.id.encode(), durable=True)
-    with sqlite3.connect(path) as conn:
+    with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("UPDATE nodes SET body = '{not json' WHERE node_id = ?", (nodes[1].id,))
         conn.execute("UPDATE nodes SET created_at = 'yesterday' WHERE node_id = ?", (nodes[2].id,))
     async with CheckpointEngine(SQLiteStore(path), hot_capacity=0) as engine:

@@ -10,7 +10,6 @@ import math
 import operator
 import random
 import re
-import sys
 import traceback as tb
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -204,34 +203,50 @@ def _refuse(obj: object) -> Any:
     raise TypeError(type(obj).__name__)
 
 
-def _check_keys(obj: Any) -> None:
-    """json.dumps would silently turn 1 or None keys into strings: refuse them. A loop,
-    not recursion: json.dumps has already refused cycles and depth beyond its limit."""
-    stack = [obj]
+# How deeply lists and dicts may nest in a stored value. json.dumps' own limit follows the
+# interpreter (about 1,000 levels on 3.11 and 3.12, about 10,000 on 3.13): a value one of
+# them stores, another could not read back. This one holds on all, with room for the stack.
+MAX_NESTING = 500
+_CONTAINERS = (dict, list, tuple)
+
+
+class _TooDeep(Exception):
+    """A value nests more than MAX_NESTING lists and dicts."""
+
+
+def _check_keys(obj: Any, levels: int = MAX_NESTING) -> None:
+    """json.dumps would silently turn 1 or None keys into strings: refuse them, and
+    nesting deeper than `levels`. A loop, not recursion: json.dumps has already refused
+    cycles."""
+    if not isinstance(obj, _CONTAINERS):
+        return
+    stack: list[tuple[Any, int]] = [(obj, 1)]  # a container, and how many hold it (itself too)
     while stack:
-        item = stack.pop()
+        item, depth = stack.pop()
+        if depth > levels:
+            raise _TooDeep
+        children = item
         if isinstance(item, dict):
             for key in item:
                 if not isinstance(key, str):
                     raise TypeError(f"{type(key).__name__} (as a dict key)")
-            stack.extend(item.values())
-        elif isinstance(item, list | tuple):
-            stack.extend(item)
+            children = item.values()
+        stack.extend((child, depth + 1) for child in children if isinstance(child, _CONTAINERS))
 
 
-def _dumps(value: Any) -> str:
+def _dumps(value: Any, levels: int = MAX_NESTING) -> str:
     body = json.dumps(value, allow_nan=False, separators=(",", ":"), default=_refuse)
-    _check_keys(value)
+    _check_keys(value, levels)
     return body
 
 
 def _json_field(node: ExecutionNode, name: str, value: Any) -> str:
     try:
         return _dumps(value)
-    except RecursionError:
+    except (RecursionError, _TooDeep):  # json.dumps' own limit, or ours
         raise InvalidNodeError(
             f"node {node.id}: {name} is nested too deeply to store as JSON "
-            f"(more than about {sys.getrecursionlimit()} levels)"
+            f"(more than {MAX_NESTING} levels of lists and dicts)"
         ) from None
     except TypeError as exc:
         raise InvalidNodeError(
@@ -338,8 +353,8 @@ def _to_record(node: ExecutionNode, checkpoint: bytes | None) -> NodeRecord:
         "metadata": node.metadata,
     }
     try:  # one pass on the hot path; on failure, find the field to name
-        body = _dumps(fields)
-    except (TypeError, ValueError, RecursionError):
+        body = _dumps(fields, MAX_NESTING + 1)  # + 1: the dict holding the fields
+    except (TypeError, ValueError, RecursionError, _TooDeep):
         for name, value in fields.items():
             _json_field(node, name, value)
         raise

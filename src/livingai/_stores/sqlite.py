@@ -123,16 +123,21 @@ class SQLiteStore(Closable):
     def _writer_conn(self) -> sqlite3.Connection:
         if self._write_conn is None:
             conn = self._connect()
-            if not self._memory:
-                conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # only a new file takes it
-                _retry_locked(
-                    lambda: conn.execute("PRAGMA journal_mode = WAL"), self.busy_timeout_seconds
-                )
-                # A checkpoint inside COMMIT copies the WAL into the file and fsyncs: tens
-                # of milliseconds on the agent's path. The checkpointer thread does it.
-                conn.execute("PRAGMA wal_autocheckpoint = 0")
-            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-            _migrate(conn, self.path)
+            try:
+                if not self._memory:
+                    conn.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # only a new file takes it
+                    _retry_locked(
+                        lambda: conn.execute("PRAGMA journal_mode = WAL"),
+                        self.busy_timeout_seconds,
+                    )
+                    # A checkpoint inside COMMIT copies the WAL into the file and fsyncs: tens
+                    # of milliseconds on the agent's path. The checkpointer thread does it.
+                    conn.execute("PRAGMA wal_autocheckpoint = 0")
+                conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+                _migrate(conn, self.path)
+            except BaseException:
+                conn.close()  # not kept (the next call opens a new one), so not left open
+                raise
             self._write_conn = conn
         return self._write_conn
 
