@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,7 +34,11 @@ def test_crash_recovery_charges_the_card_once(tmp_path: Path) -> None:
 
 def test_basic_checkpoint_reads_back_what_it_saved(tmp_path: Path) -> None:
     out = run_example("01_basic_checkpoint.py", tmp_path)
-    assert "saves: 6, in budget: 6, late: 0" in out
+    # Every save committed, in the budget or late (which one is the machine's timing).
+    counts = re.search(r"saves: (\d+), in budget: (\d+), late: (\d+)", out)
+    assert counts is not None, out
+    saves, in_budget, late = map(int, counts.groups())
+    assert (saves, in_budget + late) == (6, 6)
     assert "read back 3 steps:" in out
     assert out.count("RUNNING -> SUCCESS") == 3
     assert '"notes": [{"text": "Let me look it up."}, {"result": "Paris"}' in out
