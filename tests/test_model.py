@@ -19,6 +19,7 @@ from livingai import (
     NodeType,
     Status,
 )
+from livingai._core.model import MAX_NESTING
 
 
 def _node(**fields: Any) -> ExecutionNode:
@@ -518,3 +519,15 @@ def test_a_started_step_that_is_not_safe_to_repeat_is_in_doubt() -> None:
     assert not node(NodeType.TOOL, Status.RUNNING, idempotent=True).is_in_doubt()
     assert not node(NodeType.PROMPT, Status.RUNNING).is_in_doubt()
     assert node(NodeType.PROMPT, Status.RUNNING, idempotent=False).is_in_doubt()
+
+
+@pytest.mark.parametrize(("levels", "kept"), [(MAX_NESTING, True), (MAX_NESTING + 1, False)])
+def test_the_nesting_bound_is_the_same_on_every_python(levels: int, kept: bool) -> None:
+    value: Any = "bottom"
+    for _ in range(levels):
+        value = [value]
+    if kept:
+        assert NodeRecord.from_node(_node(input=value), None).to_node().input == value
+    else:
+        with pytest.raises(InvalidNodeError, match=f"more than {MAX_NESTING} levels"):
+            NodeRecord.from_node(_node(input=value), None)
