@@ -28,9 +28,8 @@ from typing import Any
 
 import pytest
 
-from tests.postgres_support import drop_schema
-from tests.redis_support import delete_prefix
-from tests.services import POSTGRES_DSN, REDIS_URL, ROOT, need_server, unique_name
+from tests.services import ROOT
+from tests.store_urls import fresh_store_url
 
 MAX_KILLS = 6
 SECONDS = 90.0  # the whole case, kills and restarts included
@@ -40,22 +39,8 @@ POLICIES = ["retry_with_key", "default"]
 
 @pytest.fixture(params=STORES)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    kind = str(request.param)
-    name = unique_name("livingai_crash")
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path}/runs.db"
-    elif kind == "redis":
-        need_server("Redis", REDIS_URL, 6379)
-        try:
-            yield f"{REDIS_URL}?prefix={name}"
-        finally:
-            delete_prefix(REDIS_URL, name)
-    else:
-        need_server("PostgreSQL", POSTGRES_DSN, 5432)
-        try:
-            yield f"{POSTGRES_DSN}?schema={name}"
-        finally:
-            drop_schema(POSTGRES_DSN, name)
+    with fresh_store_url(str(request.param), tmp_path, "livingai_crash") as url:
+        yield url
 
 
 def _start(url: str, provider: Path, policy: str, seed: int) -> subprocess.Popen[str]:

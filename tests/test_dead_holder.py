@@ -25,9 +25,8 @@ import pytest
 from livingai import CheckpointEngine, MemoryStore, Runtime, open_store
 from livingai._runtime.workers import default_worker_id, holder_is_gone
 from tests.dead_holder_child import EXECUTION, LEASE_SECONDS
-from tests.postgres_support import drop_schema
-from tests.redis_support import delete_prefix
-from tests.services import POSTGRES_DSN, REDIS_URL, ROOT, need_server, unique_name
+from tests.services import ROOT
+from tests.store_urls import fresh_store_url
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/stat").exists(), reason="needs Linux's /proc to tell a process is gone"
@@ -127,27 +126,8 @@ def test_another_host_or_boot_or_an_id_given_by_hand_is_never_gone(
 
 @pytest.fixture(params=STORES)
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    kind = str(request.param)
-    name = unique_name("livingai_dead")
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path}/runs.db"
-        return
-    if kind in ("redis", "tiered"):
-        need_server("Redis", REDIS_URL, 6379)
-    if kind in ("postgres", "tiered"):
-        need_server("PostgreSQL", POSTGRES_DSN, 5432)
-    try:
-        if kind == "redis":
-            yield f"{REDIS_URL}?prefix={name}"
-        elif kind == "postgres":
-            yield f"{POSTGRES_DSN}?schema={name}"
-        else:
-            yield f"tiered:{REDIS_URL}?prefix={name}|{POSTGRES_DSN}?schema={name}"
-    finally:
-        if kind in ("redis", "tiered"):
-            delete_prefix(REDIS_URL, name)
-        if kind in ("postgres", "tiered"):
-            drop_schema(POSTGRES_DSN, name)
+    with fresh_store_url(str(request.param), tmp_path, "livingai_dead") as url:
+        yield url
 
 
 def _start(url: str, marks: Path, mode: str) -> subprocess.Popen[str]:

@@ -20,7 +20,6 @@ from contextlib import AsyncExitStack
 from multiprocessing.synchronize import Barrier
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
 import psycopg
 import pytest
@@ -29,8 +28,8 @@ from psycopg_pool import AsyncConnectionPool
 from livingai import CheckpointEngine, PostgresStore, Run, Runtime, Status, open_store
 from livingai._stores.postgres_sql import LOCK_CLASS, statements
 from tests.postgres_support import drop_schema
-from tests.redis_support import delete_prefix
-from tests.services import POSTGRES_DSN, REDIS_URL, need_server, unique_name
+from tests.services import POSTGRES_DSN, need_server, unique_name
+from tests.store_urls import fresh_store_url
 
 PROCESSES = 6
 SECONDS = 30.0  # the bound on every wait: a process that hangs fails the test
@@ -118,10 +117,6 @@ def run_at_once(url: str, execution_ids: list[str]) -> tuple[dict[str, str], lis
     return answers, warned
 
 
-def with_option(url: str, name: str, value: str) -> str:
-    return f"{url}{'&' if '?' in url else '?'}{name}={quote(value, safe='')}"
-
-
 @pytest.fixture
 def new_schema() -> Iterator[str]:
     """A PostgreSQL schema no one has used yet, dropped afterwards."""
@@ -136,18 +131,8 @@ def new_schema() -> Iterator[str]:
 @pytest.fixture(params=["postgres", "sqlite", "redis"])
 def new_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """The URL of a store no one has used yet; whatever it created is gone afterwards."""
-    kind = request.param
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path / 'new.db'}"
-    elif kind == "postgres":
-        yield with_option(POSTGRES_DSN, "schema", request.getfixturevalue("new_schema"))
-    else:
-        need_server("Redis", REDIS_URL, 6379)
-        prefix = unique_name("livingai_first")
-        try:
-            yield with_option(REDIS_URL, "prefix", prefix)
-        finally:
-            delete_prefix(REDIS_URL, prefix)
+    with fresh_store_url(str(request.param), tmp_path, "livingai_first") as url:
+        yield url
 
 
 @pytest.mark.timeout(120)

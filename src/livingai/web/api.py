@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
-from livingai import ExecutionNotFoundError
+from livingai import ExecutionNode, ExecutionNotFoundError
 
 from . import actions, data
 from .state import Ui, ui_of
@@ -91,6 +91,17 @@ def event(kind: str, value: Any, event_id: int | None = None) -> str:
     return "\n".join(lines) + "\n\n"
 
 
+def node_events(
+    ui: Ui, versions: list[ExecutionNode], fresh: list[ExecutionNode], header_id: str
+) -> Iterator[str]:
+    """A `node` event for each of `fresh`, the last versions of `versions`, but the run's
+    own record (its changes are `status` events), with its version number as the id."""
+    for index, version in enumerate(fresh, start=len(versions) - len(fresh) + 1):
+        if version.id != header_id:
+            node = data.node_dict(version, 0, version.checkpoint is not None)
+            yield event("node", ui_safe(ui, node), index)
+
+
 async def live(ui: Ui, execution_id: str, seen: int) -> AsyncIterator[str]:
     """The event stream: polls the store every POLL_SECONDS, for at most the app's
     live_seconds, until the execution is finished (or the client goes: the response
@@ -105,13 +116,16 @@ async def live(ui: Ui, execution_id: str, seen: int) -> AsyncIterator[str]:
     while True:
         versions = await runtime.engine.versions(execution_id)
         fresh = versions[seen:] if len(versions) >= seen else versions
-        for index, version in enumerate(fresh, start=len(versions) - len(fresh) + 1):
-            if version.id != header_id:
-                node = data.node_dict(version, 0, version.checkpoint is not None)
-                yield event("node", ui_safe(ui, node), index)
+        for line in node_events(ui, versions, fresh, header_id):
+            yield line
         seen = len(versions)
         if fresh or status is None:
             shown = await data.execution(runtime, execution_id)
+            if shown["finished"]:  # what landed since the versions were read goes first
+                versions = await runtime.engine.versions(execution_id)
+                for line in node_events(ui, versions, versions[seen:], header_id):
+                    yield line
+                seen = len(versions)
             if shown["status"] != status or fresh:
                 status = shown["status"]
                 run = shown["run"] or {}
