@@ -419,7 +419,10 @@ async def execution(runtime: Runtime, execution_id: str) -> dict[str, Any]:
         }
     nodes = [node for node in latest.values() if node is not header]
     drawn = [node_dict(node, depth, node.id in checkpointed) for depth, node in step_tree(nodes)]
-    status = summary.status.value if summary is not None else Status.RUNNING.value
+    if header is not None:  # the status of the versions read above, as the run shown
+        status = header.status.value
+    else:
+        status = summary.status.value if summary is not None else Status.RUNNING.value
     return {
         "execution_id": execution_id,
         "summary": None if summary is None else summary_dict(summary),
