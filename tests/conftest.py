@@ -6,6 +6,7 @@ say why, and with LIVINGAI_REQUIRE_SERVICES=1 (set by .ci/run) such a skip is a 
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -15,6 +16,10 @@ from livingai import CheckpointStore, MemoryStore, SQLiteStore
 from tests.services import POSTGRES_DSN, REDIS_URL, need_server, unique_name
 
 StoreFactory = Callable[[], CheckpointStore]
+
+# A framework's tests run in its own venv (scripts/test); elsewhere there is nothing to
+# import them with.
+collect_ignore = [] if importlib.util.find_spec("agents") else ["openai_agents"]
 
 STORE_KINDS = ["memory", "sqlite", "redis", "postgres", "tiered"]
 PERSISTENT_KINDS = ["sqlite", "redis", "postgres", "tiered"]  # a second store object sees

@@ -18,11 +18,7 @@ in the namespace, the same when the thread resumes from the same checkpoint),
 
 from __future__ import annotations
 
-import dataclasses
-import difflib
-import hashlib
 import inspect
-import json
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
@@ -39,21 +35,25 @@ from langchain_core.tools import BaseTool, StructuredTool
 from langchain_core.tools.base import ArgsSchema
 from langchain_core.utils.pydantic import TypeBaseModel
 from langgraph.errors import GraphBubbleUp
-from pydantic import BaseModel
 
 from livingai import (
     CheckpointEngine,
     ConfigError,
     ErrorInfo,
     ExecutionNode,
-    ExecutionNotFoundError,
     NodeType,
     PriceTable,
-    ReplayDivergedError,
     Runtime,
     Status,
     StepContext,
-    StepFailedError,
+)
+from livingai.adapters.recordings import (
+    RecordedTools,
+    digest,
+    plain,
+    prices_of,
+    runtime_of,
+    serving,
 )
 
 PREFIX = "lga:"  # this adapter's nodes; the checkpointer's are "lg:"
@@ -81,18 +81,9 @@ class LangGraphAdapter:
     def __init__(
         self, source: CheckpointEngine | Runtime, *, prices: PriceTable | None = None
     ) -> None:
-        if isinstance(source, Runtime):
-            self.runtime = source
-        elif isinstance(source, CheckpointEngine):
-            self.runtime = Runtime(source)
-        else:
-            raise ConfigError(
-                f"LangGraphAdapter records into a Runtime or an engine; got {source!r}"
-            )
-        if prices is not None and not isinstance(prices, PriceTable):
-            raise ConfigError(f"prices must be a PriceTable; got {prices!r}")
-        self.prices = self.runtime.prices if prices is None else prices
-        self._served: Counter[tuple[str, str, str]] = Counter()  # replayed calls answered
+        self.runtime = runtime_of(source, "LangGraphAdapter")
+        self.prices = prices_of(self.runtime, prices)
+        self.recordings = RecordedTools(self.runtime.engine, "thread")  # MOCK_TOOLS replays
 
     def __repr__(self) -> str:
         return f"LangGraphAdapter({self.runtime.engine!r})"
@@ -190,9 +181,9 @@ class LangGraphAdapter:
         fn: Callable[..., Any] = real
         replay_of = configurable.get(REPLAY_OF)
         if replay_of is not None:
-            recorded = await self.recorded_call(str(replay_of), thread, tool.name, call)
+            recorded = await self.recordings.find(str(replay_of), thread, tool.name, call)
             metadata.update(mocked=True, replayed_from=recorded.id, replay_of=str(replay_of))
-            fn = _serving(recorded, str(replay_of))
+            fn = serving(recorded, str(replay_of))
         return await self.runtime.call_tool(
             thread,
             node_id,
@@ -205,52 +196,6 @@ class LangGraphAdapter:
             retry_failed=True,
             parent_id=task_node_id(thread, ns) if ns else None,
             metadata=metadata,
-        )
-
-    async def recorded_call(
-        self, original: str, thread: str, name: str, call: dict[str, Any]
-    ) -> ExecutionNode:
-        """The call of tool `name` with these arguments in recorded thread `original`:
-        the n-th such call of a replay gets the n-th recorded one (the last one again
-        when there are fewer). ReplayDivergedError naming the closest recorded call when
-        there is none: the real tool is never called in its place."""
-        nodes = await self.engine.list_nodes(original)
-        if not nodes:
-            raise ExecutionNotFoundError(
-                f"no thread {original!r} is recorded in {self.engine.store!r} to replay"
-            )
-        tools = [node for node in nodes if node.type is NodeType.TOOL]
-        asked = canonical({"args": [], "kwargs": call})
-        same = [
-            node
-            for node in tools
-            if node.metadata.get("step") == name
-            and canonical(node.input) == asked
-            and node.status in (Status.SUCCESS, Status.FAILED)
-        ]
-        if same:
-            served = (thread, name, asked)
-            found = same[min(self._served[served], len(same) - 1)]
-            self._served[served] += 1
-            return found
-        closest = max(
-            tools,
-            key=lambda node: (
-                node.metadata.get("step") == name,
-                difflib.SequenceMatcher(None, canonical(node.input), asked).ratio(),
-            ),
-            default=None,
-        )
-        found_text = (
-            "it has no tool calls"
-            if closest is None
-            else f"the closest recorded call is tool {closest.metadata.get('step')!r} with "
-            f"{_short(canonical(closest.input))} ({closest.status.value})"
-        )
-        raise ReplayDivergedError(
-            f"replay of {original!r} (MOCK_TOOLS): the call tool {name!r} with "
-            f"{_short(asked)} is not in the recording; {found_text}; the real tool was "
-            "not called"
         )
 
 
@@ -582,8 +527,7 @@ def tool_node_id(
     it runs again from the same checkpoint."""
     if tool_call_id:
         return f"{task_node_id(thread, ns)}/tool:{tool_call_id}"
-    digest = hashlib.sha256(canonical(call).encode()).hexdigest()[:16]
-    return f"{task_node_id(thread, ns)}/tool:{name}:{digest}"
+    return f"{task_node_id(thread, ns)}/tool:{name}:{digest(call)}"
 
 
 def model_arguments(tool: BaseTool, kwargs: Mapping[str, Any]) -> dict[str, Any]:
@@ -643,51 +587,7 @@ def _count(usage: Mapping[str, Any], *names: str) -> int | None:
     return None
 
 
-def plain(value: Any) -> Any:
-    """`value` as JSON holds it: messages and other pydantic models by their fields,
-    dataclasses too, anything else by its repr."""
-    return json.loads(json.dumps(value, default=_plain_one))
-
-
-def _plain_one(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        try:
-            return value.model_dump(mode="json", warnings=False)
-        except Exception:
-            return repr(value)
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {field.name: getattr(value, field.name) for field in dataclasses.fields(value)}
-    if isinstance(value, set | frozenset):
-        return sorted(value, key=repr)
-    return repr(value)
-
-
-def canonical(value: Any) -> str:
-    """`value` as JSON with sorted keys, to compare calls."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=repr)
-
-
-def _short(text: str, limit: int = 300) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def _thread(thread_id: Any) -> str:
     if not isinstance(thread_id, str) or not thread_id:
         raise ConfigError(f"a thread id is a non-empty string; got {thread_id!r}")
     return thread_id
-
-
-def _serving(recorded: ExecutionNode, original: str) -> Callable[..., Any]:
-    """In place of the real tool, in a replay: what the recording has for the call."""
-
-    async def serve(**_: Any) -> Any:
-        if recorded.status is Status.FAILED:
-            info = recorded.error or ErrorInfo("Exception", "failed")
-            raise StepFailedError(
-                f"tool {recorded.metadata.get('step')!r} failed in the recording of "
-                f"{original!r} with {info.type}: {info.message}",
-                type_name=info.type,
-            )
-        return recorded.output
-
-    return serve

@@ -1,0 +1,1 @@
+"""Tests of livingai.adapters.openai_agents, run in .venv-openai-agents (scripts/test)."""
