@@ -12,7 +12,8 @@ from livingai import CheckpointStore, NodeRecord, RecordRejectedError, StoreErro
 
 class FaultyStore:
     """Wraps a real store: appends wait for `gate`, fail while `failures_left` > 0, and
-    are refused for good when they hold a node whose id is in `poison`."""
+    are refused for good when they hold a node whose id is in `poison`; reads answer
+    once `read_gate` is set."""
 
     def __init__(
         self,
@@ -28,6 +29,8 @@ class FaultyStore:
         self.gate = asyncio.Event()
         if not gated:
             self.gate.set()
+        self.read_gate = asyncio.Event()  # reads answer once it is set
+        self.read_gate.set()
         self.appends: list[int] = []  # batch sizes of successful appends
         self.reads = 0
 
@@ -47,7 +50,9 @@ class FaultyStore:
 
     async def read(self, node_id: str) -> NodeRecord | None:
         self.reads += 1
-        return await self.inner.read(node_id)
+        record = await self.inner.read(node_id)
+        await self.read_gate.wait()  # read, not answered yet: a save may come in between
+        return record
 
     async def list_nodes(self, execution_id: str) -> list[NodeRecord]:
         return await self.inner.list_nodes(execution_id)

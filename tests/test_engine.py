@@ -420,3 +420,22 @@ async def test_delete_nodes_refuses_what_it_would_misread_and_stores_that_cannot
         await plain.save(step("run"))
         with pytest.raises(ConfigError, match="not a RetentionStore"):
             await plain.delete_nodes("run", ["anything"])
+
+
+async def test_a_load_that_raced_a_save_does_not_keep_serving_the_older_version() -> None:
+    store = FaultyStore(MemoryStore())
+    async with CheckpointEngine(store) as engine:
+        node = ExecutionNode(execution_id="e", type=NodeType.TOOL, id="e/1", status=Status.RUNNING)
+        await engine.save(node, durable=True)
+        store.read_gate.clear()
+        loading = asyncio.create_task(engine.load("e/1"))  # reads RUNNING, then waits
+        await until(lambda: store.reads == 1, "the load reading the store")
+        node.status, node.output = Status.SUCCESS, "done"
+        await engine.save(node, durable=True)
+        store.read_gate.set()
+        raced = await loading
+        assert raced is not None
+        assert raced.node.status is Status.RUNNING  # read before the save: older, as it was
+        now = await engine.load("e/1")
+        assert now is not None
+        assert (now.node.status, now.node.output) == (Status.SUCCESS, "done")

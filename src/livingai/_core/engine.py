@@ -575,6 +575,7 @@ class CheckpointEngine(Closable):
         if cached is not None:
             return NodeState(cached.write.record.to_node(), cached.state)
         write = self._queue.latest(node_id)
+        saves = self._counts["saves"]
         record = write.record if write is not None else await self.store.read(node_id)
         if record is None:
             return None
@@ -585,6 +586,10 @@ class CheckpointEngine(Closable):
             state = await self._decode(record.checkpoint, node_id)
         if state is None:
             state = await self._earlier_state(node_id)
+        if self._counts["saves"] != saves:
+            # Saved while this read waited: what it read may be older than that save, so
+            # it is returned but not cached (the cache would keep serving it).
+            return NodeState(node, state)
         entry = _Cached(write or Write(record), state)
         self._hot.put(node_id, entry, entry.write.size + len(state or b""))
         return NodeState(node, state)
