@@ -1,0 +1,287 @@
+"""OpenAIAgentsAdapter: SDK runs as durable runs. A run killed mid-tool resumes in a fresh
+process without asking the model again for recorded turns or charging twice; tools keep
+their policies; MOCK_TOOLS replay; costs; bad input. No network: a fake model."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agents import Agent, RunConfig, function_tool
+
+from livingai import (
+    CheckpointEngine,
+    ConfigError,
+    ExecutionNotFoundError,
+    InvalidNodeError,
+    LeaseHeldError,
+    NodeType,
+    Price,
+    PriceTable,
+    ReplayDivergedError,
+    Runtime,
+    SQLiteStore,
+    Status,
+    current_step,
+)
+from livingai.adapters.openai_agents import OpenAIAgentsAdapter
+from tests.crash_runs_child import provider
+from tests.openai_agents.crash_child import POLICIES
+from tests.openai_agents.fakes import (
+    COMPLETION_TOKENS,
+    MODEL,
+    PROMPT_TOKENS,
+    OrderModel,
+    Provider,
+    model_calls,
+)
+from tests.services import ROOT
+from tests.store_urls import fresh_store_url
+
+SECONDS = 60.0
+
+
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with fresh_store_url(str(request.param), tmp_path, "livingai_oai") as url:
+        yield url
+
+
+def _child(url: str, tmp: Path, orders: str, hang: str) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "tests.openai_agents.crash_child", url]
+    command += [str(tmp / "provider.db"), str(tmp / "model.log"), orders, hang]
+    return subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _killed_once_charged(child: subprocess.Popen[str], orders: set[str]) -> None:
+    """Wait until each of `orders` was charged in the child, then SIGKILL it there."""
+    assert child.stdout is not None
+    waiting = set(orders)
+    for line in child.stdout:
+        waiting.discard(line.strip().removeprefix("charged "))
+        if not waiting:
+            break
+    else:
+        pytest.fail(f"the child ended before charging {waiting}: {child.communicate()[1]}")
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=SECONDS)
+
+
+def _answers(child: subprocess.Popen[str]) -> dict[str, dict[str, Any]]:
+    """Each run's line, by policy."""
+    out, err = child.communicate(timeout=SECONDS)
+    assert child.returncode == 0, err[-3000:]
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return {line.pop("policy"): line for line in lines}
+
+
+def _provider(tmp: Path) -> dict[str, Any]:
+    with closing(provider(str(tmp / "provider.db"))) as conn:
+        return {
+            "attempts": dict(
+                conn.execute("SELECT order_id, count(*) FROM attempts GROUP BY 1").fetchall()
+            ),
+            "charges": dict(
+                conn.execute("SELECT order_id, count(*) FROM charges GROUP BY 1").fetchall()
+            ),
+            "receipts": dict(conn.execute("SELECT order_id, receipt FROM charges").fetchall()),
+        }
+
+
+@pytest.mark.timeout(2 * SECONDS)
+def test_runs_killed_between_two_parallel_tool_calls_resume_in_a_fresh_process(
+    store_url: str, tmp_path: Path
+) -> None:
+    # One run per policy, each killed with `a` done and `b` charged but not answered.
+    _killed_once_charged(_child(store_url, tmp_path, "a,b", "b"), {f"b@{p}" for p in POLICIES})
+    assert model_calls(tmp_path / "model.log") == 3  # each run's first turn
+    answers = _answers(_child(store_url, tmp_path, "a,b", "-"))
+    seen = _provider(tmp_path)
+    assert seen["charges"] == {f"{o}@{p}": 1 for o in "ab" for p in POLICIES}
+    attempts = seen["attempts"]
+    assert all(attempts[f"a@{p}"] == 1 for p in POLICIES)  # done before: served
+    # b was in flight. retry_with_key runs it again under the same key (the provider
+    # deduplicates); reconcile looks the charge up; the default is in doubt, never run
+    # again silently.
+    assert [attempts[f"b@{p}"] for p in POLICIES] == [2, 1, 1]
+    assert answers["default"] == {"in_doubt": "trip-default/oai:tool:call-b@default"}
+    for policy in ("retry_with_key", "reconcile"):
+        receipts = [json.dumps({"receipt": seen["receipts"][f"{o}@{policy}"]}) for o in "ab"]
+        assert answers[policy] == {"result": "done: " + "; ".join(receipts)}
+    # The first turns were served from the log: only the two last turns asked the model.
+    assert model_calls(tmp_path / "model.log") == 5
+    again = _answers(_child(store_url, tmp_path, "a,b", "-"))
+    assert again == answers  # finished (or still in doubt): from the log, nothing called
+    assert model_calls(tmp_path / "model.log") == 5
+    assert _provider(tmp_path)["attempts"] == attempts
+
+
+# -- in one process -----------------------------------------------------------------------
+
+
+def _adapter(tmp_path: Path, **prices: Price) -> OpenAIAgentsAdapter:
+    table = PriceTable(prices, defaults=False) if prices else None
+    return OpenAIAgentsAdapter(CheckpointEngine(SQLiteStore(tmp_path / "runs.db")), prices=table)
+
+
+def _config(model: OrderModel) -> RunConfig:
+    return RunConfig(model_provider=Provider(model))
+
+
+async def test_model_turns_are_recorded_with_tokens_and_cost(tmp_path: Path) -> None:
+    adapter = _adapter(tmp_path, **{MODEL: Price(prompt=2.0, completion=8.0)})
+    charged: list[str] = []
+
+    @function_tool
+    def charge(order: str, amount: int) -> str:
+        """Charge an order."""
+        charged.append(current_step().idempotency_key)
+        return "ok"
+
+    agent = Agent(name="orders", model=MODEL, tools=[charge])
+    log = tmp_path / "model.log"
+    result = await adapter.run(
+        agent, "go", execution_id="e1", run_config=_config(OrderModel(log, ["a"]))
+    )
+    assert result.final_output == "done: ok"
+    assert charged == ["e1/oai:tool:call-a"]  # the key is the node: run and call id
+    nodes = await adapter.engine.list_nodes("e1")
+    models = [n for n in nodes if n.type is NodeType.PROMPT]
+    assert [(n.model, n.prompt_tokens, n.completion_tokens) for n in models] == [
+        (MODEL, PROMPT_TOKENS, COMPLETION_TOKENS)
+    ] * 2
+    expected = (PROMPT_TOKENS * 2.0 + COMPLETION_TOKENS * 8.0) / 1e6
+    assert all(n.cost == pytest.approx(expected) for n in models)
+    assert all(n.status is Status.SUCCESS and n.latency_ms is not None for n in models)
+    tools = [n for n in nodes if n.type is NodeType.TOOL]
+    assert [(n.id, n.status, n.output) for n in tools] == [
+        ("e1/oai:tool:call-a", Status.SUCCESS, "ok")
+    ]
+    summary = (await adapter.runtime.executions(ids=["e1"]))[0]
+    assert summary.cost == pytest.approx(2 * expected)
+    # Run again, finished: the SDK's own result, from the log alone.
+    again = await adapter.run(
+        agent, "go", execution_id="e1", run_config=_config(OrderModel(log, ["a"]))
+    )
+    assert again.final_output == "done: ok"
+    assert model_calls(log) == 2
+    assert charged == ["e1/oai:tool:call-a"]
+    await adapter.runtime.close()
+
+
+async def test_mock_tools_replay_serves_the_recording_and_drift_is_named(tmp_path: Path) -> None:
+    adapter = _adapter(tmp_path)
+    charged: list[str] = []
+
+    @function_tool
+    def charge(order: str, amount: int) -> str:
+        """Charge an order."""
+        charged.append(order)
+        return f"receipt for {order}"
+
+    agent = Agent(name="orders", model=MODEL, tools=[adapter.tool(charge)])
+    log = tmp_path / "model.log"
+    await adapter.run(agent, "go", execution_id="e1", run_config=_config(OrderModel(log, ["a"])))
+    before = await adapter.engine.versions("e1")
+    replayed = await adapter.run(
+        agent, "go", execution_id="r1", replay_of="e1", run_config=_config(OrderModel(log, ["a"]))
+    )
+    assert replayed.final_output == "done: receipt for a"
+    assert charged == ["a"]  # served from e1's recording: the real tool did not run
+    assert model_calls(log) == 4  # the models run live in a replay
+    assert len(await adapter.engine.versions("e1")) == len(before)  # never written to
+    tool = await adapter.engine.load("r1/oai:tool:call-a")
+    assert tool is not None
+    assert tool.node.metadata["mocked"] is True
+    with pytest.raises(ReplayDivergedError, match="closest recorded call is tool 'charge'"):
+        await adapter.run(
+            agent,
+            "go",
+            execution_id="r2",
+            replay_of="e1",
+            run_config=_config(OrderModel(log, ["z"])),
+        )
+    assert charged == ["a"]
+    with pytest.raises(ExecutionNotFoundError, match="no execution 'nowhere'"):
+        await adapter.run(agent, "go", execution_id="r3", replay_of="nowhere")
+    await adapter.runtime.close()
+
+
+async def test_handoffs_and_agents_as_tools_are_recorded(tmp_path: Path) -> None:
+    adapter = _adapter(tmp_path)
+    log = tmp_path / "model.log"
+
+    @function_tool
+    def charge(order: str, amount: int) -> str:
+        """Charge an order."""
+        return "charged"
+
+    clerk = Agent(name="clerk", model=MODEL, tools=[adapter.tool(charge, retry_with_key=True)])
+    helper = clerk.as_tool(tool_name="clerk_tool", tool_description="ask the clerk")
+    boss = Agent(name="boss", model=MODEL, tools=[helper])
+    config = _config(OrderModel(log, ["a"], tool="clerk_tool"))
+    result = await adapter.run(boss, "go", execution_id="e1", run_config=config)
+    assert result.final_output.startswith("done: ")
+    nodes = await adapter.engine.list_nodes("e1")
+    tools = {n.metadata.get("step"): n for n in nodes if n.type is NodeType.TOOL}
+    assert set(tools) == {"clerk_tool"}  # the agent as a tool, recorded by its call
+    assert tools["clerk_tool"].metadata["agent"] == "boss"
+    assert len([n for n in nodes if n.type is NodeType.PROMPT]) >= 2
+    await adapter.runtime.close()
+
+
+async def test_bad_input_gets_a_clear_error(tmp_path: Path) -> None:
+    adapter = _adapter(tmp_path)
+
+    @function_tool
+    def charge(order: str, amount: int) -> Any:
+        """Charge an order."""
+        return {"when": object()}  # not JSON
+
+    agent = Agent(name="orders", model=MODEL, tools=[adapter.tool(charge)])
+    config = _config(OrderModel(None, ["a"]))
+    with pytest.raises(
+        InvalidNodeError, match=r"step 'charge': its output cannot be stored: .*JSON-serialisable"
+    ):
+        await adapter.run(agent, "go", execution_id="e1", run_config=config)
+    with pytest.raises(ConfigError, match=r"adapter\.tool wraps a FunctionTool"):
+        adapter.tool(lambda: None)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="execution_id must be a non-empty string"):
+        await adapter.run(agent, "go", execution_id="")
+    with pytest.raises(ConfigError, match="runs an Agent"):
+        await adapter.run("agent", "go", execution_id="e2")  # type: ignore[arg-type]
+    await adapter.runtime.close()
+
+
+async def test_a_second_worker_on_the_same_execution_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "runs.db"
+    first = OpenAIAgentsAdapter(Runtime(CheckpointEngine(SQLiteStore(path)), worker_id="w1"))
+    second = OpenAIAgentsAdapter(Runtime(CheckpointEngine(SQLiteStore(path)), worker_id="w2"))
+    raised: list[BaseException] = []
+
+    @function_tool
+    async def charge(order: str, amount: int) -> str:
+        """Charge an order."""
+        try:  # while the first worker is in its tool, the second one tries the run
+            await second.run(agent, "go", execution_id="e1", run_config=config)
+        except LeaseHeldError as exc:
+            raised.append(exc)
+        return "ok"
+
+    agent = Agent(name="orders", model=MODEL, tools=[charge])
+    config = _config(OrderModel(None, ["a"]))
+    result = await first.run(agent, "go", execution_id="e1", run_config=config)
+    assert result.final_output == "done: ok"
+    assert len(raised) == 1
+    assert "worker 'w1'" in str(raised[0])
+    await first.runtime.close()
+    await second.runtime.close()
