@@ -20,6 +20,7 @@ from livingai import (
     LeaseHeldError,
     LivingAIError,
     MissingExtraError,
+    NeedsHumanError,
     NondeterminismError,
     NotInStepError,
     RecordRejectedError,
@@ -44,6 +45,7 @@ PUBLIC_ERRORS: list[type[LivingAIError]] = [
     InvalidNodeError,
     LeaseHeldError,
     MissingExtraError,
+    NeedsHumanError,
     NondeterminismError,
     NotInStepError,
     RecordRejectedError,
@@ -75,6 +77,7 @@ BUILTIN_BASE: dict[type[LivingAIError], type[Exception] | None] = {
     ReplayDivergedError: RuntimeError,
     StepNotFoundError: LookupError,
     InDoubtError: None,
+    NeedsHumanError: None,
     StepFailedError: None,
     MissingExtraError: ImportError,
 }

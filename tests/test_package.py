@@ -39,6 +39,7 @@ EXPECTED_ALL = [
     "LivingAIError",
     "MemoryStore",
     "MissingExtraError",
+    "NeedsHumanError",
     "NodeRecord",
     "NodeState",
     "NodeType",

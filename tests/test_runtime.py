@@ -24,6 +24,7 @@ from livingai import (
     InvalidNodeError,
     LeaseHeldError,
     MemoryStore,
+    NeedsHumanError,
     NodeType,
     NondeterminismError,
     NotInStepError,
@@ -126,6 +127,49 @@ async def test_an_in_doubt_tool_is_not_run_again_silently(runtime: Runtime) -> N
     with pytest.raises(InDoubtError):  # and again, until someone decides
         await runtime.run(order_agent(calls), {"amount": 7}, execution_id="d")
     assert calls["charge"] == 1
+
+
+async def test_a_run_waiting_for_a_human_stays_unfinished_until_run_again(
+    runtime: Runtime,
+) -> None:
+    """Runtime.needs_human: the run ends unfinished, not failed; pending() and recovery
+    say why; run again once the decision is in, it goes on with the mark cleared."""
+    calls = Calls()
+    decided: dict[str, str] = {}
+
+    async def plan(amount: int) -> int:
+        calls["plan"] += 1
+        return amount
+
+    async def approval(run: Run, amount: int) -> str:
+        await run.step("plan", plan, amount)
+        if "h" not in decided:
+            raise await run.runtime.needs_human(run, "approve the charge", {"amount": amount})
+        return decided["h"]
+
+    with pytest.raises(NeedsHumanError, match="waits for a human: approve the charge") as caught:
+        await runtime.run(approval, 9, execution_id="h")
+    assert (caught.value.execution_id, caught.value.why) == ("h", "approve the charge")
+    (pending,) = await runtime.pending()
+    assert pending.needs_human == {"amount": 9, "why": "approve the charge"}
+    (recovered,) = await runtime.recover_pending()  # still nobody decided
+    assert recovered.outcome == "needs_human"
+    header = await runtime.engine.load("h/run")
+    assert header is not None
+    assert header.node.status is Status.RUNNING
+    decided["h"] = "approved"
+    assert await runtime.run(approval, 9, execution_id="h") == "approved"
+    assert calls["plan"] == 1
+    assert await runtime.pending() == []
+    header = await runtime.engine.load("h/run")
+    assert header is not None
+    assert "needs_human" not in header.node.metadata
+
+    async def vague(run: Run) -> None:
+        raise await run.runtime.needs_human(run, "")
+
+    with pytest.raises(ConfigError, match="why must be a non-empty string"):
+        await runtime.run(vague, execution_id="v")
 
 
 async def test_retry_with_key_runs_an_in_doubt_tool_again_with_the_same_key(

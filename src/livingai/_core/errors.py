@@ -24,6 +24,9 @@ LivingAIError
 ├── InDoubtError                         a tool's intent is recorded and its outcome is
 │                                        not: it may or may not have acted; carries the
 │                                        execution id, the step and its idempotency key
+├── NeedsHumanError                      a run stopped to wait for a person's decision (a
+│                                        tool call to approve, say); carries the execution
+│                                        id, why, and the details; the run stays unfinished
 ├── StepFailedError                      a recorded step failure whose exception type
 │                                        cannot be rebuilt; carries its type and message
 ├── StoreError                           the store failed (down, refused, locked, timed
@@ -126,6 +129,25 @@ class InDoubtError(LivingAIError):
         self.execution_id = execution_id
         self.step = step
         self.idempotency_key = idempotency_key
+
+
+class NeedsHumanError(LivingAIError):
+    """A run stopped to wait for a person's decision (Runtime.needs_human marked it): it
+    is not its outcome. The run stays unfinished, listed by `pending()` with `why` and
+    `details`, and continues when run again after the decision is recorded."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        execution_id: str = "",
+        why: str = "",
+        details: dict[str, object] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.execution_id = execution_id
+        self.why = why
+        self.details = {} if details is None else details
 
 
 class StepFailedError(LivingAIError):

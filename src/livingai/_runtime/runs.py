@@ -48,6 +48,7 @@ from .._core.errors import (
     InDoubtError,
     InvalidNodeError,
     LeaseHeldError,
+    NeedsHumanError,
     NondeterminismError,
     NotInStepError,
     ReplayDivergedError,
@@ -549,7 +550,13 @@ class Runtime(Closable):
             result = await agent(run, *args, **kwargs)
             if run.script is not None and run.script.diverged is not None:
                 raise run.script.diverged  # the agent caught it: a replay that diverged failed
-        except (InDoubtError, FencedError, NondeterminismError, StoreOutageError):
+        except (
+            InDoubtError,
+            NeedsHumanError,
+            FencedError,
+            NondeterminismError,
+            StoreOutageError,
+        ):
             raise  # not the run's outcome: it stays unfinished, to be resumed
         except Exception as exc:
             record_error(start, exc)
@@ -626,6 +633,35 @@ class Runtime(Closable):
             execution_id=run.execution_id,
             step=step.name,
             idempotency_key=step.idempotency_key,
+        )
+
+    async def needs_human(
+        self, run: Run, why: str, details: Mapping[str, Any] | None = None
+    ) -> NeedsHumanError:
+        """Mark the run as waiting for a person's decision (an approval, say), durably:
+        its record's `needs_human` becomes {"why": why, **details}, which `pending()`,
+        `livingai pending` and the web UI show (`why`: one line for a person). The agent
+        raises what this returns: the run then ends unfinished, not failed, and owned by
+        no lease; run again once the decision is recorded, it starts from the top with
+        the mark cleared."""
+        if not isinstance(why, str) or not why:
+            raise ConfigError(f"needs_human: why must be a non-empty string; got {why!r}")
+        reason = {**dict(details or {}), "why": why}
+        header_id = run_node_id(run.execution_id)
+        header = await self.outages.call(
+            f"reading node {header_id}", lambda: self.engine.load(header_id)
+        )
+        if header is not None:
+            node = header.node
+            node.metadata = {**node.metadata, "needs_human": reason}
+            _checked(node, run.execution_id, "its needs_human details", what="run")
+            await run._save(node, durable=True)
+        return NeedsHumanError(
+            f"execution {run.execution_id!r} waits for a human: {why}; it stays unfinished "
+            "until it is run again",
+            execution_id=run.execution_id,
+            why=why,
+            details=reason,
         )
 
     async def call_tool(
@@ -714,6 +750,10 @@ class Runtime(Closable):
                     )
                 except InDoubtError as exc:
                     return RecoveredRun(pending.execution_id, "in_doubt", pending.agent, error=exc)
+                except NeedsHumanError as exc:
+                    return RecoveredRun(
+                        pending.execution_id, "needs_human", pending.agent, error=exc
+                    )
                 except LeaseHeldError as exc:
                     return RecoveredRun(pending.execution_id, "leased", pending.agent, error=exc)
                 except Exception as exc:
@@ -906,7 +946,7 @@ class PendingRun:
     agent: str
     args: list[Any] = field(default_factory=list)
     kwargs: dict[str, Any] = field(default_factory=dict)
-    needs_human: Any = None  # the in-doubt tool, when one stopped it
+    needs_human: Any = None  # the in-doubt tool that stopped it, or Runtime.needs_human's why
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -917,7 +957,7 @@ class RecoveredRun:
     """How recover_pending() left one run."""
 
     execution_id: str
-    outcome: Literal["finished", "failed", "in_doubt", "leased", "not_registered"]
+    outcome: Literal["finished", "failed", "in_doubt", "needs_human", "leased", "not_registered"]
     agent: str = ""
     result: Any = None
     error: BaseException | None = None

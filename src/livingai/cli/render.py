@@ -36,6 +36,7 @@ OUTCOME_STYLE = {
     "failed": "bold red",
     "diverged": "bold red",
     "in_doubt": "bold magenta",
+    "needs_human": "bold magenta",
     "leased": "yellow",
     "not_registered": "yellow",
 }
@@ -242,12 +243,18 @@ def pending_table(runs: Sequence[PendingRun]) -> RenderableType:
             run.execution_id,
             run.agent or "-",
             short({"args": run.args, "kwargs": run.kwargs}, 80),
-            Text(
-                f"tool {human.get('step')!r} in doubt" if isinstance(human, dict) else "",
-                style="bold magenta",
-            ),
+            Text(human_text(human), style="bold magenta"),
         )
     return table
+
+
+def human_text(human: Any) -> str:
+    """Why a pending run needs a human: what Runtime.needs_human said, or its tool in doubt."""
+    if not isinstance(human, dict):
+        return ""
+    if human.get("why"):
+        return str(human["why"])
+    return f"tool {human.get('step')!r} in doubt"
 
 
 def error_text(error: BaseException | None) -> str | None:

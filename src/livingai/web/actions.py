@@ -15,6 +15,7 @@ from livingai import (
     ExecutionNotFoundError,
     InDoubtError,
     LeaseHeldError,
+    NeedsHumanError,
     ReplayDivergedError,
     ReplayMode,
     StepNotFoundError,
@@ -179,6 +180,8 @@ async def resume(ui: Ui, execution_id: str) -> dict[str, Any]:
         if error is None
         else "in_doubt"
         if isinstance(error, InDoubtError)
+        else "needs_human"
+        if isinstance(error, NeedsHumanError)
         else "leased"
         if isinstance(error, LeaseHeldError)
         else "failed"

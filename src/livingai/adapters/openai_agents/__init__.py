@@ -2,5 +2,6 @@
 runs whose recorded model turns and tool calls are served on resume (OpenAIAgentsAdapter)."""
 
 from .adapter import OpenAIAgentsAdapter
+from .approvals import PendingApproval
 
-__all__ = ["OpenAIAgentsAdapter"]
+__all__ = ["OpenAIAgentsAdapter", "PendingApproval"]

@@ -22,6 +22,9 @@ SDK's seams, on a copy of the agent graph (the start agent and its handoffs):
 With `replay_of`, the models run live and each tool call is served from that execution's
 recording (MOCK_TOOLS): the n-th call of a tool with the same arguments gets the n-th
 recorded result; one the recording lacks raises ReplayDivergedError.
+
+A run stopped on tools that need approval waits for a human, durably, and goes on after
+a restart: `pending_approvals`, `approve`, `reject`, `resume` (see approvals.py).
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import dataclasses
 import json
 import threading
 from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,14 +50,32 @@ from agents import (
     RunConfig,
     Runner,
     RunResult,
+    RunResultStreaming,
+    StreamEvent,
     Tool,
     Usage,
 )
-from agents.exceptions import AgentsException
-from agents.items import ModelResponse, TResponseInputItem, TResponseOutputItem
+from agents.exceptions import AgentsException, ModelBehaviorError
+from agents.items import (
+    ModelResponse,
+    TResponseInputItem,
+    TResponseOutputItem,
+    TResponseStreamEvent,
+)
 from agents.models.multi_provider import MultiProvider
 from agents.tool import FunctionTool
 from agents.tool_context import ToolContext
+from openai.types.responses import (
+    Response,
+    ResponseCompletedEvent,
+    ResponseCreatedEvent,
+    ResponseOutputItemAddedEvent,
+    ResponseOutputItemDoneEvent,
+    ResponseOutputMessage,
+    ResponseOutputText,
+    ResponseTextDeltaEvent,
+    ResponseUsage,
+)
 from openai.types.responses.response_prompt_param import ResponsePromptParam
 from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
 from pydantic import TypeAdapter
@@ -66,6 +87,7 @@ from livingai import (
     ExecutionNotFoundError,
     Lease,
     LivingAIError,
+    NeedsHumanError,
     NodeType,
     PriceTable,
     Run,
@@ -82,6 +104,9 @@ from livingai.adapters.recordings import (
     runtime_of,
     serving,
 )
+
+from . import approvals
+from .approvals import PendingApproval
 
 _OUTPUT: TypeAdapter[list[TResponseOutputItem]] = TypeAdapter(list[TResponseOutputItem])
 
@@ -189,7 +214,11 @@ class OpenAIAgentsAdapter:
         durable = self.register(agent, replay_of=replay_of, **runner_kwargs)
         self._results.pop(execution_id, None)
         try:
-            await self.runtime.run(durable, plain(input), execution_id=execution_id)
+            try:
+                await self.runtime.run(durable, plain(input), execution_id=execution_id)
+            except NeedsHumanError:  # stopped for approval: the result says on what
+                if execution_id not in self._results:
+                    raise
             found = self._results.get(execution_id)
             if found is not None:
                 return found
@@ -226,6 +255,38 @@ class OpenAIAgentsAdapter:
         )
         return asyncio.run_coroutine_threadsafe(coroutine, self._own_loop()).result()
 
+    def run_streamed(
+        self,
+        agent: Agent[Any],
+        input: str | list[TResponseInputItem],
+        *,
+        execution_id: str,
+        replay_of: str | None = None,
+        **runner_kwargs: Any,
+    ) -> StreamedRun:
+        """`Runner.run_streamed(agent, input, **runner_kwargs)` as durable execution
+        `execution_id`, recorded as `run` records it (the same nodes: each resumes the
+        other's runs). Called from a running event loop, as the SDK's, it returns at once
+        a StreamedRun: the SDK's events reach its `stream_events()` as they happen, and
+        it ends once the run's end is recorded. A model turn recorded before (a resumed
+        or finished run) is not asked for again: its events are rebuilt from the log in
+        one piece, since streams are recorded by turn, not token by token. The run goes
+        on whether or not its events are read; `cancel()` stops it, unfinished."""
+        if not isinstance(agent, Agent):
+            raise ConfigError(f"adapter.run_streamed runs an Agent; got {agent!r}")
+        if not isinstance(execution_id, str) or not execution_id:
+            raise ConfigError(f"execution_id must be a non-empty string; got {execution_id!r}")
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            raise ConfigError(
+                "run_streamed starts the run on the running event loop, as "
+                "Runner.run_streamed does: call it from async code"
+            ) from None
+        streamed = StreamedRun(execution_id)
+        streamed._start(_streaming(self, agent, input, replay_of, runner_kwargs, streamed))
+        return streamed
+
     def register(
         self, agent: Agent[Any], *, replay_of: str | None = None, **runner_kwargs: Any
     ) -> Callable[..., Awaitable[Any]]:
@@ -236,6 +297,7 @@ class OpenAIAgentsAdapter:
             scope = _Scope(self, run.execution_id, run, replay_of)
             result = await self._run_sdk(agent, input, scope, runner_kwargs)
             self._results[run.execution_id] = result
+            await approvals.stop_if_interrupted(scope, result)  # raises when it waits for one
             return plain(result.final_output)
 
         durable.__name__ = durable.__qualname__ = f"openai_agents:{agent.name}"
@@ -252,7 +314,8 @@ class OpenAIAgentsAdapter:
         starting, config = self._prepare(agent, kwargs.pop("run_config", None))
         token = _scope.set(scope)
         try:
-            return await Runner.run(starting, input, run_config=config, **kwargs)
+            start = await approvals.continued(scope, starting, input)  # a stop for approval?
+            return await Runner.run(starting, start, run_config=config, **kwargs)
         except AgentsException as exc:
             cause = _livingai_cause(exc)
             if cause is None:
@@ -369,6 +432,41 @@ class OpenAIAgentsAdapter:
             self._loop = loop
         return self._loop
 
+    # -- human approval (approvals.py) --------------------------------------------------
+
+    async def pending_approvals(self, execution_id: str) -> list[PendingApproval]:
+        """The tool calls run `execution_id` stopped on for approval, each with the
+        decision recorded so far (None: undecided); [] when it is not waiting."""
+        return await approvals.pending(self, execution_id)
+
+    async def approve(
+        self, execution_id: str, call_id: str | None = None, *, always: bool = False
+    ) -> list[PendingApproval]:
+        """Approve call `call_id` (None: every call waiting undecided) of the stopped
+        run, durably, from any process; `resume` goes on with it."""
+        return await approvals.decide(self, execution_id, call_id, "approved", always=always)
+
+    async def reject(
+        self,
+        execution_id: str,
+        call_id: str | None = None,
+        *,
+        message: str | None = None,
+        always: bool = False,
+    ) -> list[PendingApproval]:
+        """Reject call `call_id` (None: every call waiting undecided), durably: it never
+        runs, and the model is told `message` (None: the SDK's default)."""
+        return await approvals.decide(
+            self, execution_id, call_id, "rejected", message=message, always=always
+        )
+
+    async def resume(self, execution_id: str, agent: Agent[Any], **runner_kwargs: Any) -> RunResult:
+        """Go on with run `execution_id` (its recorded input, `agent` as it was started
+        with): from its stop for approval with the decisions recorded, in the same
+        durable execution. The result has `interruptions` again when it stops again."""
+        input = await approvals.recorded_input(self, execution_id)
+        return await self.run(agent, input, execution_id=execution_id, **runner_kwargs)
+
 
 # -- models -------------------------------------------------------------------------------
 
@@ -428,23 +526,8 @@ class _RecordingModel(Model):
 
         if scope is None:
             return await call()
-        asked = {
-            "system_instructions": system_instructions,
-            "input": _without_none(plain(input)),
-            "tools": sorted(tool.name for tool in tools),
-            "handoffs": sorted(handoff.tool_name for handoff in handoffs),
-            "output": None if output_schema is None else output_schema.name(),
-        }
-        key = digest(asked)
-        scope.calls[key] += 1
-        node = ExecutionNode(
-            id=f"{scope.execution_id}/oai:model:{key}:{scope.calls[key]}",
-            execution_id=scope.execution_id,
-            type=NodeType.PROMPT,
-            parent_id=f"{scope.execution_id}/run",
-            input=asked,
-            model=self.name,
-            metadata={"step": self.name or "model", "model": self.name},
+        node = _model_node(
+            scope, self.name, system_instructions, input, tools, output_schema, handoffs
         )
         return await model_call(
             scope.adapter.runtime,
@@ -457,8 +540,61 @@ class _RecordingModel(Model):
             fence=scope.fence,
         )
 
-    def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        return self.inner.stream_response(*args, **kwargs)
+    async def stream_response(
+        self,
+        system_instructions: str | None,
+        input: str | list[TResponseInputItem],
+        model_settings: ModelSettings,
+        tools: list[Tool],
+        output_schema: AgentOutputSchemaBase | None,
+        handoffs: list[Handoff[Any, Any]],
+        tracing: ModelTracing,
+        *,
+        previous_response_id: str | None,
+        conversation_id: str | None,
+        prompt: ResponsePromptParam | None,
+    ) -> AsyncIterator[TResponseStreamEvent]:
+        """The inner model's events, each passed on as it comes, the turn recorded (at
+        get_response's node) from its `response.completed`; a recorded turn is served
+        as events rebuilt from the log, without calling the model."""
+        scope = _scope.get()
+
+        def stream() -> AsyncIterator[TResponseStreamEvent]:
+            return self.inner.stream_response(
+                system_instructions,
+                input,
+                model_settings,
+                tools,
+                output_schema,
+                handoffs,
+                tracing,
+                previous_response_id=previous_response_id,
+                conversation_id=conversation_id,
+                prompt=prompt,
+            )
+
+        if scope is None:
+            async for event in stream():
+                yield event
+            return
+        node = _model_node(
+            scope, self.name, system_instructions, input, tools, output_schema, handoffs
+        )
+        relay = _Relay(stream)
+        recording = asyncio.ensure_future(
+            model_call(
+                scope.adapter.runtime,
+                node,
+                relay.call,
+                encode=_encode,
+                decode=_decode,
+                usage=self._usage,
+                prices=scope.adapter.prices,
+                fence=scope.fence,
+            )
+        )
+        async for event in relay.events(recording, self.name):
+            yield event
 
     async def close(self) -> None:
         await self.inner.close()
@@ -542,3 +678,315 @@ def _livingai_cause(exc: BaseException) -> LivingAIError | None:
             return seen
         seen = seen.__cause__
     return None
+
+
+def _model_node(
+    scope: _Scope,
+    model: str | None,
+    system_instructions: str | None,
+    input: str | list[TResponseInputItem],
+    tools: list[Tool],
+    output_schema: AgentOutputSchemaBase | None,
+    handoffs: list[Handoff[Any, Any]],
+) -> ExecutionNode:
+    """The step of a model call (get_response or stream_response) with this input:
+    `<execution>/oai:model:<digest of the call>:<n>`, its n-th call with that input."""
+    asked = {
+        "system_instructions": system_instructions,
+        "input": _without_none(plain(input)),
+        "tools": sorted(tool.name for tool in tools),
+        "handoffs": sorted(handoff.tool_name for handoff in handoffs),
+        "output": None if output_schema is None else output_schema.name(),
+    }
+    key = digest(asked)
+    scope.calls[key] += 1
+    return ExecutionNode(
+        id=f"{scope.execution_id}/oai:model:{key}:{scope.calls[key]}",
+        execution_id=scope.execution_id,
+        type=NodeType.PROMPT,
+        parent_id=f"{scope.execution_id}/run",
+        input=asked,
+        model=model,
+        metadata={"step": model or "model", "model": model},
+    )
+
+
+# -- streaming ----------------------------------------------------------------------------
+
+
+class StreamedRun:
+    """What `adapter.run_streamed` returns: a durable run around the SDK's
+    RunResultStreaming (`result`, once the run has started it; its other attributes,
+    `new_items`, `last_agent`, `to_input_list()` and so on, are read through this object
+    too).
+
+    - `stream_events()`: the SDK's events as they happen; it ends once the run's end is
+      recorded, raising what the run raised (as `adapter.run` raises it: a livingai
+      error the SDK wrapped, InDoubtError say, as itself). One reader, as the SDK's.
+    - `final_output`: the agent's output once the run has ended (None before).
+    - `cancel()`: stops the run where it is; it stays unfinished, and running the same
+      execution id again resumes it.
+    """
+
+    def __init__(self, execution_id: str) -> None:
+        self.execution_id = execution_id
+        self.result: RunResultStreaming | None = None
+        self._events: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        state = "complete" if self.is_complete else "running"
+        return f"StreamedRun({self.execution_id!r}, {state})"
+
+    def __getattr__(self, name: str) -> Any:
+        result = self.__dict__.get("result")
+        if result is None or name.startswith("__"):
+            raise AttributeError(
+                f"StreamedRun {self.__dict__.get('execution_id')!r} has no attribute "
+                f"{name!r}" + ("" if result is not None else " (the SDK's run has not started)")
+            )
+        return getattr(result, name)
+
+    @property
+    def is_complete(self) -> bool:
+        """Whether the durable run has ended (and its end is recorded)."""
+        return self._task is not None and self._task.done()
+
+    @property
+    def final_output(self) -> Any:
+        if not self.is_complete or self.result is None:
+            return None
+        return self.result.final_output
+
+    async def stream_events(self) -> AsyncIterator[StreamEvent]:
+        while (event := await self._events.get()) is not None:
+            yield event
+        self._events.put_nowait(None)  # the end, for a later reader too
+        if self._task is not None and not self._task.cancelled():
+            self._task.result()  # what the run raised
+
+    def cancel(self) -> None:
+        """Stop the run where it is: it stays unfinished, to resume."""
+        if self._task is not None:
+            self._task.cancel()
+
+    def _start(self, work: Coroutine[Any, Any, None]) -> None:
+        self._task = asyncio.ensure_future(work)
+        self._task.add_done_callback(lambda _: self._events.put_nowait(None))
+
+    def _put(self, event: StreamEvent) -> None:
+        self._events.put_nowait(event)
+
+
+# The StreamedRun a streaming durable run passes its events to, set in its own task.
+_listener: ContextVar[StreamedRun | None] = ContextVar(
+    "livingai_openai_agents_stream", default=None
+)
+
+
+async def _streaming(
+    adapter: OpenAIAgentsAdapter,
+    agent: Agent[Any],
+    input: str | list[TResponseInputItem],
+    replay_of: str | None,
+    runner_kwargs: dict[str, Any],
+    streamed: StreamedRun,
+) -> None:
+    """The task behind a StreamedRun: the durable run (under the name `run` gives it),
+    whose agent function streams into `streamed`. Called by recover_pending instead,
+    with no one to stream to, it runs as `run`'s does."""
+    if replay_of is not None:
+        await adapter._check_recorded(replay_of)
+    recorded = adapter.register(agent, replay_of=replay_of, **runner_kwargs)
+
+    async def durable(run: Run, input: str | list[TResponseInputItem]) -> Any:
+        if _listener.get() is not streamed or run.execution_id != streamed.execution_id:
+            return await recorded(run, input)
+        scope = _Scope(adapter, run.execution_id, run, replay_of)
+        result = await _stream_sdk(adapter, agent, input, scope, runner_kwargs, streamed)
+        return plain(result.final_output)
+
+    durable.__name__ = durable.__qualname__ = recorded.__name__
+    _listener.set(streamed)
+    execution_id = streamed.execution_id
+    try:
+        await adapter.runtime.run(durable, plain(input), execution_id=execution_id)
+    finally:
+        adapter.runtime.agent(recorded)  # recover_pending resumes with the plain one
+    if streamed.result is None:
+        # Finished before: the same run once more, every call served from its log.
+        header = await adapter.engine.load(f"{execution_id}/run")
+        args = [] if header is None else header.node.input.get("args", [])
+        scope = _Scope(adapter, execution_id, None, replay_of)
+        begun = args[0] if args else input
+        await _stream_sdk(adapter, agent, begun, scope, runner_kwargs, streamed)
+
+
+async def _stream_sdk(
+    adapter: OpenAIAgentsAdapter,
+    agent: Agent[Any],
+    input: str | list[TResponseInputItem],
+    scope: _Scope,
+    runner_kwargs: dict[str, Any],
+    streamed: StreamedRun,
+) -> RunResultStreaming:
+    """`Runner.run_streamed` in `scope` (its run loop task copies the scope when it is
+    made), each event passed on to `streamed` as it comes."""
+    kwargs = dict(runner_kwargs)
+    starting, config = adapter._prepare(agent, kwargs.pop("run_config", None))
+    token = _scope.set(scope)
+    try:
+        result = Runner.run_streamed(starting, input, run_config=config, **kwargs)
+    finally:
+        _scope.reset(token)
+    streamed.result = result
+    try:
+        async for event in result.stream_events():
+            streamed._put(event)
+        failed = result.run_loop_exception
+        if failed is not None:
+            raise failed
+    except AgentsException as exc:
+        cause = _livingai_cause(exc)
+        if cause is None:
+            raise
+        raise cause from exc
+    return result
+
+
+class _Relay:
+    """One streamed model call: `call`, the call model_call times and records, drains
+    the model's stream into a queue, and `events` yields from it as the events come."""
+
+    def __init__(self, stream: Callable[[], AsyncIterator[TResponseStreamEvent]]) -> None:
+        self.stream = stream
+        self.called = False
+        self.queue: asyncio.Queue[TResponseStreamEvent | None] = asyncio.Queue()
+
+    async def call(self) -> ModelResponse:
+        self.called = True
+        completed: Response | None = None
+        done: list[TResponseOutputItem] = []
+        events = self.stream()
+        try:
+            async for event in events:
+                self.queue.put_nowait(event)
+                if isinstance(event, ResponseCompletedEvent):
+                    completed = event.response
+                elif isinstance(event, ResponseOutputItemDoneEvent):
+                    done.append(event.item)
+        finally:
+            close = getattr(events, "aclose", None)
+            if close is not None:
+                await close()
+        if completed is None:
+            raise ModelBehaviorError(
+                "the model's stream ended without a response.completed event: there is no "
+                "turn to record"
+            )
+        return _streamed_response(completed, done)
+
+    async def events(
+        self, recording: asyncio.Future[ModelResponse], model: str | None
+    ) -> AsyncIterator[TResponseStreamEvent]:
+        """The model's events, then (its error raised) the end of the recording; a turn
+        served from the log, rebuilt."""
+        recording.add_done_callback(lambda _: self.queue.put_nowait(None))
+        try:
+            while (event := await self.queue.get()) is not None:
+                yield event
+            response = await recording
+        finally:
+            if not recording.done():  # the runner stopped reading: the call is not recorded
+                recording.cancel()
+        if not self.called:
+            for event in _replayed(response, model):
+                yield event
+
+
+def _streamed_response(response: Response, items: list[TResponseOutputItem]) -> ModelResponse:
+    """The turn a stream's `response.completed` ends, as get_response returns it (its
+    items from the `output_item.done` events when the completed response lists none, as
+    the SDK's runner takes them)."""
+    used = response.usage
+    usage = Usage(requests=1)
+    if used is not None:
+        usage = Usage(
+            requests=1,
+            input_tokens=used.input_tokens,
+            input_tokens_details=used.input_tokens_details,
+            output_tokens=used.output_tokens,
+            output_tokens_details=used.output_tokens_details,
+            total_tokens=used.total_tokens,
+        )
+    return ModelResponse(
+        output=list(response.output) or items, usage=usage, response_id=response.id
+    )
+
+
+def _replayed(response: ModelResponse, model: str | None) -> list[TResponseStreamEvent]:
+    """A recorded turn's events, rebuilt for the runner and the caller:
+    `response.created`, each output item's `added` and `done` (a text part in one
+    `output_text.delta`), and `response.completed` with the recorded output and usage."""
+    usage = response.usage
+    final = Response(
+        id=response.response_id or "",
+        created_at=0,
+        model=model or "recorded",
+        object="response",
+        output=list(response.output),
+        parallel_tool_calls=False,
+        tool_choice="auto",
+        tools=[],
+        status="completed",
+        usage=ResponseUsage(
+            input_tokens=usage.input_tokens,
+            input_tokens_details=usage.input_tokens_details,
+            output_tokens=usage.output_tokens,
+            output_tokens_details=usage.output_tokens_details,
+            total_tokens=usage.total_tokens,
+        ),
+    )
+    if response.response_id is None:
+        object.__setattr__(final, "id", None)  # as recorded: a turn may have no id
+    begun = final.model_copy(update={"output": [], "status": "in_progress", "usage": None})
+    events: list[TResponseStreamEvent] = [
+        ResponseCreatedEvent(response=begun, sequence_number=0, type="response.created")
+    ]
+    for index, item in enumerate(final.output):
+        events.append(
+            ResponseOutputItemAddedEvent(
+                item=item,
+                output_index=index,
+                sequence_number=len(events),
+                type="response.output_item.added",
+            )
+        )
+        if isinstance(item, ResponseOutputMessage):
+            for part, content in enumerate(item.content):
+                if isinstance(content, ResponseOutputText):
+                    events.append(
+                        ResponseTextDeltaEvent(
+                            content_index=part,
+                            delta=content.text,
+                            item_id=item.id,
+                            logprobs=[],
+                            output_index=index,
+                            sequence_number=len(events),
+                            type="response.output_text.delta",
+                        )
+                    )
+        events.append(
+            ResponseOutputItemDoneEvent(
+                item=item,
+                output_index=index,
+                sequence_number=len(events),
+                type="response.output_item.done",
+            )
+        )
+    events.append(
+        ResponseCompletedEvent(
+            response=final, sequence_number=len(events), type="response.completed"
+        )
+    )
+    return events
