@@ -4,6 +4,7 @@ their policies; MOCK_TOOLS replay; costs; bad input. No network: a fake model.""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -285,3 +286,47 @@ async def test_a_second_worker_on_the_same_execution_is_refused(tmp_path: Path) 
     assert "worker 'w1'" in str(raised[0])
     await first.runtime.close()
     await second.runtime.close()
+
+
+async def test_a_run_with_a_session_cut_off_mid_tool_resumes_without_paying_again(
+    tmp_path: Path,
+) -> None:
+    """The session the run was given already holds what the cut-off attempt added: run
+    again, it reads the history as recorded (the model's input is the same, so the
+    recorded turn is served) and adds each item once."""
+    entered, release = asyncio.Event(), asyncio.Event()
+    log = tmp_path / "model.log"
+
+    @function_tool(name_override="charge")
+    async def charge(order: str, amount: int) -> str:
+        entered.set()
+        await release.wait()
+        return f"charged {order}"
+
+    runtime = Runtime(CheckpointEngine(SQLiteStore(tmp_path / "s.db")), worker_id="w")
+    try:
+        adapter = OpenAIAgentsAdapter(runtime)
+        agent = Agent(name="shop", tools=[charge])
+        config = _config(OrderModel(log, ["a"]))
+        session = adapter.session("user-1")
+        cut = asyncio.ensure_future(
+            adapter.run(agent, "buy", execution_id="s1", run_config=config, session=session)
+        )
+        async with asyncio.timeout(SECONDS):
+            await entered.wait()
+        cut.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await cut
+        assert model_calls(log) == 1
+        release.set()
+        result = await adapter.run(
+            agent, "buy", execution_id="s1", run_config=config, session=session
+        )
+        assert result.final_output == "done: charged a"
+        assert model_calls(log) == 2  # the first turn came from the log
+        kinds = [item.get("type") or item.get("role") for item in await session.get_items()]
+        assert kinds == ["user", "function_call", "function_call_output", "message"]
+        nodes = {node.id for node in await runtime.engine.list_nodes("s1")}
+        assert {"s1/oai:session:get_items:1", "s1/oai:session:add_items:1"} <= nodes
+    finally:
+        await runtime.close()

@@ -33,72 +33,40 @@ import asyncio
 import dataclasses
 import json
 import threading
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from agents import (
     Agent,
-    AgentOutputSchemaBase,
     Handoff,
     Model,
-    ModelProvider,
-    ModelSettings,
-    ModelTracing,
     RunConfig,
     Runner,
     RunResult,
     RunResultStreaming,
-    StreamEvent,
-    Tool,
-    Usage,
 )
-from agents.exceptions import AgentsException, ModelBehaviorError
+from agents.exceptions import AgentsException
 from agents.items import (
-    ModelResponse,
     TResponseInputItem,
-    TResponseOutputItem,
-    TResponseStreamEvent,
 )
 from agents.models.multi_provider import MultiProvider
 from agents.tool import FunctionTool
 from agents.tool_context import ToolContext
-from openai.types.responses import (
-    Response,
-    ResponseCompletedEvent,
-    ResponseCreatedEvent,
-    ResponseOutputItemAddedEvent,
-    ResponseOutputItemDoneEvent,
-    ResponseOutputMessage,
-    ResponseOutputText,
-    ResponseTextDeltaEvent,
-    ResponseUsage,
-)
-from openai.types.responses.response_prompt_param import ResponsePromptParam
-from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
-from pydantic import TypeAdapter
 
 from livingai import (
     CheckpointEngine,
     ConfigError,
-    ExecutionNode,
     ExecutionNotFoundError,
-    Lease,
-    LivingAIError,
     NeedsHumanError,
-    NodeType,
     PriceTable,
     Run,
     Runtime,
     StepContext,
 )
 from livingai.adapters.recordings import (
-    ModelUsage,
     RecordedTools,
-    digest,
-    model_call,
     plain,
     prices_of,
     runtime_of,
@@ -107,27 +75,11 @@ from livingai.adapters.recordings import (
 
 from . import approvals
 from .approvals import PendingApproval
-
-_OUTPUT: TypeAdapter[list[TResponseOutputItem]] = TypeAdapter(list[TResponseOutputItem])
-
-
-@dataclass
-class _Scope:
-    """The execution the SDK is running in, for the models and tools it calls: a durable
-    run, or (run None) a finished one read back from its log."""
-
-    adapter: OpenAIAgentsAdapter
-    execution_id: str
-    run: Run | None
-    replay_of: str | None
-    calls: Counter[str] = field(default_factory=Counter)  # model calls made, by digest
-
-    @property
-    def fence(self) -> Lease | None:
-        return None if self.run is None else self.run.lease
-
-
-_scope: ContextVar[_Scope | None] = ContextVar("livingai_openai_agents", default=None)
+from .models import RecordingModel, RecordingProvider, model_name_of
+from .run_session import recorded_session
+from .scope import Scope, current, livingai_cause
+from .session import LivingAISession
+from .streaming import StreamedRun
 
 
 @dataclass(frozen=True)
@@ -165,6 +117,12 @@ class OpenAIAgentsAdapter:
     @property
     def engine(self) -> CheckpointEngine:
         return self.runtime.engine
+
+    def session(self, session_id: str, **options: Any) -> LivingAISession:
+        """An SDK `Session` kept in this adapter's store, beside its runs
+        (`Runner.run(..., session=adapter.session("user-42"))`; see LivingAISession for
+        `options`). It shares the adapter's engine, so closing it leaves the engine open."""
+        return LivingAISession(self.engine, session_id, **options)
 
     def tool(
         self,
@@ -227,7 +185,7 @@ class OpenAIAgentsAdapter:
         # Finished before: the same run once more, every call served from its log.
         header = await self.engine.load(f"{execution_id}/run")
         recorded = [] if header is None else header.node.input.get("args", [])
-        scope = _Scope(self, execution_id, None, replay_of)
+        scope = Scope(self, execution_id, None, replay_of)
         return await self._run_sdk(agent, recorded[0] if recorded else input, scope, runner_kwargs)
 
     def run_sync(
@@ -284,7 +242,7 @@ class OpenAIAgentsAdapter:
                 "Runner.run_streamed does: call it from async code"
             ) from None
         streamed = StreamedRun(execution_id)
-        streamed._start(_streaming(self, agent, input, replay_of, runner_kwargs, streamed))
+        streamed.start(_streaming(self, agent, input, replay_of, runner_kwargs, streamed))
         return streamed
 
     def register(
@@ -294,7 +252,7 @@ class OpenAIAgentsAdapter:
         under `openai_agents:<agent name>`, so recover_pending() resumes its runs)."""
 
         async def durable(run: Run, input: str | list[TResponseInputItem]) -> Any:
-            scope = _Scope(self, run.execution_id, run, replay_of)
+            scope = Scope(self, run.execution_id, run, replay_of)
             result = await self._run_sdk(agent, input, scope, runner_kwargs)
             self._results[run.execution_id] = result
             await approvals.stop_if_interrupted(scope, result)  # raises when it waits for one
@@ -307,22 +265,24 @@ class OpenAIAgentsAdapter:
         self,
         agent: Agent[Any],
         input: str | list[TResponseInputItem],
-        scope: _Scope,
+        scope: Scope,
         runner_kwargs: dict[str, Any],
     ) -> RunResult:
         kwargs = dict(runner_kwargs)
         starting, config = self._prepare(agent, kwargs.pop("run_config", None))
-        token = _scope.set(scope)
+        if "session" in kwargs:
+            kwargs["session"] = recorded_session(kwargs["session"], scope)
+        token = current.set(scope)
         try:
             start = await approvals.continued(scope, starting, input)  # a stop for approval?
             return await Runner.run(starting, start, run_config=config, **kwargs)
         except AgentsException as exc:
-            cause = _livingai_cause(exc)
+            cause = livingai_cause(exc)
             if cause is None:
                 raise
             raise cause from exc
         finally:
-            _scope.reset(token)
+            current.reset(token)
 
     # -- the agent graph, recorded ------------------------------------------------------
 
@@ -331,9 +291,9 @@ class OpenAIAgentsAdapter:
         whose provider's models do."""
         config = RunConfig() if config is None else config
         provider = config.model_provider or MultiProvider()
-        changes: dict[str, Any] = {"model_provider": _RecordingProvider(provider)}
+        changes: dict[str, Any] = {"model_provider": RecordingProvider(provider)}
         if isinstance(config.model, Model):
-            changes["model"] = _RecordingModel(config.model, _model_name(config.model))
+            changes["model"] = RecordingModel(config.model, model_name_of(config.model))
         copies: dict[int, Agent[Any]] = {}
         return self._copy(agent, copies), dataclasses.replace(config, **changes)
 
@@ -341,8 +301,8 @@ class OpenAIAgentsAdapter:
         if id(agent) in copies:
             return copies[id(agent)]
         changes: dict[str, Any] = {}
-        if isinstance(agent.model, Model) and not isinstance(agent.model, _RecordingModel):
-            changes["model"] = _RecordingModel(agent.model, _model_name(agent.model))
+        if isinstance(agent.model, Model) and not isinstance(agent.model, RecordingModel):
+            changes["model"] = RecordingModel(agent.model, model_name_of(agent.model))
         copy = agent.clone(**changes)
         copies[id(agent)] = copy  # before the handoffs: they may lead back here
         copy.tools = [self._recorded_tool(tool) for tool in agent.tools]
@@ -369,7 +329,7 @@ class OpenAIAgentsAdapter:
         invoke = tool.on_invoke_tool
 
         async def recorded(context: ToolContext[Any], arguments: str) -> Any:
-            scope = _scope.get()
+            scope = current.get()
             if scope is None:  # not in an adapter run: as the SDK would
                 return await invoke(context, arguments)
             return await scope.adapter._call_tool(
@@ -380,7 +340,7 @@ class OpenAIAgentsAdapter:
 
     async def _call_tool(
         self,
-        scope: _Scope,
+        scope: Scope,
         name: str,
         context: ToolContext[Any],
         arguments: str,
@@ -468,316 +428,6 @@ class OpenAIAgentsAdapter:
         return await self.run(agent, input, execution_id=execution_id, **runner_kwargs)
 
 
-# -- models -------------------------------------------------------------------------------
-
-
-class _RecordingProvider(ModelProvider):
-    """The run's provider, whose models record their calls."""
-
-    def __init__(self, inner: ModelProvider) -> None:
-        self.inner = inner
-
-    def get_model(self, model_name: str | None) -> Model:
-        model = self.inner.get_model(model_name)
-        if isinstance(model, _RecordingModel):
-            return model
-        return _RecordingModel(model, model_name or _model_name(model))
-
-    async def aclose(self) -> None:
-        await self.inner.aclose()
-
-
-class _RecordingModel(Model):
-    """A model whose calls, in an adapter run, are steps served on resume."""
-
-    def __init__(self, inner: Model, name: str | None) -> None:
-        self.inner = inner
-        self.name = name
-
-    async def get_response(
-        self,
-        system_instructions: str | None,
-        input: str | list[TResponseInputItem],
-        model_settings: ModelSettings,
-        tools: list[Tool],
-        output_schema: AgentOutputSchemaBase | None,
-        handoffs: list[Handoff[Any, Any]],
-        tracing: ModelTracing,
-        *,
-        previous_response_id: str | None,
-        conversation_id: str | None,
-        prompt: ResponsePromptParam | None,
-    ) -> ModelResponse:
-        scope = _scope.get()
-
-        def call() -> Awaitable[ModelResponse]:
-            return self.inner.get_response(
-                system_instructions,
-                input,
-                model_settings,
-                tools,
-                output_schema,
-                handoffs,
-                tracing,
-                previous_response_id=previous_response_id,
-                conversation_id=conversation_id,
-                prompt=prompt,
-            )
-
-        if scope is None:
-            return await call()
-        node = _model_node(
-            scope, self.name, system_instructions, input, tools, output_schema, handoffs
-        )
-        return await model_call(
-            scope.adapter.runtime,
-            node,
-            call,
-            encode=_encode,
-            decode=_decode,
-            usage=self._usage,
-            prices=scope.adapter.prices,
-            fence=scope.fence,
-        )
-
-    async def stream_response(
-        self,
-        system_instructions: str | None,
-        input: str | list[TResponseInputItem],
-        model_settings: ModelSettings,
-        tools: list[Tool],
-        output_schema: AgentOutputSchemaBase | None,
-        handoffs: list[Handoff[Any, Any]],
-        tracing: ModelTracing,
-        *,
-        previous_response_id: str | None,
-        conversation_id: str | None,
-        prompt: ResponsePromptParam | None,
-    ) -> AsyncIterator[TResponseStreamEvent]:
-        """The inner model's events, each passed on as it comes, the turn recorded (at
-        get_response's node) from its `response.completed`; a recorded turn is served
-        as events rebuilt from the log, without calling the model."""
-        scope = _scope.get()
-
-        def stream() -> AsyncIterator[TResponseStreamEvent]:
-            return self.inner.stream_response(
-                system_instructions,
-                input,
-                model_settings,
-                tools,
-                output_schema,
-                handoffs,
-                tracing,
-                previous_response_id=previous_response_id,
-                conversation_id=conversation_id,
-                prompt=prompt,
-            )
-
-        if scope is None:
-            async for event in stream():
-                yield event
-            return
-        node = _model_node(
-            scope, self.name, system_instructions, input, tools, output_schema, handoffs
-        )
-        relay = _Relay(stream)
-        recording = asyncio.ensure_future(
-            model_call(
-                scope.adapter.runtime,
-                node,
-                relay.call,
-                encode=_encode,
-                decode=_decode,
-                usage=self._usage,
-                prices=scope.adapter.prices,
-                fence=scope.fence,
-            )
-        )
-        async for event in relay.events(recording, self.name):
-            yield event
-
-    async def close(self) -> None:
-        await self.inner.close()
-
-    def _usage(self, response: ModelResponse) -> ModelUsage:
-        usage = response.usage
-        return ModelUsage(
-            model=self.name,
-            prompt_tokens=usage.input_tokens,
-            completion_tokens=usage.output_tokens,
-            cached_tokens=usage.input_tokens_details.cached_tokens or 0,
-            reasoning_tokens=usage.output_tokens_details.reasoning_tokens or 0,
-        )
-
-
-def _encode(response: ModelResponse) -> dict[str, Any]:
-    usage = response.usage
-    return {
-        "output": _OUTPUT.dump_python(response.output, mode="json", by_alias=True),
-        "usage": {
-            "requests": usage.requests,
-            "input_tokens": usage.input_tokens,
-            "output_tokens": usage.output_tokens,
-            "total_tokens": usage.total_tokens,
-            "cached_tokens": usage.input_tokens_details.cached_tokens or 0,
-            "reasoning_tokens": usage.output_tokens_details.reasoning_tokens or 0,
-        },
-        "response_id": response.response_id,
-    }
-
-
-def _decode(recorded: Any) -> ModelResponse:
-    usage = recorded["usage"]
-    return ModelResponse(
-        output=_OUTPUT.validate_python(recorded["output"]),
-        usage=Usage(
-            requests=usage["requests"],
-            input_tokens=usage["input_tokens"],
-            output_tokens=usage["output_tokens"],
-            total_tokens=usage["total_tokens"],
-            input_tokens_details=InputTokensDetails(
-                cached_tokens=usage["cached_tokens"], cache_write_tokens=0
-            ),
-            output_tokens_details=OutputTokensDetails(reasoning_tokens=usage["reasoning_tokens"]),
-        ),
-        response_id=recorded.get("response_id"),
-    )
-
-
-def _without_none(value: Any) -> Any:
-    """`value` without the None fields of its objects: an item the SDK built from a live
-    response and the same item read back from the log differ only in those, and the
-    model call's node is found by its input."""
-    if isinstance(value, dict):
-        return {k: _without_none(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list):
-        return [_without_none(item) for item in value]
-    return value
-
-
-def _model_name(model: Model) -> str | None:
-    name = getattr(model, "model", None)
-    return name if isinstance(name, str) and name else None
-
-
-def _arguments(arguments: str) -> Any:
-    """A tool call's arguments as JSON holds them (the raw text when it is not JSON)."""
-    try:
-        return json.loads(arguments) if arguments else {}
-    except json.JSONDecodeError:
-        return arguments
-
-
-def _livingai_cause(exc: BaseException) -> LivingAIError | None:
-    """The livingai error the SDK wrapped as its own (a tool in doubt, a lost lease, an
-    outage, a replay that diverged): it decides how the durable run ends, so it goes
-    through as itself."""
-    seen: BaseException | None = exc.__cause__
-    while seen is not None:
-        if isinstance(seen, LivingAIError):
-            return seen
-        seen = seen.__cause__
-    return None
-
-
-def _model_node(
-    scope: _Scope,
-    model: str | None,
-    system_instructions: str | None,
-    input: str | list[TResponseInputItem],
-    tools: list[Tool],
-    output_schema: AgentOutputSchemaBase | None,
-    handoffs: list[Handoff[Any, Any]],
-) -> ExecutionNode:
-    """The step of a model call (get_response or stream_response) with this input:
-    `<execution>/oai:model:<digest of the call>:<n>`, its n-th call with that input."""
-    asked = {
-        "system_instructions": system_instructions,
-        "input": _without_none(plain(input)),
-        "tools": sorted(tool.name for tool in tools),
-        "handoffs": sorted(handoff.tool_name for handoff in handoffs),
-        "output": None if output_schema is None else output_schema.name(),
-    }
-    key = digest(asked)
-    scope.calls[key] += 1
-    return ExecutionNode(
-        id=f"{scope.execution_id}/oai:model:{key}:{scope.calls[key]}",
-        execution_id=scope.execution_id,
-        type=NodeType.PROMPT,
-        parent_id=f"{scope.execution_id}/run",
-        input=asked,
-        model=model,
-        metadata={"step": model or "model", "model": model},
-    )
-
-
-# -- streaming ----------------------------------------------------------------------------
-
-
-class StreamedRun:
-    """What `adapter.run_streamed` returns: a durable run around the SDK's
-    RunResultStreaming (`result`, once the run has started it; its other attributes,
-    `new_items`, `last_agent`, `to_input_list()` and so on, are read through this object
-    too).
-
-    - `stream_events()`: the SDK's events as they happen; it ends once the run's end is
-      recorded, raising what the run raised (as `adapter.run` raises it: a livingai
-      error the SDK wrapped, InDoubtError say, as itself). One reader, as the SDK's.
-    - `final_output`: the agent's output once the run has ended (None before).
-    - `cancel()`: stops the run where it is; it stays unfinished, and running the same
-      execution id again resumes it.
-    """
-
-    def __init__(self, execution_id: str) -> None:
-        self.execution_id = execution_id
-        self.result: RunResultStreaming | None = None
-        self._events: asyncio.Queue[StreamEvent | None] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-
-    def __repr__(self) -> str:
-        state = "complete" if self.is_complete else "running"
-        return f"StreamedRun({self.execution_id!r}, {state})"
-
-    def __getattr__(self, name: str) -> Any:
-        result = self.__dict__.get("result")
-        if result is None or name.startswith("__"):
-            raise AttributeError(
-                f"StreamedRun {self.__dict__.get('execution_id')!r} has no attribute "
-                f"{name!r}" + ("" if result is not None else " (the SDK's run has not started)")
-            )
-        return getattr(result, name)
-
-    @property
-    def is_complete(self) -> bool:
-        """Whether the durable run has ended (and its end is recorded)."""
-        return self._task is not None and self._task.done()
-
-    @property
-    def final_output(self) -> Any:
-        if not self.is_complete or self.result is None:
-            return None
-        return self.result.final_output
-
-    async def stream_events(self) -> AsyncIterator[StreamEvent]:
-        while (event := await self._events.get()) is not None:
-            yield event
-        self._events.put_nowait(None)  # the end, for a later reader too
-        if self._task is not None and not self._task.cancelled():
-            self._task.result()  # what the run raised
-
-    def cancel(self) -> None:
-        """Stop the run where it is: it stays unfinished, to resume."""
-        if self._task is not None:
-            self._task.cancel()
-
-    def _start(self, work: Coroutine[Any, Any, None]) -> None:
-        self._task = asyncio.ensure_future(work)
-        self._task.add_done_callback(lambda _: self._events.put_nowait(None))
-
-    def _put(self, event: StreamEvent) -> None:
-        self._events.put_nowait(event)
-
-
 # The StreamedRun a streaming durable run passes its events to, set in its own task.
 _listener: ContextVar[StreamedRun | None] = ContextVar(
     "livingai_openai_agents_stream", default=None
@@ -802,7 +452,7 @@ async def _streaming(
     async def durable(run: Run, input: str | list[TResponseInputItem]) -> Any:
         if _listener.get() is not streamed or run.execution_id != streamed.execution_id:
             return await recorded(run, input)
-        scope = _Scope(adapter, run.execution_id, run, replay_of)
+        scope = Scope(adapter, run.execution_id, run, replay_of)
         result = await _stream_sdk(adapter, agent, input, scope, runner_kwargs, streamed)
         return plain(result.final_output)
 
@@ -817,7 +467,7 @@ async def _streaming(
         # Finished before: the same run once more, every call served from its log.
         header = await adapter.engine.load(f"{execution_id}/run")
         args = [] if header is None else header.node.input.get("args", [])
-        scope = _Scope(adapter, execution_id, None, replay_of)
+        scope = Scope(adapter, execution_id, None, replay_of)
         begun = args[0] if args else input
         await _stream_sdk(adapter, agent, begun, scope, runner_kwargs, streamed)
 
@@ -826,7 +476,7 @@ async def _stream_sdk(
     adapter: OpenAIAgentsAdapter,
     agent: Agent[Any],
     input: str | list[TResponseInputItem],
-    scope: _Scope,
+    scope: Scope,
     runner_kwargs: dict[str, Any],
     streamed: StreamedRun,
 ) -> RunResultStreaming:
@@ -834,159 +484,31 @@ async def _stream_sdk(
     made), each event passed on to `streamed` as it comes."""
     kwargs = dict(runner_kwargs)
     starting, config = adapter._prepare(agent, kwargs.pop("run_config", None))
-    token = _scope.set(scope)
+    if "session" in kwargs:
+        kwargs["session"] = recorded_session(kwargs["session"], scope)
+    token = current.set(scope)
     try:
         result = Runner.run_streamed(starting, input, run_config=config, **kwargs)
     finally:
-        _scope.reset(token)
+        current.reset(token)
     streamed.result = result
     try:
         async for event in result.stream_events():
-            streamed._put(event)
+            streamed.put(event)
         failed = result.run_loop_exception
         if failed is not None:
             raise failed
     except AgentsException as exc:
-        cause = _livingai_cause(exc)
+        cause = livingai_cause(exc)
         if cause is None:
             raise
         raise cause from exc
     return result
 
 
-class _Relay:
-    """One streamed model call: `call`, the call model_call times and records, drains
-    the model's stream into a queue, and `events` yields from it as the events come."""
-
-    def __init__(self, stream: Callable[[], AsyncIterator[TResponseStreamEvent]]) -> None:
-        self.stream = stream
-        self.called = False
-        self.queue: asyncio.Queue[TResponseStreamEvent | None] = asyncio.Queue()
-
-    async def call(self) -> ModelResponse:
-        self.called = True
-        completed: Response | None = None
-        done: list[TResponseOutputItem] = []
-        events = self.stream()
-        try:
-            async for event in events:
-                self.queue.put_nowait(event)
-                if isinstance(event, ResponseCompletedEvent):
-                    completed = event.response
-                elif isinstance(event, ResponseOutputItemDoneEvent):
-                    done.append(event.item)
-        finally:
-            close = getattr(events, "aclose", None)
-            if close is not None:
-                await close()
-        if completed is None:
-            raise ModelBehaviorError(
-                "the model's stream ended without a response.completed event: there is no "
-                "turn to record"
-            )
-        return _streamed_response(completed, done)
-
-    async def events(
-        self, recording: asyncio.Future[ModelResponse], model: str | None
-    ) -> AsyncIterator[TResponseStreamEvent]:
-        """The model's events, then (its error raised) the end of the recording; a turn
-        served from the log, rebuilt."""
-        recording.add_done_callback(lambda _: self.queue.put_nowait(None))
-        try:
-            while (event := await self.queue.get()) is not None:
-                yield event
-            response = await recording
-        finally:
-            if not recording.done():  # the runner stopped reading: the call is not recorded
-                recording.cancel()
-        if not self.called:
-            for event in _replayed(response, model):
-                yield event
-
-
-def _streamed_response(response: Response, items: list[TResponseOutputItem]) -> ModelResponse:
-    """The turn a stream's `response.completed` ends, as get_response returns it (its
-    items from the `output_item.done` events when the completed response lists none, as
-    the SDK's runner takes them)."""
-    used = response.usage
-    usage = Usage(requests=1)
-    if used is not None:
-        usage = Usage(
-            requests=1,
-            input_tokens=used.input_tokens,
-            input_tokens_details=used.input_tokens_details,
-            output_tokens=used.output_tokens,
-            output_tokens_details=used.output_tokens_details,
-            total_tokens=used.total_tokens,
-        )
-    return ModelResponse(
-        output=list(response.output) or items, usage=usage, response_id=response.id
-    )
-
-
-def _replayed(response: ModelResponse, model: str | None) -> list[TResponseStreamEvent]:
-    """A recorded turn's events, rebuilt for the runner and the caller:
-    `response.created`, each output item's `added` and `done` (a text part in one
-    `output_text.delta`), and `response.completed` with the recorded output and usage."""
-    usage = response.usage
-    final = Response(
-        id=response.response_id or "",
-        created_at=0,
-        model=model or "recorded",
-        object="response",
-        output=list(response.output),
-        parallel_tool_calls=False,
-        tool_choice="auto",
-        tools=[],
-        status="completed",
-        usage=ResponseUsage(
-            input_tokens=usage.input_tokens,
-            input_tokens_details=usage.input_tokens_details,
-            output_tokens=usage.output_tokens,
-            output_tokens_details=usage.output_tokens_details,
-            total_tokens=usage.total_tokens,
-        ),
-    )
-    if response.response_id is None:
-        object.__setattr__(final, "id", None)  # as recorded: a turn may have no id
-    begun = final.model_copy(update={"output": [], "status": "in_progress", "usage": None})
-    events: list[TResponseStreamEvent] = [
-        ResponseCreatedEvent(response=begun, sequence_number=0, type="response.created")
-    ]
-    for index, item in enumerate(final.output):
-        events.append(
-            ResponseOutputItemAddedEvent(
-                item=item,
-                output_index=index,
-                sequence_number=len(events),
-                type="response.output_item.added",
-            )
-        )
-        if isinstance(item, ResponseOutputMessage):
-            for part, content in enumerate(item.content):
-                if isinstance(content, ResponseOutputText):
-                    events.append(
-                        ResponseTextDeltaEvent(
-                            content_index=part,
-                            delta=content.text,
-                            item_id=item.id,
-                            logprobs=[],
-                            output_index=index,
-                            sequence_number=len(events),
-                            type="response.output_text.delta",
-                        )
-                    )
-        events.append(
-            ResponseOutputItemDoneEvent(
-                item=item,
-                output_index=index,
-                sequence_number=len(events),
-                type="response.output_item.done",
-            )
-        )
-    events.append(
-        ResponseCompletedEvent(
-            response=final, sequence_number=len(events), type="response.completed"
-        )
-    )
-    return events
+def _arguments(arguments: str) -> Any:
+    """A tool call's arguments as JSON holds them (the raw text when it is not JSON)."""
+    try:
+        return json.loads(arguments) if arguments else {}
+    except json.JSONDecodeError:
+        return arguments

@@ -46,7 +46,8 @@ from livingai import (
 )
 
 if TYPE_CHECKING:
-    from .adapter import OpenAIAgentsAdapter, _Scope
+    from .adapter import OpenAIAgentsAdapter
+    from .scope import Scope
 
 Decision = Literal["approved", "rejected"]
 WHY_CHARS = 200  # of the one line pending() shows
@@ -81,7 +82,7 @@ def decision_node_id(execution_id: str, call_id: str) -> str:
 # -- in the durable run -------------------------------------------------------------------
 
 
-async def stop_if_interrupted(scope: _Scope, result: RunResult) -> None:
+async def stop_if_interrupted(scope: Scope, result: RunResult) -> None:
     """In a durable run whose `Runner.run` stopped on calls that need approval: store the
     stop, mark the run as waiting for a human, and raise NeedsHumanError (the run ends
     unfinished). Anything else returns."""
@@ -106,7 +107,7 @@ async def stop_if_interrupted(scope: _Scope, result: RunResult) -> None:
 
 
 async def continued(
-    scope: _Scope, starting: Agent[Any], input: str | list[TResponseInputItem]
+    scope: Scope, starting: Agent[Any], input: str | list[TResponseInputItem]
 ) -> str | list[TResponseInputItem] | RunState[Any, Agent[Any]]:
     """What `Runner.run` starts from: the newest stop of the execution with its recorded
     decisions applied, over `starting` (the recorded copy of the agent graph); the input
