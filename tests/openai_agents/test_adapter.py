@@ -30,6 +30,7 @@ from livingai import (
     Runtime,
     SQLiteStore,
     Status,
+    StepNotFoundError,
     current_step,
 )
 from livingai.adapters.openai_agents import OpenAIAgentsAdapter
@@ -203,6 +204,8 @@ async def test_mock_tools_replay_serves_the_recording_and_drift_is_named(tmp_pat
     tool = await adapter.engine.load("r1/oai:tool:call-a")
     assert tool is not None
     assert tool.node.metadata["mocked"] is True
+    (linked,) = await adapter.runtime.executions(ids=["r1"])
+    assert linked.replay_of == "e1"  # listed, shown and kept as a replay of e1
     with pytest.raises(ReplayDivergedError, match="closest recorded call is tool 'charge'"):
         await adapter.run(
             agent,
@@ -214,6 +217,39 @@ async def test_mock_tools_replay_serves_the_recording_and_drift_is_named(tmp_pat
     assert charged == ["a"]
     with pytest.raises(ExecutionNotFoundError, match="no execution 'nowhere'"):
         await adapter.run(agent, "go", execution_id="r3", replay_of="nowhere")
+    await adapter.runtime.close()
+
+
+async def test_runtime_replay_works_on_adapter_runs(tmp_path: Path) -> None:
+    """runtime.replay of an adapter run: MOCK_TOOLS serves the tools (the models live),
+    mock_llm the model turns too; the modes that pick steps by position are refused."""
+    adapter = _adapter(tmp_path)
+    charged: list[str] = []
+
+    @function_tool
+    def charge(order: str, amount: int) -> str:
+        """Charge an order."""
+        charged.append(order)
+        return f"receipt for {order}"
+
+    agent = Agent(name="orders", model=MODEL, tools=[adapter.tool(charge)])
+    log = tmp_path / "model.log"
+    await adapter.run(agent, "go", execution_id="e1", run_config=_config(OrderModel(log, ["a"])))
+    mocked = await adapter.runtime.replay("e1", "MOCK_TOOLS")
+    assert (mocked.error, mocked.result) == (None, "done: receipt for a")
+    assert charged == ["a"]
+    assert model_calls(log) == 4
+    both = await adapter.runtime.replay("e1", "MOCK_TOOLS", mock_llm=True)
+    assert (both.error, both.result) == (None, "done: receipt for a")
+    assert (charged, model_calls(log)) == (["a"], 4)  # nothing live at all
+    turns = [
+        n for n in await adapter.engine.list_nodes(both.execution_id) if n.type is NodeType.PROMPT
+    ]
+    assert [turn.metadata.get("mocked") for turn in turns] == [True, True]
+    full = await adapter.runtime.replay("e1", "FULL")
+    assert (full.error, charged) == (None, ["a", "a"])  # FULL runs the tools for real
+    with pytest.raises(StepNotFoundError, match="it has no steps"):
+        await adapter.runtime.replay("e1", "FROM_NODE", from_step=0)
     await adapter.runtime.close()
 
 

@@ -129,6 +129,7 @@ class Run:
         self.execution_id = execution_id
         self.lease = lease
         self.script = script  # when this run is a replay: which calls the recording serves
+        self._links: dict[str, str] = {}  # Runtime.link_replay's, kept in its end's record
         self._recorded: dict[int, ExecutionNode] = {}  # position -> latest recorded version
         self._next = 0
         self._lost: FencedError | None = None  # the lease was lost: no more writes
@@ -559,9 +560,11 @@ class Runtime(Closable):
         ):
             raise  # not the run's outcome: it stays unfinished, to be resumed
         except Exception as exc:
+            start.metadata.update(run._links)
             record_error(start, exc)
             await run._save(start, durable=True)
             raise
+        start.metadata.update(run._links)
         start.status, start.output = Status.SUCCESS, result
         try:
             _checked(start, name, "its result", what="agent")
@@ -647,15 +650,7 @@ class Runtime(Closable):
         if not isinstance(why, str) or not why:
             raise ConfigError(f"needs_human: why must be a non-empty string; got {why!r}")
         reason = {**dict(details or {}), "why": why}
-        header_id = run_node_id(run.execution_id)
-        header = await self.outages.call(
-            f"reading node {header_id}", lambda: self.engine.load(header_id)
-        )
-        if header is not None:
-            node = header.node
-            node.metadata = {**node.metadata, "needs_human": reason}
-            _checked(node, run.execution_id, "its needs_human details", what="run")
-            await run._save(node, durable=True)
+        await self._annotate(run, "its needs_human details", needs_human=reason)
         return NeedsHumanError(
             f"execution {run.execution_id!r} waits for a human: {why}; it stays unfinished "
             "until it is run again",
@@ -663,6 +658,28 @@ class Runtime(Closable):
             why=why,
             details=reason,
         )
+
+    async def link_replay(self, run: Run, original: str) -> None:
+        """Record on the run's record that it replays execution `original` (as a
+        framework adapter's MOCK_TOOLS replay does, which runs a new input against the
+        recording), so that listings, `show` and retention link the two as they link
+        `replay()`'s runs; kept when the run is resumed."""
+        if not isinstance(original, str) or not original:
+            raise ConfigError(f"link_replay: original must be an execution id; got {original!r}")
+        run._links["replay_of"] = original
+        await self._annotate(run, "its replay_of", replay_of=original)
+
+    async def _annotate(self, run: Run, part: str, **metadata: Any) -> None:
+        """Add `metadata` to the run's record, durably."""
+        header_id = run_node_id(run.execution_id)
+        header = await self.outages.call(
+            f"reading node {header_id}", lambda: self.engine.load(header_id)
+        )
+        if header is not None:
+            node = header.node
+            node.metadata = {**node.metadata, **metadata}
+            _checked(node, run.execution_id, part, what="run")
+            await run._save(node, durable=True)
 
     async def call_tool(
         self,

@@ -61,6 +61,7 @@ from livingai import (
     ExecutionNotFoundError,
     NeedsHumanError,
     PriceTable,
+    ReplayMode,
     Run,
     Runtime,
     StepContext,
@@ -253,6 +254,10 @@ class OpenAIAgentsAdapter:
 
         async def durable(run: Run, input: str | list[TResponseInputItem]) -> Any:
             scope = Scope(self, run.execution_id, run, replay_of)
+            if run.script is not None:  # runtime.replay of an adapter run
+                scope.replay_of, scope.models_from = _replay_plan(run)
+            elif replay_of is not None:
+                await self.runtime.link_replay(run, replay_of)
             result = await self._run_sdk(agent, input, scope, runner_kwargs)
             self._results[run.execution_id] = result
             await approvals.stop_if_interrupted(scope, result)  # raises when it waits for one
@@ -504,6 +509,18 @@ async def _stream_sdk(
             raise
         raise cause from exc
     return result
+
+
+def _replay_plan(run: Run) -> tuple[str | None, str | None]:
+    """What `runtime.replay` asked of a replay of an adapter run: the execution its tools
+    are served from (MOCK_TOOLS; FULL runs them for real) and the one its model turns are
+    served from (`mock_llm`: the same requests only; the others are asked live). FROM_NODE
+    and COUNTERFACTUAL name steps, which an adapter run has none of: replay refuses them."""
+    script = run.script
+    assert script is not None
+    original = script.original.execution_id
+    tools_from = None if script.mode is ReplayMode.FULL else original
+    return tools_from, original if script.mock_llm else None
 
 
 def _arguments(arguments: str) -> Any:

@@ -42,6 +42,7 @@ from pydantic import TypeAdapter
 from livingai import (
     ExecutionNode,
     NodeType,
+    Status,
 )
 from livingai.adapters.recordings import (
     ModelUsage,
@@ -113,13 +114,25 @@ class RecordingModel(Model):
         node = _model_node(
             scope, self.name, system_instructions, input, tools, output_schema, handoffs
         )
+        made: Callable[[], Awaitable[ModelResponse]] = call
+        usage: Callable[[ModelResponse], ModelUsage | None] = self._usage
+        if scope.models_from is not None:  # runtime.replay(..., mock_llm=True)
+            recorded = await _recorded_turn(scope, node.id)
+            if recorded is not None:
+                node.metadata.update(mocked=True, replayed_from=recorded.id)
+                served = _decode(recorded.output)
+
+                async def serve() -> ModelResponse:
+                    return served
+
+                made, usage = serve, _no_usage  # served, not paid for
         return await model_call(
             scope.adapter.runtime,
             node,
-            call,
+            made,
             encode=_encode,
             decode=_decode,
-            usage=self._usage,
+            usage=usage,
             prices=scope.adapter.prices,
             fence=scope.fence,
         )
@@ -192,6 +205,21 @@ class RecordingModel(Model):
             cached_tokens=usage.input_tokens_details.cached_tokens or 0,
             reasoning_tokens=usage.output_tokens_details.reasoning_tokens or 0,
         )
+
+
+async def _recorded_turn(scope: Scope, node_id: str) -> ExecutionNode | None:
+    """The same call's turn in the execution a replay serves model calls from (the same
+    input, the same occurrence), when it succeeded there."""
+    assert scope.models_from is not None
+    original = scope.models_from + node_id.removeprefix(scope.execution_id)
+    loaded = await scope.adapter.engine.load(original)
+    if loaded is None or loaded.node.status is not Status.SUCCESS:
+        return None
+    return loaded.node
+
+
+def _no_usage(_: ModelResponse) -> None:
+    return None
 
 
 def _encode(response: ModelResponse) -> dict[str, Any]:

@@ -24,6 +24,7 @@ class Scope:
     run: Run | None
     replay_of: str | None
     calls: Counter[str] = field(default_factory=Counter)  # model calls made, by digest
+    models_from: str | None = None  # a replay serving recorded model turns: from where
 
     @property
     def fence(self) -> Lease | None:
