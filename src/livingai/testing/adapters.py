@@ -18,9 +18,11 @@ child process that imports it by name and makes one with no arguments):
 - a model for the framework that answers with `trip.turn(outputs)`, `outputs` being the
   tool outputs the conversation holds so far by call id, turned into the framework's
   tool call (with `ToolCall.call_id` as its id) or final message, and that reports
-  `MODEL`, `PROMPT_TOKENS` and `COMPLETION_TOKENS` as the framework's usage;
-- the agent or graph with `trip.tools()` made tools of the framework, each wrapped by the
-  adapter, `book_flight` and `charge_card` with `retry_with_key=True`;
+  `MODEL`, `PROMPT_TOKENS` and `COMPLETION_TOKENS` as the framework's usage (it decides
+  from the conversation alone, so a resumed run asks what the killed one asked);
+- the agent or graph with `trip.tools()` made tools of the framework, every one wrapped
+  by the adapter (a replay serves them all), `book_flight` and `charge_card` with
+  `retry_with_key=True`;
 - `run(runtime, trip, execution_id, replay_of=None)`: the adapter over `runtime` (it has
   the suite's price table), the run started, resumed where it stopped, or answered from
   the log when finished, with `replay_of` as the adapter's MOCK_TOOLS replay of that
@@ -35,8 +37,11 @@ Then run each check against it:
     async def test_my_adapter(check: ScenarioCheck, tmp_path: Path) -> None:
         await check(MyFrameworkTrip(), tmp_path)
 
-The store is SQLite in `tmp_path`; a check that needs something missing (the `cli`
-extra) raises `unittest.SkipTest`, which pytest reports as a skip.
+tests/test_langgraph_scenarios.py (LangGraph) and tests/openai_agents/test_scenarios.py
+(the OpenAI Agents SDK) in livingai's repository are two such scenarios, 80-100 lines
+each. The store is SQLite in `tmp_path`, or the fresh, empty store `check(..., url=URL)`
+names (the crash check's child process opens it too). A check that needs something
+missing (the `cli` extra) raises `unittest.SkipTest`, which pytest reports as a skip.
 """
 
 from __future__ import annotations
@@ -235,7 +240,15 @@ class AdapterScenario(Protocol):
         ...
 
 
-ScenarioCheck = Callable[[AdapterScenario, Path], Awaitable[None]]
+class ScenarioCheck(Protocol):
+    """A check of the suite: `await check(scenario, tmp_path)`, on SQLite in `tmp_path`
+    unless `url` names a fresh, empty store."""
+
+    __name__: str
+
+    def __call__(
+        self, scenario: AdapterScenario, tmp_path: Path, *, url: str | None = None
+    ) -> Awaitable[None]: ...
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -328,18 +341,22 @@ def close_to(got: float | None, want: float, what: str) -> None:
 
 
 async def test_killed_mid_charge_resumes_and_charges_once(
-    scenario: AdapterScenario, tmp_path: Path
+    scenario: AdapterScenario,
+    tmp_path: Path,
+    *,
+    url: str | None = None,  # noqa: PT028
 ) -> None:
     """SIGKILLed inside charge_card after the card was charged; a fresh process resumes
     it: the recorded turns are not asked again, the finished tools do not run again, the
     charge runs again with the same key (retry_with_key) and the provider deduplicates.
     Run once more, finished, it is answered from the log alone."""
-    url, trip = store_url(tmp_path), Trip(tmp_path / "trip")
+    url, trip = url or store_url(tmp_path), Trip(tmp_path / "trip")
     await kill_in_charge(scenario, url, "trip-killed", trip)
     same(trip.model_calls(), TURNS - 1, "model calls before the kill (search, book, charge)")
     async with runtime(url) as resumed:
         answer = await scenario.run(resumed, trip, "trip-killed")
         nodes = await resumed.engine.list_nodes("trip-killed")
+        usage = await resumed.engine.usage("model", execution_ids=["trip-killed"])
     same(trip.model_calls(), TURNS, "model calls after the resume (a recorded turn asked again?)")
     same(
         [len(trip.calls(tool)) for tool in TOOLS],
@@ -352,6 +369,11 @@ async def test_killed_mid_charge_resumes_and_charges_once(
         raise AssertionError(f"the charge ran again under another idempotency key: {keys}")
     same(len(trip.effects(CHARGE)), 1, f"charges of the card in {trip.lines()}")
     same(answer, ANSWER, "the resumed run's answer")
+    same(
+        [(row.key, row.calls) for row in usage],
+        [(MODEL, TURNS)],
+        "model calls engine.usage counts for the killed and resumed run (each turn once)",
+    )
     _, tools = _steps(nodes)
     same(_named(tools), sorted(TOOLS), "the recorded tool calls")
     same([t.status for t in tools if t.is_in_doubt()], [], "tool calls left in doubt")
@@ -364,12 +386,15 @@ async def test_killed_mid_charge_resumes_and_charges_once(
 
 
 async def test_mock_tools_replay_serves_tools_from_the_recording(
-    scenario: AdapterScenario, tmp_path: Path
+    scenario: AdapterScenario,
+    tmp_path: Path,
+    *,
+    url: str | None = None,  # noqa: PT028
 ) -> None:
     """A replay with replay_of: the models run live, every tool is answered from the
     recording (the ledger does not move), the recording is not written to, and a call
     the recording does not have raises ReplayDivergedError without running."""
-    url, trip = store_url(tmp_path), Trip(tmp_path / "trip")
+    url, trip = url or store_url(tmp_path), Trip(tmp_path / "trip")
     async with runtime(url) as live:
         same(await scenario.run(live, trip, "trip-recorded"), ANSWER, "the recorded run's answer")
         recorded = [v.to_dict() for v in await live.engine.versions("trip-recorded")]
@@ -396,10 +421,15 @@ async def test_mock_tools_replay_serves_tools_from_the_recording(
         same(after, recorded, "the recording after two replays")
 
 
-async def test_model_turns_are_costed(scenario: AdapterScenario, tmp_path: Path) -> None:
+async def test_model_turns_are_costed(
+    scenario: AdapterScenario,
+    tmp_path: Path,
+    *,
+    url: str | None = None,  # noqa: PT028
+) -> None:
     """Every model turn is recorded with its model, tokens and its cost from the price
     table, and the store adds them up by model and by execution."""
-    url, trip = store_url(tmp_path), Trip(tmp_path / "trip")
+    url, trip = url or store_url(tmp_path), Trip(tmp_path / "trip")
     one = PRICES.cost(MODEL, PROMPT_TOKENS, COMPLETION_TOKENS) or 0.0
     async with runtime(url) as live:
         same(await scenario.run(live, trip, "trip-costed"), ANSWER, "the run's answer")
@@ -427,12 +457,17 @@ async def test_model_turns_are_costed(scenario: AdapterScenario, tmp_path: Path)
     close_to(summary.cost, TURNS * one, "the cost runtime.executions() gives the execution")
 
 
-async def test_show_lists_turns_and_tools(scenario: AdapterScenario, tmp_path: Path) -> None:
+async def test_show_lists_turns_and_tools(
+    scenario: AdapterScenario,
+    tmp_path: Path,
+    *,
+    url: str | None = None,  # noqa: PT028
+) -> None:
     """`livingai --store URL show EXECUTION` (the `cli` extra) lists the model turns
     with their model and tokens, and the tool calls by name, none in doubt."""
     if importlib.util.find_spec("click") is None or importlib.util.find_spec("rich") is None:
         raise unittest.SkipTest('livingai show needs the cli extra: pip install "livingai[cli]"')
-    url, trip = store_url(tmp_path), Trip(tmp_path / "trip")
+    url, trip = url or store_url(tmp_path), Trip(tmp_path / "trip")
     async with runtime(url) as live:
         same(await scenario.run(live, trip, "trip-shown"), ANSWER, "the run's answer")
     shown = json.loads(await _cli("--store", url, "show", "trip-shown", "--json"))
