@@ -36,10 +36,17 @@ class OrderModel(Model):
 
     model = MODEL
 
-    def __init__(self, log: Path | None, orders: list[str], tool: str = "charge") -> None:
+    def __init__(
+        self,
+        log: Path | None,
+        orders: list[str],
+        tool: str = "charge",
+        arguments: dict[str, Any] | None = None,
+    ) -> None:
         self.log = log
         self.orders = orders
         self.tool = tool
+        self.arguments = arguments  # of each call (default: the order and its amount)
 
     async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
         items = kwargs["input"] if "input" in kwargs else args[1]
@@ -60,7 +67,11 @@ class OrderModel(Model):
         if outputs:
             return ModelResponse([assistant_message("done: " + "; ".join(outputs))], usage, None)
         calls = [
-            function_call(self.tool, {"order": order, "amount": 10}, call_id=f"call-{order}")
+            function_call(
+                self.tool,
+                {"order": order, "amount": 10} if self.arguments is None else self.arguments,
+                call_id=f"call-{order}",
+            )
             for order in self.orders
         ]
         return ModelResponse(calls, usage, None)
@@ -70,13 +81,14 @@ class OrderModel(Model):
 
 
 class Provider(ModelProvider):
-    """Gives `model` for every name."""
+    """Gives `model` for every name, or the model `by_name` names."""
 
-    def __init__(self, model: Model) -> None:
+    def __init__(self, model: Model, by_name: dict[str, Model] | None = None) -> None:
         self.model = model
+        self.by_name = by_name or {}
 
     def get_model(self, model_name: str | None) -> Model:
-        return self.model
+        return self.by_name.get(model_name or "", self.model)
 
 
 def model_calls(log: Path) -> int:

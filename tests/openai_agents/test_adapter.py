@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from agents import Agent, RunConfig, function_tool
+from agents import Agent, Model, RunConfig, function_tool
 
 from livingai import (
     CheckpointEngine,
@@ -254,25 +254,49 @@ async def test_runtime_replay_works_on_adapter_runs(tmp_path: Path) -> None:
 
 
 async def test_handoffs_and_agents_as_tools_are_recorded(tmp_path: Path) -> None:
+    """Each turn is recorded by the agent that made it, an agent run as a tool's too, and
+    that agent's wrapped tools go through the write-ahead protocol as well."""
     adapter = _adapter(tmp_path)
     log = tmp_path / "model.log"
+    keys: list[str] = []
 
     @function_tool
     def charge(order: str, amount: int) -> str:
         """Charge an order."""
+        keys.append(current_step().idempotency_key)
         return "charged"
 
-    clerk = Agent(name="clerk", model=MODEL, tools=[adapter.tool(charge, retry_with_key=True)])
+    clerk = Agent(
+        name="clerk", model="clerk-model", tools=[adapter.tool(charge, retry_with_key=True)]
+    )
     helper = clerk.as_tool(tool_name="clerk_tool", tool_description="ask the clerk")
-    boss = Agent(name="boss", model=MODEL, tools=[helper])
-    config = _config(OrderModel(log, ["a"], tool="clerk_tool"))
+    boss = Agent(name="boss", model="boss-model", tools=[helper])
+    ask = OrderModel(log, ["a"], tool="clerk_tool", arguments={"input": "charge a"})
+    models: dict[str, Model] = {"boss-model": ask, "clerk-model": OrderModel(log, ["b"])}
+    config = RunConfig(model_provider=Provider(ask, models), tracing_disabled=True)
     result = await adapter.run(boss, "go", execution_id="e1", run_config=config)
-    assert result.final_output.startswith("done: ")
+    assert result.final_output == "done: done: charged"  # the clerk answered the boss
     nodes = await adapter.engine.list_nodes("e1")
     tools = {n.metadata.get("step"): n for n in nodes if n.type is NodeType.TOOL}
-    assert set(tools) == {"clerk_tool"}  # the agent as a tool, recorded by its call
+    assert set(tools) == {"clerk_tool", "charge"}  # the agent as a tool, and its tool
     assert tools["clerk_tool"].metadata["agent"] == "boss"
-    assert len([n for n in nodes if n.type is NodeType.PROMPT]) >= 2
+    assert tools["charge"].metadata["agent"] == "clerk"
+    assert keys == ["e1/oai:tool:call-b"]
+    turns = sorted(n.metadata["agent"] for n in nodes if n.type is NodeType.PROMPT)
+    assert turns == ["boss", "boss", "clerk", "clerk"]  # the clerk's, inside the tool call
+
+    desk = Agent(name="desk", model="boss-model", handoffs=[clerk])
+    hand = OrderModel(log, ["a"], tool="transfer_to_clerk", arguments={})
+    models = {"boss-model": hand, "clerk-model": OrderModel(log, ["b"])}
+    config = RunConfig(model_provider=Provider(hand, models), tracing_disabled=True)
+    result = await adapter.run(desk, "go", execution_id="e2", run_config=config)
+    assert result.last_agent.name == "clerk"
+    nodes = await adapter.engine.list_nodes("e2")
+    (handoff,) = [n for n in nodes if n.type is NodeType.BRANCH]
+    assert handoff.metadata["step"] == "handoff to clerk"
+    assert (handoff.metadata["agent"], handoff.output) == ("desk", {"to": "clerk"})
+    turns = sorted(n.metadata["agent"] for n in nodes if n.type is NodeType.PROMPT)
+    assert turns == ["clerk", "desk"]
     await adapter.runtime.close()
 
 

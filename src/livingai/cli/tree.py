@@ -111,6 +111,9 @@ def node_label(node: ExecutionNode) -> Text:
         text.append(" (side effect)", style="dim magenta")
     else:
         text.append(f"  {step_kind(node)}", style="cyan")
+    agent = node.metadata.get("agent")
+    if isinstance(agent, str) and agent:  # the framework's agent that made the call
+        text.append(f"  by {agent}", style="green")
     text.append("  ")
     text.append_text(status_text(node.status))
     if node.is_in_doubt():

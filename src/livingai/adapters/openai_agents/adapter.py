@@ -47,6 +47,9 @@ from agents import (
     RunResult,
     RunResultStreaming,
 )
+from agents import (
+    handoff as handoff_to,
+)
 from agents.exceptions import AgentsException
 from agents.items import (
     TResponseInputItem,
@@ -58,12 +61,15 @@ from agents.tool_context import ToolContext
 from livingai import (
     CheckpointEngine,
     ConfigError,
+    ExecutionNode,
     ExecutionNotFoundError,
     NeedsHumanError,
+    NodeType,
     PriceTable,
     ReplayMode,
     Run,
     Runtime,
+    Status,
     StepContext,
 )
 from livingai.adapters.recordings import (
@@ -76,9 +82,9 @@ from livingai.adapters.recordings import (
 
 from . import approvals
 from .approvals import PendingApproval
-from .models import RecordingModel, RecordingProvider, model_name_of
+from .models import RecordingModel, RecordingProvider, model_name_of, naming_turns
 from .run_session import recorded_session
-from .scope import Scope, current, livingai_cause
+from .scope import Scope, Speaker, current, livingai_cause, speaker
 from .session import LivingAISession
 from .streaming import StreamedRun
 
@@ -108,7 +114,7 @@ class OpenAIAgentsAdapter:
         self.runtime = runtime_of(source, "OpenAIAgentsAdapter")
         self.prices = prices_of(self.runtime, prices)
         self.recordings = RecordedTools(self.runtime.engine)
-        self._policies: dict[int, tuple[FunctionTool, _Policy]] = {}
+        self._recording_tools: dict[int, FunctionTool] = {}  # made here, by id (kept alive)
         self._results: dict[str, RunResult] = {}  # by execution id, as run() hands it back
         self._loop: asyncio.AbstractEventLoop | None = None  # run_sync's own
 
@@ -144,8 +150,10 @@ class OpenAIAgentsAdapter:
             )
         if reconcile is not None and not callable(reconcile):
             raise ConfigError(f"reconcile must be a function of the step; got {reconcile!r}")
-        wrapped = dataclasses.replace(tool)
-        self._policies[id(wrapped)] = (wrapped, _Policy(retry_with_key, reconcile))
+        # Wrapped here, not only in a run's copy of the graph: an agent run as a tool runs
+        # the agent `as_tool` was called on, whose tools are the ones given here.
+        wrapped = self._recording(tool, _Policy(retry_with_key, reconcile))
+        self._recording_tools[id(wrapped)] = wrapped
         return wrapped
 
     # -- running ------------------------------------------------------------------------
@@ -277,7 +285,7 @@ class OpenAIAgentsAdapter:
         starting, config = self._prepare(agent, kwargs.pop("run_config", None))
         if "session" in kwargs:
             kwargs["session"] = recorded_session(kwargs["session"], scope)
-        token = current.set(scope)
+        token, spoken = current.set(scope), speaker.set(Speaker())
         try:
             start = await approvals.continued(scope, starting, input)  # a stop for approval?
             return await Runner.run(starting, start, run_config=config, **kwargs)
@@ -288,6 +296,7 @@ class OpenAIAgentsAdapter:
             raise cause from exc
         finally:
             current.reset(token)
+            speaker.reset(spoken)
 
     # -- the agent graph, recorded ------------------------------------------------------
 
@@ -296,7 +305,10 @@ class OpenAIAgentsAdapter:
         whose provider's models do."""
         config = RunConfig() if config is None else config
         provider = config.model_provider or MultiProvider()
-        changes: dict[str, Any] = {"model_provider": RecordingProvider(provider)}
+        changes: dict[str, Any] = {
+            "model_provider": RecordingProvider(provider),
+            "call_model_input_filter": naming_turns(config.call_model_input_filter),
+        }
         if isinstance(config.model, Model):
             changes["model"] = RecordingModel(config.model, model_name_of(config.model))
         copies: dict[int, Agent[Any]] = {}
@@ -317,29 +329,58 @@ class OpenAIAgentsAdapter:
     def _recorded_handoff(
         self, handoff: Agent[Any] | Handoff[Any, Any], copies: dict[int, Agent[Any]]
     ) -> Agent[Any] | Handoff[Any, Any]:
-        if isinstance(handoff, Agent):
-            return self._copy(handoff, copies)
-        invoke = handoff.on_invoke_handoff
+        """A handoff to the copy of its agent, recorded (BRANCH node, from and to agent
+        names) when it is taken; an agent is made a handoff as the SDK would make it."""
+        made = handoff_to(self._copy(handoff, copies)) if isinstance(handoff, Agent) else handoff
+        invoke = made.on_invoke_handoff
 
-        async def to_copy(context: Any, arguments: str) -> Agent[Any]:
-            return self._copy(await invoke(context, arguments), copies)
+        async def recorded(context: Any, arguments: str) -> Agent[Any]:
+            target = self._copy(await invoke(context, arguments), copies)
+            scope = current.get()
+            if scope is not None and scope.run is not None:
+                scope.calls["handoff"] += 1
+                found = speaker.get()
+                node = ExecutionNode(
+                    id=f"{scope.execution_id}/oai:handoff:{scope.calls['handoff']}",
+                    execution_id=scope.execution_id,
+                    type=NodeType.BRANCH,
+                    status=Status.SUCCESS,
+                    parent_id=f"{scope.execution_id}/run",
+                    input={"tool": made.tool_name, "arguments": _arguments(arguments)},
+                    output={"to": target.name},
+                    metadata={
+                        "kind": "handoff",
+                        "step": f"handoff to {target.name}",
+                        "agent": None if found is None else found.agent,
+                    },
+                )
+                await self.engine.save(node, fence=scope.fence)
+            return target
 
-        return dataclasses.replace(handoff, on_invoke_handoff=to_copy)
+        return dataclasses.replace(made, on_invoke_handoff=recorded)
 
     def _recorded_tool(self, tool: Any) -> Any:
         if not isinstance(tool, FunctionTool):
             return tool  # hosted tools run on the provider's side: the model turn records them
-        known = self._policies.get(id(tool))
-        policy = known[1] if known is not None and known[0] is tool else None
+        if id(tool) in self._recording_tools:
+            return tool  # adapter.tool's
+        return self._recording(tool, None)
+
+    def _recording(self, tool: FunctionTool, policy: _Policy | None) -> FunctionTool:
+        """`tool`, each call in an adapter run made through Runtime.call_tool."""
         invoke = tool.on_invoke_tool
 
         async def recorded(context: ToolContext[Any], arguments: str) -> Any:
             scope = current.get()
             if scope is None:  # not in an adapter run: as the SDK would
                 return await invoke(context, arguments)
-            return await scope.adapter._call_tool(
-                scope, tool.name, context, arguments, lambda: invoke(context, arguments), policy
-            )
+            spoken = speaker.set(Speaker())  # an agent run as this tool speaks for itself
+            try:
+                return await scope.adapter._call_tool(
+                    scope, tool.name, context, arguments, lambda: invoke(context, arguments), policy
+                )
+            finally:
+                speaker.reset(spoken)
 
         return dataclasses.replace(tool, on_invoke_tool=recorded)
 
@@ -491,11 +532,12 @@ async def _stream_sdk(
     starting, config = adapter._prepare(agent, kwargs.pop("run_config", None))
     if "session" in kwargs:
         kwargs["session"] = recorded_session(kwargs["session"], scope)
-    token = current.set(scope)
+    token, spoken = current.set(scope), speaker.set(Speaker())
     try:
         result = Runner.run_streamed(starting, input, run_config=config, **kwargs)
     finally:
         current.reset(token)
+        speaker.reset(spoken)
     streamed.result = result
     try:
         async for event in result.stream_events():

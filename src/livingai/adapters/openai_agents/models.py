@@ -24,6 +24,7 @@ from agents.items import (
     TResponseOutputItem,
     TResponseStreamEvent,
 )
+from agents.run_config import CallModelData, CallModelInputFilter, ModelInputData
 from openai.types.responses import (
     Response,
     ResponseCompletedEvent,
@@ -51,9 +52,24 @@ from livingai.adapters.recordings import (
     plain,
 )
 
-from .scope import Scope, current
+from .scope import Scope, current, speaker
 
 _OUTPUT: TypeAdapter[list[TResponseOutputItem]] = TypeAdapter(list[TResponseOutputItem])
+
+
+def naming_turns(inner: CallModelInputFilter | None) -> CallModelInputFilter:
+    """The run config's model input filter (`inner`, when it has one) that also says
+    whose turn it is, so each model call is recorded by agent name. The SDK calls it
+    right before each model call, in the run loop's task, and passes the run config on
+    to the runs of agents used as tools, so their turns are named too."""
+
+    def name_turn(data: CallModelData[Any]) -> ModelInputData | Awaitable[ModelInputData]:
+        found = speaker.get()
+        if found is not None:
+            found.agent = data.agent.name
+        return data.model_data if inner is None else inner(data)
+
+    return name_turn
 
 
 class RecordingProvider(ModelProvider):
@@ -291,6 +307,8 @@ def _model_node(
         "output": None if output_schema is None else output_schema.name(),
     }
     key = digest(asked)
+    found = speaker.get()
+    agent = None if found is None else found.agent
     scope.calls[key] += 1
     return ExecutionNode(
         id=f"{scope.execution_id}/oai:model:{key}:{scope.calls[key]}",
@@ -299,7 +317,7 @@ def _model_node(
         parent_id=f"{scope.execution_id}/run",
         input=asked,
         model=model,
-        metadata={"step": model or "model", "model": model},
+        metadata={"step": model or "model", "model": model, "agent": agent},
     )
 
 

@@ -34,6 +34,18 @@ class Scope:
 current: ContextVar[Scope | None] = ContextVar("livingai_openai_agents", default=None)
 
 
+@dataclass
+class Speaker:
+    """Whose turn it is in one run loop of the SDK: the agent its `on_llm_start` hook
+    named last (the hook runs in a task of its own, so it writes here, not to a context
+    variable). Each run loop gets its own: the top one, and each agent run as a tool."""
+
+    agent: str | None = None
+
+
+speaker: ContextVar[Speaker | None] = ContextVar("livingai_openai_agents_speaker", default=None)
+
+
 def livingai_cause(exc: BaseException) -> LivingAIError | None:
     """The livingai error the SDK wrapped as its own (a tool in doubt, a lost lease, an
     outage, a replay that diverged): it decides how the durable run ends, so it goes
