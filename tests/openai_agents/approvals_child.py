@@ -21,6 +21,8 @@ from typing import Any
 
 from agents import Agent, Model, ModelResponse, RunConfig, Usage, function_tool
 from agents.testing import assistant_message, function_call
+from openai.types.responses import Response, ResponseCompletedEvent, ResponseUsage
+from openai.types.responses.response_usage import InputTokensDetails, OutputTokensDetails
 
 from livingai import CheckpointEngine, Runtime, SQLiteStore
 from livingai.adapters.openai_agents import OpenAIAgentsAdapter
@@ -66,8 +68,31 @@ class TripModel(Model):
             raise Crash("killed after the tool ran, before the model's answer was recorded")
         return ModelResponse([assistant_message("done: " + "; ".join(outputs))], usage, None)
 
-    def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
-        raise NotImplementedError("the trip model does not stream")
+    async def stream_response(self, *args: Any, **kwargs: Any) -> AsyncIterator[Any]:
+        """The same turn, streamed as the one event the runner needs."""
+        made = await self.get_response(*args, **kwargs)
+        used = ResponseUsage(
+            input_tokens=made.usage.input_tokens,
+            input_tokens_details=InputTokensDetails(cached_tokens=0, cache_write_tokens=0),
+            output_tokens=made.usage.output_tokens,
+            output_tokens_details=OutputTokensDetails(reasoning_tokens=0),
+            total_tokens=made.usage.total_tokens,
+        )
+        response = Response(
+            id="trip",
+            created_at=0,
+            model=self.model,
+            object="response",
+            output=made.output,
+            parallel_tool_calls=True,
+            tool_choice="auto",
+            tools=[],
+            status="completed",
+            usage=used,
+        )
+        yield ResponseCompletedEvent(
+            type="response.completed", sequence_number=0, response=response
+        )
 
 
 def travel_agent(

@@ -253,3 +253,25 @@ def test_livingai_pending_and_the_web_ui_show_what_waits(db: Path, logs: Path) -
         execution = client.get("/executions/trip-7").text
         assert f"Needs a human: {WHY}." in execution
         assert "was started and its outcome never recorded" not in execution
+
+
+async def test_a_streamed_run_stops_for_approval_as_a_run_does(
+    runtime: Runtime, logs: Path
+) -> None:
+    """run_streamed on a needs_approval tool: the stream ends with the interruption, the
+    run waits for a human (not finished), and an approval goes on with it."""
+    adapter = OpenAIAgentsAdapter(runtime)
+    agent = travel_agent(adapter, logs, ["LH1"])
+    streamed = adapter.run_streamed(agent, "book my flights", execution_id="s-1", run_config=RUN)
+    async for _ in streamed.stream_events():
+        pass
+    assert [(i.name, i.call_id) for i in streamed.interruptions] == [("book", CALL)]
+    header = await runtime.engine.load("s-1/run")
+    assert header is not None
+    assert header.node.status is Status.RUNNING
+    (pending,) = await runtime.pending()
+    assert pending.needs_human == {"approvals": [WAITING], "why": WHY}
+    await adapter.approve("s-1")
+    result = await adapter.resume("s-1", agent, run_config=RUN)
+    assert result.interruptions == []
+    assert lines(logs / "tool.log") == ["LH1"]

@@ -500,6 +500,7 @@ async def _streaming(
             return await recorded(run, input)
         scope = Scope(adapter, run.execution_id, run, replay_of)
         result = await _stream_sdk(adapter, agent, input, scope, runner_kwargs, streamed)
+        await approvals.stop_if_interrupted(scope, result)  # raises when it waits for one
         return plain(result.final_output)
 
     durable.__name__ = durable.__qualname__ = recorded.__name__
@@ -507,6 +508,9 @@ async def _streaming(
     execution_id = streamed.execution_id
     try:
         await adapter.runtime.run(durable, plain(input), execution_id=execution_id)
+    except NeedsHumanError:  # stopped for approval: its result's interruptions say on what
+        if streamed.result is None:
+            raise
     finally:
         adapter.runtime.agent(recorded)  # recover_pending resumes with the plain one
     if streamed.result is None:

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
-from agents import Agent, RunResult
+from agents import Agent, RunResult, RunResultStreaming
 from agents.items import ToolApprovalItem, TResponseInputItem
 from agents.run_state import RunState
 
@@ -82,7 +82,7 @@ def decision_node_id(execution_id: str, call_id: str) -> str:
 # -- in the durable run -------------------------------------------------------------------
 
 
-async def stop_if_interrupted(scope: Scope, result: RunResult) -> None:
+async def stop_if_interrupted(scope: Scope, result: RunResult | RunResultStreaming) -> None:
     """In a durable run whose `Runner.run` stopped on calls that need approval: store the
     stop, mark the run as waiting for a human, and raise NeedsHumanError (the run ends
     unfinished). Anything else returns."""
