@@ -172,10 +172,7 @@ class OpenAIAgentsAdapter:
         tool calls served from the log). Returns the SDK's RunResult; a finished
         execution is run again from the log alone. The agent is registered, so that
         `runtime.recover_pending()` can resume it."""
-        if not isinstance(agent, Agent):
-            raise ConfigError(f"adapter.run runs an Agent; got {agent!r}")
-        if not isinstance(execution_id, str) or not execution_id:
-            raise ConfigError(f"execution_id must be a non-empty string; got {execution_id!r}")
+        _check_start("run", agent, execution_id)
         if replay_of is not None:
             await self._check_recorded(replay_of)
         durable = self.register(agent, replay_of=replay_of, **runner_kwargs)
@@ -192,10 +189,9 @@ class OpenAIAgentsAdapter:
         finally:
             self._results.pop(execution_id, None)
         # Finished before: the same run once more, every call served from its log.
-        header = await self.engine.load(f"{execution_id}/run")
-        recorded = [] if header is None else header.node.input.get("args", [])
+        begun = await self._started_with(execution_id, input)
         scope = Scope(self, execution_id, None, replay_of)
-        return await self._run_sdk(agent, recorded[0] if recorded else input, scope, runner_kwargs)
+        return await self._run_sdk(agent, begun, scope, runner_kwargs)
 
     def run_sync(
         self,
@@ -239,10 +235,7 @@ class OpenAIAgentsAdapter:
         or finished run) is not asked for again: its events are rebuilt from the log in
         one piece, since streams are recorded by turn, not token by token. The run goes
         on whether or not its events are read; `cancel()` stops it, unfinished."""
-        if not isinstance(agent, Agent):
-            raise ConfigError(f"adapter.run_streamed runs an Agent; got {agent!r}")
-        if not isinstance(execution_id, str) or not execution_id:
-            raise ConfigError(f"execution_id must be a non-empty string; got {execution_id!r}")
+        _check_start("run_streamed", agent, execution_id)
         try:
             asyncio.get_running_loop()
         except RuntimeError:
@@ -423,6 +416,14 @@ class OpenAIAgentsAdapter:
             metadata=metadata,
         )
 
+    async def _started_with(
+        self, execution_id: str, input: str | list[TResponseInputItem]
+    ) -> str | list[TResponseInputItem]:
+        """The input execution `execution_id` was started with (`input` if none is)."""
+        header = await self.engine.load(f"{execution_id}/run")
+        args = [] if header is None else header.node.input.get("args", [])
+        return args[0] if args else input
+
     async def _check_recorded(self, execution_id: str) -> None:
         if not await self.engine.list_nodes(execution_id):
             raise ExecutionNotFoundError(
@@ -515,10 +516,8 @@ async def _streaming(
         adapter.runtime.agent(recorded)  # recover_pending resumes with the plain one
     if streamed.result is None:
         # Finished before: the same run once more, every call served from its log.
-        header = await adapter.engine.load(f"{execution_id}/run")
-        args = [] if header is None else header.node.input.get("args", [])
+        begun = await adapter._started_with(execution_id, input)
         scope = Scope(adapter, execution_id, None, replay_of)
-        begun = args[0] if args else input
         await _stream_sdk(adapter, agent, begun, scope, runner_kwargs, streamed)
 
 
@@ -555,6 +554,13 @@ async def _stream_sdk(
             raise
         raise cause from exc
     return result
+
+
+def _check_start(method: str, agent: object, execution_id: object) -> None:
+    if not isinstance(agent, Agent):
+        raise ConfigError(f"adapter.{method} runs an Agent; got {agent!r}")
+    if not isinstance(execution_id, str) or not execution_id:
+        raise ConfigError(f"execution_id must be a non-empty string; got {execution_id!r}")
 
 
 def _replay_plan(run: Run) -> tuple[str | None, str | None]:
