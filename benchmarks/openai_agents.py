@@ -97,7 +97,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--profile",
         type=Path,
         metavar="DIR",
-        help="run our children's measured part under cProfile: DIR/<scenario>-<store>.prof",
+        help="run the measured part of bare's and our children under cProfile: "
+        "DIR/<scenario>-<store>-<system>.prof",
     )
     return parser.parse_args(argv)
 
@@ -197,7 +198,8 @@ def run_one(
             }
             if profile is not None:
                 profile.mkdir(parents=True, exist_ok=True)
-                args["profile"] = str((profile / f"{scenario.name}-{store}.prof").resolve())
+                name = f"{scenario.name}-{'none' if store == NO_STORE else store}-{system}.prof"
+                args["profile"] = str((profile / name).resolve())
             if store != NO_STORE:
                 row["where"] = dict(place.where)
             result = runner.run_child(
@@ -487,7 +489,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 assert python is not None  # a row without its python has a problem
                 label = f"{scenario.name:<10} {store:<8} {system:<6}"
                 print(f"running {label} ...", end="", flush=True)
-                profile = opts.profile if system == "ours" else None
+                profile = opts.profile if system != "dbos" else None
                 row = run_one(system, python, store, scenario, profile)
                 status = f" error: {row['error']}" if "error" in row else ""
                 print(f" {row['wall_s']:.1f}s{status}", flush=True)
