@@ -695,6 +695,7 @@ class Runtime(Closable):
         retry_failed: bool = False,
         parent_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
+        known: Mapping[str, ExecutionNode] | None = None,
     ) -> Any:
         """`run.tool` for frameworks that drive the agent themselves (the LangGraph
         adapter): the same protocol (intent durably before, outcome durably after, a
@@ -704,11 +705,16 @@ class Runtime(Closable):
         crashes; it takes no lease, so one process at a time calls a given node.
         With `retry_failed`, a recorded failure is not final: `fn` runs again, same key,
         next attempt (for frameworks that run a failed step again). `metadata` is added
-        to the node's; in `current_step()` the position is 0."""
-        loaded = await self.outages.call(
-            f"reading node {node_id}", lambda: self.engine.load(node_id)
-        )
-        recorded = None if loaded is None else loaded.node
+        to the node's; in `current_step()` the position is 0. `known`: the execution's
+        nodes as the caller read them under its lease (one read for a whole run, not one
+        a call), looked in instead of the store."""
+        if known is not None:
+            recorded = known.get(node_id)
+        else:
+            loaded = await self.outages.call(
+                f"reading node {node_id}", lambda: self.engine.load(node_id)
+            )
+            recorded = None if loaded is None else loaded.node
         attempts = 0  # made before, when a recorded failure is run again
         if retry_failed and recorded is not None and recorded.status is Status.FAILED:
             attempts, recorded = int(recorded.metadata.get("attempt", 1)), None

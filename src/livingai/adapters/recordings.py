@@ -119,15 +119,22 @@ async def model_call(
     usage: Callable[[T], ModelUsage | None],
     prices: PriceTable,
     fence: Lease | None = None,
+    known: Mapping[str, ExecutionNode] | None = None,
 ) -> T:
     """`await call()` as a step at `node.id` (its input, parent and metadata as given):
     when a successful call is recorded there, `decode(recorded output)` without calling;
     otherwise the call is made and recorded (`encode(response)` as JSON, usage, cost,
     latency; a failure with its error), fenced with the run's lease when given. At least
-    once, like a step: a crash before the record lands makes it again."""
-    loaded = await runtime.engine.load(node.id)
-    if loaded is not None and loaded.node.status is Status.SUCCESS:
-        return decode(loaded.node.output)
+    once, like a step: a crash before the record lands makes it again. `known`: the
+    execution's nodes as read under the run's lease, looked in instead of the store (a
+    fresh run's calls then cost no read)."""
+    if known is not None:
+        recorded = known.get(node.id)
+    else:
+        loaded = await runtime.engine.load(node.id)
+        recorded = None if loaded is None else loaded.node
+    if recorded is not None and recorded.status is Status.SUCCESS:
+        return decode(recorded.output)
     node.type, node.status = NodeType.PROMPT, Status.RUNNING
     node.metadata = {"kind": "model", "idempotent": True, **node.metadata}
     started = time.perf_counter()

@@ -190,7 +190,7 @@ class OpenAIAgentsAdapter:
             self._results.pop(execution_id, None)
         # Finished before: the same run once more, every call served from its log.
         begun = await self._started_with(execution_id, input)
-        scope = Scope(self, execution_id, None, replay_of)
+        scope = await Scope.open(self, execution_id, None, replay_of)
         return await self._run_sdk(agent, begun, scope, runner_kwargs)
 
     def run_sync(
@@ -254,7 +254,7 @@ class OpenAIAgentsAdapter:
         under `openai_agents:<agent name>`, so recover_pending() resumes its runs)."""
 
         async def durable(run: Run, input: str | list[TResponseInputItem]) -> Any:
-            scope = Scope(self, run.execution_id, run, replay_of)
+            scope = await Scope.open(self, run.execution_id, run, replay_of)
             if run.script is not None:  # runtime.replay of an adapter run
                 scope.replay_of, scope.models_from = _replay_plan(run)
             elif replay_of is not None:
@@ -414,6 +414,7 @@ class OpenAIAgentsAdapter:
             reconcile=None if policy is None else policy.reconcile,
             parent_id=f"{scope.execution_id}/run",
             metadata=metadata,
+            known=scope.known,
         )
 
     async def _started_with(
@@ -499,7 +500,7 @@ async def _streaming(
     async def durable(run: Run, input: str | list[TResponseInputItem]) -> Any:
         if _listener.get() is not streamed or run.execution_id != streamed.execution_id:
             return await recorded(run, input)
-        scope = Scope(adapter, run.execution_id, run, replay_of)
+        scope = await Scope.open(adapter, run.execution_id, run, replay_of)
         result = await _stream_sdk(adapter, agent, input, scope, runner_kwargs, streamed)
         await approvals.stop_if_interrupted(scope, result)  # raises when it waits for one
         return plain(result.final_output)
@@ -517,7 +518,7 @@ async def _streaming(
     if streamed.result is None:
         # Finished before: the same run once more, every call served from its log.
         begun = await adapter._started_with(execution_id, input)
-        scope = Scope(adapter, execution_id, None, replay_of)
+        scope = await Scope.open(adapter, execution_id, None, replay_of)
         await _stream_sdk(adapter, agent, begun, scope, runner_kwargs, streamed)
 
 

@@ -151,6 +151,7 @@ class RecordingModel(Model):
             usage=usage,
             prices=scope.adapter.prices,
             fence=scope.fence,
+            known=scope.known,
         )
 
     async def stream_response(
@@ -204,6 +205,7 @@ class RecordingModel(Model):
                 usage=self._usage,
                 prices=scope.adapter.prices,
                 fence=scope.fence,
+                known=scope.known,
             )
         )
         async for event in relay.events(recording, self.name):

@@ -81,4 +81,5 @@ class RecordedSession(SessionABC):
             retry_with_key=True,
             parent_id=f"{execution_id}/run",
             metadata={"kind": "session", "session_id": self.session_id},
+            known=scope.known,
         )

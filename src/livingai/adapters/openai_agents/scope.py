@@ -8,7 +8,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from livingai import Lease, LivingAIError, Run
+from livingai import ExecutionNode, Lease, LivingAIError, Run
 
 if TYPE_CHECKING:
     from .adapter import OpenAIAgentsAdapter
@@ -25,6 +25,16 @@ class Scope:
     replay_of: str | None
     calls: Counter[str] = field(default_factory=Counter)  # model calls made, by digest
     models_from: str | None = None  # a replay serving recorded model turns: from where
+    # The execution's nodes as read when the scope opened (under the run's lease): its
+    # calls are looked up here, not one read each in the store.
+    known: dict[str, ExecutionNode] = field(default_factory=dict)
+
+    @classmethod
+    async def open(
+        cls, adapter: OpenAIAgentsAdapter, execution_id: str, run: Run | None, replay_of: str | None
+    ) -> Scope:
+        nodes = await adapter.engine.list_nodes(execution_id)
+        return cls(adapter, execution_id, run, replay_of, known={n.id: n for n in nodes})
 
     @property
     def fence(self) -> Lease | None:
