@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 from agents import Agent, Model, RunConfig, function_tool
+from fastapi.testclient import TestClient
 
 from livingai import (
     CheckpointEngine,
@@ -34,6 +35,7 @@ from livingai import (
     current_step,
 )
 from livingai.adapters.openai_agents import OpenAIAgentsAdapter
+from livingai.web.app import create_app
 from tests.crash_runs_child import provider
 from tests.openai_agents.crash_child import POLICIES
 from tests.openai_agents.fakes import (
@@ -298,6 +300,27 @@ async def test_handoffs_and_agents_as_tools_are_recorded(tmp_path: Path) -> None
     turns = sorted(n.metadata["agent"] for n in nodes if n.type is NodeType.PROMPT)
     assert turns == ["clerk", "desk"]
     await adapter.runtime.close()
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "livingai", "--store", url, "show", "e2"],
+        capture_output=True,
+        text=True,
+        timeout=SECONDS,
+        check=True,
+    )
+    shown = done.stdout
+    assert "handoff to clerk" in shown
+    assert "by desk" in shown
+    assert "by clerk" in shown
+    with TestClient(create_app(url)) as client:
+        page = client.get("/executions/e1").text
+        assert '<span class="agent">by clerk</span>' in page
+        assert '<span class="agent">by boss</span>' in page
+        api = client.get("/api/executions/e2").json()
+    by = {node["name"]: node["agent"] for node in api["nodes"]}
+    assert by["handoff to clerk"] == "desk"
 
 
 async def test_bad_input_gets_a_clear_error(tmp_path: Path) -> None:

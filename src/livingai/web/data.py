@@ -312,6 +312,7 @@ def node_dict(node: ExecutionNode, depth: int, has_state: bool) -> dict[str, Any
         "type": node.type.value,
         "status": node.status.value,
         "side_effect": node.type is NodeType.TOOL,
+        "agent": made_by(node),
         "in_doubt": node.is_in_doubt(),
         "flags": [
             label
@@ -335,6 +336,12 @@ def node_dict(node: ExecutionNode, depth: int, has_state: bool) -> dict[str, Any
         "metadata": node.metadata,
         "state_url": node_path(node.execution_id, node.id) if has_state else None,
     }
+
+
+def made_by(node: ExecutionNode) -> str | None:
+    """The framework's agent that made the call (an adapter records it), if one did."""
+    agent = node.metadata.get("agent")
+    return agent if isinstance(agent, str) and agent else None
 
 
 def nested(steps: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:

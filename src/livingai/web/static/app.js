@@ -95,6 +95,9 @@ function nodeItem(node) {
     line.append(span("position", String(node.position)));
   }
   line.append(span("name", node.name), span("kind", node.kind), span("type", node.type));
+  if (node.agent) {
+    line.append(span("agent", "by " + node.agent));
+  }
   const status = span("status", node.status);
   statusClass(status, node.status);
   line.append(status);
