@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import durable, runner
+from . import durable, openai_agents_sessions, runner
 from .workload import summarize
 
 REPO = runner.REPO
@@ -91,6 +91,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help="comma-separated: concurrent,sequential (default: both)",
     )
     parser.add_argument("--no-dbos", action="store_true", help="bare and ours only")
+    parser.add_argument(
+        "--no-sessions",
+        action="store_true",
+        help="skip the sessions' benchmark (benchmarks.openai_agents_sessions) run after",
+    )
     parser.add_argument("--quick", action="store_true", help="small counts: a smoke run")
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write results here")
     parser.add_argument(
@@ -554,7 +559,25 @@ def main(argv: Sequence[str] | None = None) -> int:
             "failures": failures,
         }
         opts.json.write_text(json.dumps(report, indent=2))
-    return 1 if failures else 0
+    exit_code = 1 if failures else 0
+    if not opts.no_sessions:
+        print("\n== the sessions (python -m benchmarks.openai_agents_sessions)\n", flush=True)
+        exit_code = max(exit_code, openai_agents_sessions.main(sessions_argv(opts)))
+    return exit_code
+
+
+def sessions_argv(opts: argparse.Namespace) -> list[str]:
+    """The sessions' benchmark's arguments for this run's: its stores, --quick, no
+    baselines installed under --no-dbos, its JSON beside this one's."""
+    argv = ["--quick"] if opts.quick else []
+    if opts.no_dbos:
+        argv.append("--ours-only")
+    if opts.stores is not None:
+        kept = [store for store in opts.stores if store in openai_agents_sessions.STORES]
+        argv += ["--stores", ",".join(kept or ["sqlite"])]
+    if opts.json is not None:
+        argv += ["--json", str(opts.json.with_name(f"{opts.json.stem}-sessions.json"))]
+    return argv
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ def test_quick_run_of_bare_and_ours_loses_nothing_and_leaves_nothing(tmp_path: P
             "benchmarks.openai_agents",
             "--quick",
             "--no-dbos",
+            "--no-sessions",
             "--scenarios",
             "concurrent",
             "--stores",
@@ -220,3 +221,18 @@ def test_plan_puts_bare_first_and_gives_dbos_na_rows() -> None:
     ]
     missing = openai_agents.plan(stores, {"redis": None}, ours, None, "no SDK")
     assert [problem for _, _, problem in missing] == ["no SDK", "no SDK", "no SDK"]
+
+
+def test_the_sessions_benchmark_runs_after_with_this_runs_settings() -> None:
+    opts = openai_agents.parse_args(
+        ["--quick", "--no-dbos", "--stores", "sqlite,tiered", "--json", "out/oai.json"]
+    )
+    assert openai_agents.sessions_argv(opts) == [
+        "--quick",
+        "--ours-only",
+        "--stores",
+        "sqlite",
+        "--json",
+        "out/oai-sessions.json",
+    ]
+    assert openai_agents.sessions_argv(openai_agents.parse_args([])) == []
