@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -413,3 +414,52 @@ async def test_a_run_with_a_session_cut_off_mid_tool_resumes_without_paying_agai
         assert {"s1/oai:session:get_items:1", "s1/oai:session:add_items:1"} <= nodes
     finally:
         await runtime.close()
+
+
+async def test_livingai_recover_finishes_an_adapter_run_with_its_own_runtime(
+    tmp_path: Path,
+) -> None:
+    """The command's runtime runs the agent a module registered with another adapter's:
+    the run's records go through the command's store, the recorded turn is served."""
+    entered = asyncio.Event()
+    log = tmp_path / "model.log"
+
+    @function_tool(name_override="charge")
+    async def cut(order: str, amount: int) -> str:
+        entered.set()
+        await asyncio.Event().wait()  # cut off here
+        raise AssertionError("not reached")
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    runtime = Runtime(CheckpointEngine(SQLiteStore(tmp_path / "runs.db")), worker_id="w")
+    try:
+        adapter = OpenAIAgentsAdapter(runtime)
+        agent = Agent(name="shop", model=MODEL, tools=[cut])
+        config = RunConfig(model_provider=Provider(OrderModel(log, ["a"])), tracing_disabled=True)
+        started = asyncio.ensure_future(
+            adapter.run(agent, "buy", execution_id="c1", run_config=config)
+        )
+        async with asyncio.timeout(SECONDS):
+            await entered.wait()
+        started.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await started
+    finally:
+        await runtime.close()
+    command = [sys.executable, "-m", "livingai", "--store", url, "recover", "--json"]
+    command += ["--agent", "tests.openai_agents.cli_agent:durable"]
+    done = await asyncio.to_thread(
+        subprocess.run,
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=SECONDS,
+        env={**os.environ, "LIVINGAI_TEST_MODEL_LOG": str(log)},
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (recovered,) = json.loads(done.stdout)
+    assert (recovered["execution_id"], recovered["outcome"]) == ("c1", "finished")
+    assert recovered["result"] == "done: charged a"
+    assert model_calls(log) == 2  # the first turn came from the log

@@ -117,6 +117,7 @@ class OpenAIAgentsAdapter:
         self._recording_tools: dict[int, FunctionTool] = {}  # made here, by id (kept alive)
         self._results: dict[str, RunResult] = {}  # by execution id, as run() hands it back
         self._loop: asyncio.AbstractEventLoop | None = None  # run_sync's own
+        self._over: dict[int, OpenAIAgentsAdapter] = {}  # for another runtime, by its id
 
     def __repr__(self) -> str:
         return f"OpenAIAgentsAdapter({self.runtime.engine!r})"
@@ -254,18 +255,33 @@ class OpenAIAgentsAdapter:
         under `openai_agents:<agent name>`, so recover_pending() resumes its runs)."""
 
         async def durable(run: Run, input: str | list[TResponseInputItem]) -> Any:
-            scope = await Scope.open(self, run.execution_id, run, replay_of)
+            adapter = self._for(run.runtime)
+            scope = await Scope.open(adapter, run.execution_id, run, replay_of)
             if run.script is not None:  # runtime.replay of an adapter run
                 scope.replay_of, scope.models_from = _replay_plan(run)
             elif replay_of is not None:
-                await self.runtime.link_replay(run, replay_of)
-            result = await self._run_sdk(agent, input, scope, runner_kwargs)
+                await adapter.runtime.link_replay(run, replay_of)
+            result = await adapter._run_sdk(agent, input, scope, runner_kwargs)
             self._results[run.execution_id] = result
             await approvals.stop_if_interrupted(scope, result)  # raises when it waits for one
             return plain(result.final_output)
 
         durable.__name__ = durable.__qualname__ = f"openai_agents:{agent.name}"
         return self.runtime.agent(durable)
+
+    def _for(self, runtime: Runtime) -> OpenAIAgentsAdapter:
+        """This adapter over `runtime`, the one running the durable function (another
+        runtime's when `livingai recover --agent module:function` or the web UI runs an
+        agent registered here): its run's records go through its runtime and engine.
+        It shares this adapter's prices and tools."""
+        if runtime is self.runtime:
+            return self
+        found = self._over.get(id(runtime))
+        if found is None or found.runtime is not runtime:
+            found = OpenAIAgentsAdapter(runtime, prices=self.prices)
+            found._recording_tools = self._recording_tools  # adapter.tool's, known as such
+            self._over[id(runtime)] = found
+        return found
 
     async def _run_sdk(
         self,
