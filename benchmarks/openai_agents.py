@@ -27,11 +27,11 @@ import sys
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import durable, openai_agents_sessions, runner
+from .durable import Scenario
 from .workload import summarize
 
 REPO = runner.REPO
@@ -58,23 +58,8 @@ RUNS_RATIO = 5.0
 P99_RATIO = 10.0
 
 
-@dataclass(frozen=True)
-class Scenario:
-    """How many runs, all at once or one after another; the timeout bounds each child."""
-
-    name: str
-    runs: int
-    timeout_s: float
-
-
-FULL = {
-    "concurrent": Scenario("concurrent", 50, 300.0),
-    "sequential": Scenario("sequential", 10, 300.0),
-}
-QUICK = {
-    "concurrent": Scenario("concurrent", 5, 60.0),
-    "sequential": Scenario("sequential", 2, 60.0),
-}
+# The same scenarios as the durable-runs benchmark's: 50 runs at once, 10 one after another.
+FULL, QUICK = durable.FULL, durable.QUICK
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
