@@ -11,7 +11,7 @@ SDK's seams, on a copy of the agent graph (the start agent and its handoffs):
   served from the log when recorded, made and recorded (response, model, tokens, cost,
   latency) otherwise. A resumed run replays the same inputs, so it finds the same nodes.
   Agents used as tools inherit the run config, so their model calls are recorded too
-  when their models are asked for by name.
+  when their models are asked for by name (a `Model` object on such an agent is not).
 - Function tools: each call goes through `Runtime.call_tool` at node
   `<execution>/oai:tool:<tool call id>` (the model's call id: recorded with the turn, so
   the same on resume), which is also its idempotency key. Tools given to `adapter.tool`
@@ -23,8 +23,12 @@ With `replay_of`, the models run live and each tool call is served from that exe
 recording (MOCK_TOOLS): the n-th call of a tool with the same arguments gets the n-th
 recorded result; one the recording lacks raises ReplayDivergedError.
 
-A run stopped on tools that need approval waits for a human, durably, and goes on after
-a restart: `pending_approvals`, `approve`, `reject`, `resume` (see approvals.py).
+Also recorded: each model call's agent (the run config's model input filter names it),
+each handoff taken (`<execution>/oai:handoff:<n>`), and a session given to the run, whose
+calls are steps of it (run_session.py). Each attempt reads the execution's nodes once and
+looks every call up there (scope.py). A run stopped on tools that need approval waits for
+a human, durably, and goes on after a restart: `pending_approvals`, `approve`, `reject`,
+`resume` (see approvals.py). `run_streamed` is in streaming.py, the models in models.py.
 """
 
 from __future__ import annotations
