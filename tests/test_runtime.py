@@ -502,3 +502,32 @@ def test_a_state_is_shown_as_json_text_or_binary() -> None:
     assert livingai.state_view(b'{"plan": [1, 2]}') == ("json", {"plan": [1, 2]})
     assert livingai.state_view("déjà vu".encode()) == ("text", "déjà vu")
     assert livingai.state_view(b"\xff\x00\x01") == ("binary", None)
+
+
+async def test_link_replay_marks_the_run_as_a_replay_and_the_mark_stays(
+    runtime: Runtime,
+) -> None:
+    """Runtime.link_replay: a framework's replay (a new input against a recording) is
+    listed as a replay of its original once finished, and so after a resume."""
+    tries = Calls()
+
+    async def replaying(run: Run) -> str:
+        await run.runtime.link_replay(run, "original")
+        tries["run"] += 1
+        if tries["run"] == 1:
+            raise NeedsHumanError("stop once", execution_id=run.execution_id)
+        return "replayed"
+
+    with pytest.raises(NeedsHumanError):
+        await runtime.run(replaying, execution_id="r")
+    (unfinished,) = await runtime.executions(ids=["r"])
+    assert unfinished.replay_of == "original"
+    assert await runtime.run(replaying, execution_id="r") == "replayed"
+    (finished,) = await runtime.executions(ids=["r"])
+    assert (finished.status, finished.replay_of) == (Status.SUCCESS, "original")
+
+    async def vague(run: Run) -> None:
+        await run.runtime.link_replay(run, "")
+
+    with pytest.raises(ConfigError, match="original must be an execution id"):
+        await runtime.run(vague, execution_id="v")
