@@ -531,3 +531,24 @@ async def test_link_replay_marks_the_run_as_a_replay_and_the_mark_stays(
 
     with pytest.raises(ConfigError, match="original must be an execution id"):
         await runtime.run(vague, execution_id="v")
+
+
+async def test_call_tool_with_a_lost_lease_is_fenced_before_the_tool_runs(
+    runtime: Runtime,
+) -> None:
+    """Runtime.call_tool(fence=): once another worker took the run over, the intent is
+    refused (FencedError), so the tool never runs and nothing is recorded."""
+    calls = Calls()
+
+    async def charge() -> str:
+        calls["charge"] += 1
+        return "R-1"
+
+    lost = await runtime.engine.acquire_lease("f", "w1", 30.0)
+    await runtime.engine.acquire_lease("f", "w2", 30.0, take_over="w1")
+    with pytest.raises(FencedError):
+        await runtime.call_tool("f", "f/tool", "charge", charge, fence=lost)
+    assert calls["charge"] == 0
+    assert await runtime.engine.load("f/tool") is None
+    held = await runtime.engine.acquire_lease("g", "w1", 30.0)
+    assert await runtime.call_tool("g", "g/tool", "charge", charge, fence=held) == "R-1"

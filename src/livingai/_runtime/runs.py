@@ -334,9 +334,11 @@ class _OneTool(Run):
         attempts: int,
         parent_id: str | None,
         metadata: dict[str, Any],
+        fence: Lease | None = None,
     ) -> None:
         self.runtime = runtime
         self.execution_id = execution_id
+        self.fence = fence  # the caller's run's lease, when it has one: writes are fenced
         self.script = None
         self._recorded = {} if recorded is None else {0: recorded}
         self._lost = None
@@ -373,9 +375,9 @@ class _OneTool(Run):
 
     async def _save(self, node: ExecutionNode, *, durable: bool) -> None:
         if durable:
-            await self.runtime.outages.save_durably(node, None)
+            await self.runtime.outages.save_durably(node, self.fence)
         else:
-            await self.runtime.engine.save(node)
+            await self.runtime.engine.save(node, fence=self.fence)
 
 
 class Runtime(Closable):
@@ -696,13 +698,16 @@ class Runtime(Closable):
         parent_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
         known: Mapping[str, ExecutionNode] | None = None,
+        fence: Lease | None = None,
     ) -> Any:
         """`run.tool` for frameworks that drive the agent themselves (the LangGraph
         adapter): the same protocol (intent durably before, outcome durably after, a
         recorded outcome returned without calling `fn`, an in-doubt call handled by the
         same policies) for `fn(*args, **kwargs)` at node `node_id` of `execution_id`,
         which is also its idempotency key. The caller makes the id stable across
-        crashes; it takes no lease, so one process at a time calls a given node.
+        crashes; it takes no lease, so one process at a time calls a given node (with
+        `fence`, the lease of the caller's run, its writes are refused, FencedError, once
+        another worker took the run over).
         With `retry_failed`, a recorded failure is not final: `fn` runs again, same key,
         next attempt (for frameworks that run a failed step again). `metadata` is added
         to the node's; in `current_step()` the position is 0. `known`: the execution's
@@ -719,7 +724,14 @@ class Runtime(Closable):
         if retry_failed and recorded is not None and recorded.status is Status.FAILED:
             attempts, recorded = int(recorded.metadata.get("attempt", 1)), None
         call = _OneTool(
-            self, execution_id, node_id, recorded, attempts, parent_id, dict(metadata or {})
+            self,
+            execution_id,
+            node_id,
+            recorded,
+            attempts,
+            parent_id,
+            dict(metadata or {}),
+            fence,
         )
         return await call._call(  # as run.tool, with no argument names taken
             "tool", 0, name, fn, tuple(args), dict(kwargs or {}), retry_with_key, reconcile

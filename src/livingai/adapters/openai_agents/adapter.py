@@ -435,6 +435,7 @@ class OpenAIAgentsAdapter:
             parent_id=f"{scope.execution_id}/run",
             metadata=metadata,
             known=scope.known,
+            fence=scope.fence,
         )
 
     async def _started_with(

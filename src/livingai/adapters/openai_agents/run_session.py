@@ -82,4 +82,5 @@ class RecordedSession(SessionABC):
             parent_id=f"{execution_id}/run",
             metadata={"kind": "session", "session_id": self.session_id},
             known=scope.known,
+            fence=scope.fence,
         )
