@@ -250,6 +250,7 @@ _COLUMNS = (
     ("p99 ms", ">", 8),
     ("max ms", ">", 8),
     ("+p50 ms", ">", 8),
+    ("+ms/turn", ">", 8),
     ("lost", ">", 4),
     ("again", ">", 5),
 )
@@ -275,6 +276,15 @@ def added_p50(row: Mapping[str, Any], bare: Mapping[str, Any] | None) -> float |
     return float(row["turn_ms"]["p50"] - bare["turn_ms"]["p50"])
 
 
+def added_per_turn(row: Mapping[str, Any], bare: Mapping[str, Any] | None) -> float | None:
+    """The run's time added over the bare SDK's in the same scenario, per turn (ms): what
+    a turn costs the system, which under concurrency the p50 counts once for every run
+    waiting on the same event loop."""
+    if bare is None or row["system"] == "bare" or not _measured(row):
+        return None
+    return float((row["total_s"] - bare["total_s"]) * 1000.0 / row["turns"])
+
+
 def table(rows: Sequence[Mapping[str, Any]]) -> str:
     """The main table, one line per run; a run that failed or could not run says why."""
     bare = bare_rows(rows)
@@ -289,6 +299,7 @@ def table(rows: Sequence[Mapping[str, Any]]) -> str:
             continue
         ms = row["turn_ms"]
         added = added_p50(row, bare.get(row["scenario"]))
+        per_turn = added_per_turn(row, bare.get(row["scenario"]))
         out.append(
             _line(
                 [
@@ -301,6 +312,7 @@ def table(rows: Sequence[Mapping[str, Any]]) -> str:
                     f"{ms['p99']:.3f}",
                     f"{ms['max']:.1f}",
                     "-" if added is None else f"{added:+.3f}",
+                    "-" if per_turn is None else f"{per_turn:+.3f}",
                     str(row.get("lost", "-")),
                     str(row.get("again", "-")),
                 ]

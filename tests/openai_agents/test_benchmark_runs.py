@@ -176,7 +176,7 @@ def test_table_ratios_and_targets_say_pass_and_fail_with_the_numbers() -> None:
     text = openai_agents.table(rows)
     lines = text.splitlines()
     assert lines[0].split()[:3] == ["scenario", "store", "system"]
-    assert lines[3].split()[:11] == [
+    assert lines[3].split()[:12] == [
         "concurrent",
         "sqlite",
         "ours",
@@ -188,6 +188,7 @@ def test_table_ratios_and_targets_say_pass_and_fail_with_the_numbers() -> None:
         "15.000",
         "15.0",
         "+0.500",
+        "+0.667",  # (0.833 s - bare's 0.5 s) over 500 turns
     ]
     assert "n/a: no" in text
     assert "ERROR: boom" in text
