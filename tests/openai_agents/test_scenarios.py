@@ -24,6 +24,7 @@ from livingai.testing.adapters import (
     ToolCall,
     Trip,
 )
+from tests.store_urls import fresh_store_url
 
 
 def _field(item: Any, name: str) -> Any:
@@ -89,6 +90,13 @@ class OpenAIAgentsTrip:
         return str(result.final_output)
 
 
+# Not tiered: a killed process's records not yet copied to the cold store are left out
+# of usage() until TieredStore.resync() queues them again (see its docstring).
+@pytest.mark.parametrize("kind", ["sqlite", "redis", "postgres"])
 @pytest.mark.parametrize("check", SCENARIO_TESTS, ids=lambda check: check.__name__)
-async def test_openai_agents_runs_the_scenario(check: ScenarioCheck, tmp_path: Path) -> None:
-    await check(OpenAIAgentsTrip(), tmp_path)
+async def test_openai_agents_runs_the_scenario(
+    check: ScenarioCheck, kind: str, tmp_path: Path
+) -> None:
+    """On every store (this venv's tests run beside the main suite's: the time is free)."""
+    with fresh_store_url(kind, tmp_path, "livingai_oai_scenario") as url:
+        await check(OpenAIAgentsTrip(), tmp_path, url=url)
