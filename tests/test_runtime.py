@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -552,3 +552,33 @@ async def test_call_tool_with_a_lost_lease_is_fenced_before_the_tool_runs(
     assert await runtime.engine.load("f/tool") is None
     held = await runtime.engine.acquire_lease("g", "w1", 30.0)
     assert await runtime.call_tool("g", "g/tool", "charge", charge, fence=held) == "R-1"
+
+
+async def test_call_tool_at_least_once_records_the_outcome_only(runtime: Runtime) -> None:
+    """Runtime.call_tool(at_least_once=True), for a call safe to make again: no intent
+    before it runs (nothing to be in doubt about), the outcome recorded and served; the
+    write-ahead protocol otherwise stores the intent first."""
+    seen: dict[str, Any] = {}
+
+    def looking(node_id: str) -> Callable[[], Awaitable[str]]:
+        async def look() -> str:
+            found = await runtime.engine.load(node_id)
+            seen[node_id] = None if found is None else found.node.status
+            return "answer"
+
+        return look
+
+    assert await runtime.call_tool("a", "a/t", "look", looking("a/t"), at_least_once=True) == (
+        "answer"
+    )
+    assert seen["a/t"] is None  # no intent was written before it ran
+    recorded = await runtime.engine.load("a/t")
+    assert recorded is not None
+    assert (recorded.node.type, recorded.node.status) == (NodeType.TOOL, Status.SUCCESS)
+    seen.clear()
+    assert await runtime.call_tool("a", "a/t", "look", looking("a/t"), at_least_once=True) == (
+        "answer"
+    )
+    assert seen == {}  # served from the log: not run again
+    await runtime.call_tool("b", "b/t", "look", looking("b/t"))
+    assert seen["b/t"] is Status.RUNNING  # the intent, stored before the call

@@ -160,6 +160,10 @@ class Run:
         position = self._position()
         return self._call("tool", position, name, fn, args, kwargs, retry_with_key, reconcile)
 
+    def _write_ahead(self) -> bool:
+        """Whether a tool's intent is stored before it runs, and its outcome durably."""
+        return True
+
     def _position(self) -> int:
         """Taken when the step is called, not when it starts: steps gathered concurrently
         keep the order they were called in, run after run."""
@@ -208,7 +212,7 @@ class Run:
         if counterfactual:
             node.metadata["counterfactual"] = True
         _checked(node, name, "its arguments")  # refused before it runs, naming the step
-        if kind == "tool":
+        if kind == "tool" and self._write_ahead():
             await self._save(node, durable=True)  # the intent, on disk before the effect
         started = time.perf_counter()
         try:
@@ -239,7 +243,7 @@ class Run:
                 node.output, error = None, invalid
         if error is not None:
             record_error(node, error)
-        await self._save(node, durable=kind == "tool")
+        await self._save(node, durable=kind == "tool" and self._write_ahead())
         if error is not None:
             raise error
         return result
@@ -335,10 +339,12 @@ class _OneTool(Run):
         parent_id: str | None,
         metadata: dict[str, Any],
         fence: Lease | None = None,
+        at_least_once: bool = False,
     ) -> None:
         self.runtime = runtime
         self.execution_id = execution_id
         self.fence = fence  # the caller's run's lease, when it has one: writes are fenced
+        self.at_least_once = at_least_once
         self.script = None
         self._recorded = {} if recorded is None else {0: recorded}
         self._lost = None
@@ -372,6 +378,9 @@ class _OneTool(Run):
                 f"execution {self.execution_id!r}: node {self.node_id!r} was asked for "
                 f"{kind} {name!r}, but {was[0]} {was[1]!r} was recorded there"
             )
+
+    def _write_ahead(self) -> bool:
+        return not self.at_least_once
 
     async def _save(self, node: ExecutionNode, *, durable: bool) -> None:
         if durable:
@@ -699,6 +708,7 @@ class Runtime(Closable):
         metadata: Mapping[str, Any] | None = None,
         known: Mapping[str, ExecutionNode] | None = None,
         fence: Lease | None = None,
+        at_least_once: bool = False,
     ) -> Any:
         """`run.tool` for frameworks that drive the agent themselves (the LangGraph
         adapter): the same protocol (intent durably before, outcome durably after, a
@@ -707,7 +717,10 @@ class Runtime(Closable):
         which is also its idempotency key. The caller makes the id stable across
         crashes; it takes no lease, so one process at a time calls a given node (with
         `fence`, the lease of the caller's run, its writes are refused, FencedError, once
-        another worker took the run over).
+        another worker took the run over). With `at_least_once`, a call safe to make again
+        is recorded as a step is: no intent, its outcome saved within the engine's budget
+        (committed by the next durable write at the latest), so a crash mid-call makes it
+        again, with the same key; `retry_with_key` and `reconcile` do not apply.
         With `retry_failed`, a recorded failure is not final: `fn` runs again, same key,
         next attempt (for frameworks that run a failed step again). `metadata` is added
         to the node's; in `current_step()` the position is 0. `known`: the execution's
@@ -732,6 +745,7 @@ class Runtime(Closable):
             parent_id,
             dict(metadata or {}),
             fence,
+            at_least_once,
         )
         return await call._call(  # as run.tool, with no argument names taken
             "tool", 0, name, fn, tuple(args), dict(kwargs or {}), retry_with_key, reconcile

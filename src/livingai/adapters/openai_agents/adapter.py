@@ -430,8 +430,9 @@ class OpenAIAgentsAdapter:
             fn,
             (),
             call,
-            retry_with_key=True if policy is None else policy.retry_with_key,
+            retry_with_key=False if policy is None else policy.retry_with_key,
             reconcile=None if policy is None else policy.reconcile,
+            at_least_once=policy is None,  # a tool not wrapped: like a step
             parent_id=f"{scope.execution_id}/run",
             metadata=metadata,
             known=scope.known,

@@ -78,7 +78,7 @@ class RecordedSession(SessionABC):
             f"session.{call}",
             once,
             kwargs={"session_id": self.session_id, **arguments},
-            retry_with_key=True,
+            at_least_once=True,
             parent_id=f"{execution_id}/run",
             metadata={"kind": "session", "session_id": self.session_id},
             known=scope.known,
