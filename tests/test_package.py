@@ -84,6 +84,7 @@ EXPECTED_ALL = [
     "open_store",
     "scrub_url",
     "state_view",
+    "step_agent",
     "step_kind",
     "step_name",
     "step_position",

@@ -58,7 +58,14 @@ from ._core.usage import UsageBy, UsageRow
 from ._runtime.catalog import ExecutionSummary
 from ._runtime.costs import Price, PriceTable
 from ._runtime.diff import ExecutionDiff, StepDiff
-from ._runtime.layout import state_view, step_kind, step_name, step_position, step_tree
+from ._runtime.layout import (
+    state_view,
+    step_agent,
+    step_kind,
+    step_name,
+    step_position,
+    step_tree,
+)
 from ._runtime.recovery import RecoveryEngine, RecoveryPlan
 from ._runtime.replay import ReplayMode, ReplayReport, ReplayResult, ReplaySession
 from ._runtime.retention import GcReport
@@ -151,6 +158,7 @@ __all__ = [
     "open_store",
     "scrub_url",
     "state_view",
+    "step_agent",
     "step_kind",
     "step_name",
     "step_position",

@@ -178,6 +178,12 @@ def step_position(node: ExecutionNode) -> int | None:
     return position if isinstance(position, int) and not isinstance(position, bool) else None
 
 
+def step_agent(node: ExecutionNode) -> str | None:
+    """The framework's agent that made the call (an adapter records it), if one did."""
+    agent = node.metadata.get("agent")
+    return agent if isinstance(agent, str) and agent else None
+
+
 def state_view(state: bytes) -> tuple[str, Any]:
     """A state as a person reads it: ("json", the parsed value) when it is JSON, ("text",
     the string) when it is UTF-8, else ("binary", None)."""

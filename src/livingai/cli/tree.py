@@ -15,6 +15,7 @@ from livingai import (
     NodeType,
     Status,
     state_view,
+    step_agent,
     step_kind,
     step_name,
     step_position,
@@ -111,8 +112,8 @@ def node_label(node: ExecutionNode) -> Text:
         text.append(" (side effect)", style="dim magenta")
     else:
         text.append(f"  {step_kind(node)}", style="cyan")
-    agent = node.metadata.get("agent")
-    if isinstance(agent, str) and agent:  # the framework's agent that made the call
+    agent = step_agent(node)
+    if agent is not None:
         text.append(f"  by {agent}", style="green")
     text.append("  ")
     text.append_text(status_text(node.status))

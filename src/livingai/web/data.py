@@ -26,6 +26,7 @@ from livingai import (
     Status,
     UsageRow,
     state_view,
+    step_agent,
     step_name,
     step_position,
     step_tree,
@@ -312,7 +313,7 @@ def node_dict(node: ExecutionNode, depth: int, has_state: bool) -> dict[str, Any
         "type": node.type.value,
         "status": node.status.value,
         "side_effect": node.type is NodeType.TOOL,
-        "agent": made_by(node),
+        "agent": step_agent(node),
         "in_doubt": node.is_in_doubt(),
         "flags": [
             label
@@ -336,12 +337,6 @@ def node_dict(node: ExecutionNode, depth: int, has_state: bool) -> dict[str, Any
         "metadata": node.metadata,
         "state_url": node_path(node.execution_id, node.id) if has_state else None,
     }
-
-
-def made_by(node: ExecutionNode) -> str | None:
-    """The framework's agent that made the call (an adapter records it), if one did."""
-    agent = node.metadata.get("agent")
-    return agent if isinstance(agent, str) and agent else None
 
 
 def nested(steps: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
