@@ -81,6 +81,7 @@ EXPECTED_ALL = [
     "WrongLoopError",
     "__version__",
     "current_step",
+    "human_reason",
     "open_store",
     "scrub_url",
     "state_view",

@@ -59,6 +59,7 @@ from ._runtime.catalog import ExecutionSummary
 from ._runtime.costs import Price, PriceTable
 from ._runtime.diff import ExecutionDiff, StepDiff
 from ._runtime.layout import (
+    human_reason,
     state_view,
     step_agent,
     step_kind,
@@ -155,6 +156,7 @@ __all__ = [
     "WrongLoopError",
     "__version__",
     "current_step",
+    "human_reason",
     "open_store",
     "scrub_url",
     "state_view",

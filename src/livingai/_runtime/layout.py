@@ -184,6 +184,19 @@ def step_agent(node: ExecutionNode) -> str | None:
     return agent if isinstance(agent, str) and agent else None
 
 
+def human_reason(needs_human: Any) -> str:
+    """Why a run waits for a person, from its record's `needs_human`: what
+    Runtime.needs_human was told, or the tool left in doubt that stopped it."""
+    if not isinstance(needs_human, dict):
+        return "a tool is in doubt: started, its outcome never recorded; it may have acted"
+    if needs_human.get("why"):
+        return str(needs_human["why"])
+    return (
+        f"tool {needs_human.get('step')!r} (key {needs_human.get('idempotency_key')!r}) is in "
+        "doubt: started, its outcome never recorded; it may have acted"
+    )
+
+
 def state_view(state: bytes) -> tuple[str, Any]:
     """A state as a person reads it: ("json", the parsed value) when it is JSON, ("text",
     the string) when it is UTF-8, else ("binary", None)."""

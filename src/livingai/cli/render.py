@@ -23,6 +23,7 @@ from livingai import (
     Status,
     StoreLimits,
     UsageRow,
+    human_reason,
 )
 
 STATUS_STYLE = {
@@ -243,18 +244,9 @@ def pending_table(runs: Sequence[PendingRun]) -> RenderableType:
             run.execution_id,
             run.agent or "-",
             short({"args": run.args, "kwargs": run.kwargs}, 80),
-            Text(human_text(human), style="bold magenta"),
+            Text(human_reason(human) if human else "", style="bold magenta"),
         )
     return table
-
-
-def human_text(human: Any) -> str:
-    """Why a pending run needs a human: what Runtime.needs_human said, or its tool in doubt."""
-    if not isinstance(human, dict):
-        return ""
-    if human.get("why"):
-        return str(human["why"])
-    return f"tool {human.get('step')!r} in doubt"
 
 
 def error_text(error: BaseException | None) -> str | None:

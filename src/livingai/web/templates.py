@@ -12,6 +12,8 @@ import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 
+from livingai import human_reason
+
 from .data import execution_path, millis, money, pretty
 from .state import ui_of
 
@@ -30,7 +32,9 @@ environment = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-environment.globals.update(pretty=pretty, money=money, millis=millis, link=execution_path)
+environment.globals.update(
+    pretty=pretty, money=money, millis=millis, link=execution_path, human_reason=human_reason
+)
 environment.filters["quote"] = lambda text: quote(str(text), safe="")
 
 
