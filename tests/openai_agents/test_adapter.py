@@ -463,3 +463,33 @@ async def test_livingai_recover_finishes_an_adapter_run_with_its_own_runtime(
     assert (recovered["execution_id"], recovered["outcome"]) == ("c1", "finished")
     assert recovered["result"] == "done: charged a"
     assert model_calls(log) == 2  # the first turn came from the log
+
+
+def test_run_sync_runs_durably_from_plain_code_and_refuses_a_running_loop(
+    tmp_path: Path,
+) -> None:
+    adapter = _adapter(tmp_path)
+    charged: list[str] = []
+
+    @function_tool
+    def charge(order: str, amount: int) -> str:
+        """Charge an order."""
+        charged.append(current_step().idempotency_key)
+        return "ok"
+
+    agent = Agent(name="orders", model=MODEL, tools=[adapter.tool(charge)])
+    log = tmp_path / "model.log"
+    config = _config(OrderModel(log, ["a"]))
+    result = adapter.run_sync(agent, "go", execution_id="s1", run_config=config)
+    assert result.final_output == "done: ok"
+    again = adapter.run_sync(agent, "go", execution_id="s1", run_config=config)
+    assert again.final_output == "done: ok"
+    assert (model_calls(log), charged) == (2, ["s1/oai:tool:call-a"])  # the second from the log
+
+    async def inside_a_loop() -> None:
+        adapter.run_sync(agent, "go", execution_id="s2", run_config=config)
+
+    with pytest.raises(ConfigError, match=r"running event loop.*await adapter.run"):
+        asyncio.run(inside_a_loop())
+    assert model_calls(log) == 2  # refused before anything ran
+    adapter.close()

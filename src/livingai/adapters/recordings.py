@@ -9,6 +9,10 @@ adapter only translates its framework's hooks into these.
   in-doubt policies), at a node the adapter derives from the framework's call id.
 - `RecordedTools`: MOCK_TOOLS replay, the recorded result of the n-th call of a tool
   with these arguments, or ReplayDivergedError naming the closest recorded call.
+- The durable-run wrapper's pieces: `started_input` (what a finished run is run again
+  with), `check_recorded` (a `replay_of` that names nothing), `replay_plan` (what
+  `runtime.replay` asked of a replay of an adapter run), and `Home` (home.py: the loop the
+  engine lives on, for frameworks that call in from threads).
 - `plain`, `canonical`, `digest`: values as JSON holds them, and stable ids from them.
 """
 
@@ -34,6 +38,8 @@ from livingai import (
     NodeType,
     PriceTable,
     ReplayDivergedError,
+    ReplayMode,
+    Run,
     Runtime,
     Status,
     StepFailedError,
@@ -56,6 +62,35 @@ def prices_of(runtime: Runtime, prices: PriceTable | None) -> PriceTable:
     if prices is not None and not isinstance(prices, PriceTable):
         raise ConfigError(f"prices must be a PriceTable; got {prices!r}")
     return runtime.prices if prices is None else prices
+
+
+async def started_input(engine: CheckpointEngine, execution_id: str, default: Any) -> Any:
+    """The input durable run `execution_id` was started with (`default` if none is
+    recorded): a finished run is run again with it, every call served from its log."""
+    header = await engine.load(f"{execution_id}/run")
+    args = [] if header is None else header.node.input.get("args", [])
+    return args[0] if args else default
+
+
+async def check_recorded(engine: CheckpointEngine, execution_id: str) -> None:
+    """ExecutionNotFoundError when `execution_id` (a `replay_of`) has nothing recorded."""
+    if not await engine.list_nodes(execution_id):
+        raise ExecutionNotFoundError(
+            f"no execution {execution_id!r} is recorded in {engine.store!r} to replay"
+        )
+
+
+def replay_plan(run: Run) -> tuple[str | None, str | None]:
+    """What `runtime.replay` asked of a replay of an adapter run: the execution its tools
+    are served from (MOCK_TOOLS; FULL runs them for real) and the one its model calls are
+    served from (`mock_llm`: the same requests only; the others are made live). FROM_NODE
+    and COUNTERFACTUAL name steps, which an adapter run has none of: replay refuses them."""
+    script = run.script
+    if script is None:
+        return None, None
+    original = script.original.execution_id
+    tools_from = None if script.mode is ReplayMode.FULL else original
+    return tools_from, original if script.mock_llm else None
 
 
 # -- values -------------------------------------------------------------------------------

@@ -36,7 +36,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import threading
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -66,22 +65,24 @@ from livingai import (
     CheckpointEngine,
     ConfigError,
     ExecutionNode,
-    ExecutionNotFoundError,
     NeedsHumanError,
     NodeType,
     PriceTable,
-    ReplayMode,
     Run,
     Runtime,
     Status,
     StepContext,
 )
+from livingai.adapters.home import Home
 from livingai.adapters.recordings import (
     RecordedTools,
+    check_recorded,
     plain,
     prices_of,
+    replay_plan,
     runtime_of,
     serving,
+    started_input,
 )
 
 from . import approvals
@@ -120,7 +121,7 @@ class OpenAIAgentsAdapter:
         self.recordings = RecordedTools(self.runtime.engine)
         self._recording_tools: dict[int, FunctionTool] = {}  # made here, by id (kept alive)
         self._results: dict[str, RunResult] = {}  # by execution id, as run() hands it back
-        self._loop: asyncio.AbstractEventLoop | None = None  # run_sync's own
+        self._home = Home("livingai-openai-agents")  # run_sync's loop
         self._over: dict[int, OpenAIAgentsAdapter] = {}  # for another runtime, by its id
 
     def __repr__(self) -> str:
@@ -179,7 +180,7 @@ class OpenAIAgentsAdapter:
         `runtime.recover_pending()` can resume it."""
         _check_start("run", agent, execution_id)
         if replay_of is not None:
-            await self._check_recorded(replay_of)
+            await check_recorded(self.engine, replay_of)
         durable = self.register(agent, replay_of=replay_of, **runner_kwargs)
         self._results.pop(execution_id, None)
         try:
@@ -194,7 +195,7 @@ class OpenAIAgentsAdapter:
         finally:
             self._results.pop(execution_id, None)
         # Finished before: the same run once more, every call served from its log.
-        begun = await self._started_with(execution_id, input)
+        begun = await started_input(self.engine, execution_id, input)
         scope = await Scope.open(self, execution_id, None, replay_of)
         return await self._run_sdk(agent, begun, scope, runner_kwargs)
 
@@ -210,18 +211,23 @@ class OpenAIAgentsAdapter:
         """`run` for code without an event loop. The engine then lives on a loop of the
         adapter's own (in a thread of its own), so use this adapter's engine through
         run_sync only."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            raise ConfigError(
-                "run_sync was called from a running event loop: await adapter.run(...) there"
-            )
-        coroutine = self.run(
-            agent, input, execution_id=execution_id, replay_of=replay_of, **runner_kwargs
+        return self._home.wait(
+            lambda: self.run(
+                agent, input, execution_id=execution_id, replay_of=replay_of, **runner_kwargs
+            ),
+            "await adapter.run(...) there",
         )
-        return asyncio.run_coroutine_threadsafe(coroutine, self._own_loop()).result()
+
+    def close(self) -> None:
+        """Close the runtime, its engine and store, on the loop they live on (run_sync's,
+        when only it was used), from sync code; `aclose` from async code."""
+        self._home.wait(self.runtime.close, "await adapter.aclose() there")
+        self._home.stop()
+
+    async def aclose(self) -> None:
+        """`close` from async code."""
+        await self._home.run(self.runtime.close)
+        await asyncio.to_thread(self._home.stop)
 
     def run_streamed(
         self,
@@ -262,7 +268,7 @@ class OpenAIAgentsAdapter:
             adapter = self._for(run.runtime)
             scope = await Scope.open(adapter, run.execution_id, run, replay_of)
             if run.script is not None:  # runtime.replay of an adapter run
-                scope.replay_of, scope.models_from = _replay_plan(run)
+                scope.replay_of, scope.models_from = replay_plan(run)
             elif replay_of is not None:
                 await adapter.runtime.link_replay(run, replay_of)
             result = await adapter._run_sdk(agent, input, scope, runner_kwargs)
@@ -439,29 +445,6 @@ class OpenAIAgentsAdapter:
             fence=scope.fence,
         )
 
-    async def _started_with(
-        self, execution_id: str, input: str | list[TResponseInputItem]
-    ) -> str | list[TResponseInputItem]:
-        """The input execution `execution_id` was started with (`input` if none is)."""
-        header = await self.engine.load(f"{execution_id}/run")
-        args = [] if header is None else header.node.input.get("args", [])
-        return args[0] if args else input
-
-    async def _check_recorded(self, execution_id: str) -> None:
-        if not await self.engine.list_nodes(execution_id):
-            raise ExecutionNotFoundError(
-                f"no execution {execution_id!r} is recorded in {self.engine.store!r} to replay"
-            )
-
-    def _own_loop(self) -> asyncio.AbstractEventLoop:
-        if self._loop is None:
-            loop = asyncio.new_event_loop()
-            threading.Thread(
-                target=loop.run_forever, name="livingai-openai-agents", daemon=True
-            ).start()
-            self._loop = loop
-        return self._loop
-
     # -- human approval (approvals.py) --------------------------------------------------
 
     async def pending_approvals(self, execution_id: str) -> list[PendingApproval]:
@@ -516,7 +499,7 @@ async def _streaming(
     whose agent function streams into `streamed`. Called by recover_pending instead,
     with no one to stream to, it runs as `run`'s does."""
     if replay_of is not None:
-        await adapter._check_recorded(replay_of)
+        await check_recorded(adapter.engine, replay_of)
     recorded = adapter.register(agent, replay_of=replay_of, **runner_kwargs)
 
     async def durable(run: Run, input: str | list[TResponseInputItem]) -> Any:
@@ -539,7 +522,7 @@ async def _streaming(
         adapter.runtime.agent(recorded)  # recover_pending resumes with the plain one
     if streamed.result is None:
         # Finished before: the same run once more, every call served from its log.
-        begun = await adapter._started_with(execution_id, input)
+        begun = await started_input(adapter.engine, execution_id, input)
         scope = await Scope.open(adapter, execution_id, None, replay_of)
         await _stream_sdk(adapter, agent, begun, scope, runner_kwargs, streamed)
 
@@ -584,18 +567,6 @@ def _check_start(method: str, agent: object, execution_id: object) -> None:
         raise ConfigError(f"adapter.{method} runs an Agent; got {agent!r}")
     if not isinstance(execution_id, str) or not execution_id:
         raise ConfigError(f"execution_id must be a non-empty string; got {execution_id!r}")
-
-
-def _replay_plan(run: Run) -> tuple[str | None, str | None]:
-    """What `runtime.replay` asked of a replay of an adapter run: the execution its tools
-    are served from (MOCK_TOOLS; FULL runs them for real) and the one its model turns are
-    served from (`mock_llm`: the same requests only; the others are asked live). FROM_NODE
-    and COUNTERFACTUAL name steps, which an adapter run has none of: replay refuses them."""
-    script = run.script
-    assert script is not None
-    original = script.original.execution_id
-    tools_from = None if script.mode is ReplayMode.FULL else original
-    return tools_from, original if script.mock_llm else None
 
 
 def _arguments(arguments: str) -> Any:
