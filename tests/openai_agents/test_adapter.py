@@ -33,6 +33,7 @@ from livingai import (
     SQLiteStore,
     Status,
     StepNotFoundError,
+    WrongLoopError,
     current_step,
 )
 from livingai.adapters.openai_agents import OpenAIAgentsAdapter
@@ -489,7 +490,7 @@ def test_run_sync_runs_durably_from_plain_code_and_refuses_a_running_loop(
     async def inside_a_loop() -> None:
         adapter.run_sync(agent, "go", execution_id="s2", run_config=config)
 
-    with pytest.raises(ConfigError, match=r"running event loop.*await adapter.run"):
+    with pytest.raises(WrongLoopError, match=r"running event loop.*await adapter\.run"):
         asyncio.run(inside_a_loop())
     assert model_calls(log) == 2  # refused before anything ran
     adapter.close()

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
-from livingai import ConfigError
+from livingai import ConfigError, WrongLoopError
 
 T = TypeVar("T")
 
@@ -44,18 +44,19 @@ class Home:
             return await work()
         return await asyncio.wrap_future(self.submit(work))
 
-    def wait(self, work: Callable[[], Awaitable[T]], what: str) -> T:
-        """`work()` on the home loop, from sync code: refused on a running loop's thread
-        (waiting there would block the loop that has to do the work; `what` names the
-        async call to make instead); a loop thread of its own when there is no home."""
+    def wait(self, work: Callable[[], Awaitable[T]], called: str, instead: str) -> T:
+        """`work()` on the home loop, from sync code (the method `called`): refused on a
+        running loop's thread, WrongLoopError saying what to do `instead` (waiting there
+        would block the loop that has to do the work); a loop thread of its own when there
+        is no home."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             pass
         else:
-            raise ConfigError(
-                f"{self.name}: a sync call was made from a running event loop's thread, where "
-                f"it would deadlock; {what}"
+            raise WrongLoopError(
+                f"{called} was called from a running event loop's thread, where it would "
+                f"deadlock; {instead}"
             )
         with self._starting:  # several threads may make the first call at once
             if self.loop is None:
@@ -77,8 +78,8 @@ class Home:
         """`work()` scheduled on the home loop, from any thread."""
         if self.loop is None or self.loop.is_closed():
             raise ConfigError(
-                f"{self.name}: the event loop its engine lives on has closed; make the "
-                "adapter inside the function asyncio.run runs, or use it from sync code only"
+                f"{self.name}: the event loop its engine lives on has closed; make it inside "
+                "the function asyncio.run runs, or use it from sync code only"
             )
         return asyncio.run_coroutine_threadsafe(_awaited(work), self.loop)
 

@@ -17,9 +17,7 @@ import asyncio
 import builtins
 import dataclasses
 import random
-import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future
 from datetime import UTC, datetime, timedelta
 from types import TracebackType
 from typing import Any, NamedTuple, TypeVar
@@ -49,6 +47,7 @@ from livingai import (
     Status,
     open_store,
 )
+from livingai.adapters.home import Home
 
 from . import layout
 from .layout import node_id, pack, unpack
@@ -109,9 +108,7 @@ class LivingAISaver(BaseCheckpointSaver[str]):
         self._lists = RecentLists(LISTS_BYTES)
         self._held_by: dict[tuple[str, str, str], dict[str, tuple[str, str]]] = {}
         self._puts_since_trim: dict[tuple[str, str], int] = {}
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._starting = threading.Lock()
+        self._home = Home("livingai-langgraph")  # the loop the engine lives on
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> LivingAISaver:
@@ -143,76 +140,37 @@ class LivingAISaver(BaseCheckpointSaver[str]):
     async def aclose(self) -> None:
         """Close the engine and its store, when the saver made them, and the loop thread
         that sync use started, if any."""
-        if self._loop is None or self._loop.is_closed():
+        if self._home.loop is None or self._home.loop.is_closed():
             return  # never used, or closed already
         if self.owns_engine:
-            await self._home(self.engine.close)
-        if self._thread is not None:
-            await asyncio.to_thread(self._stop_thread)
+            await self._home.run(self.engine.close)
+        await asyncio.to_thread(self._home.stop)
 
     def close(self) -> None:
-        if self._loop is None or self._loop.is_closed():
+        if self._home.loop is None or self._home.loop.is_closed():
             return  # never used, or closed already
         if self.owns_engine:
             self._sync(self.engine.close, "close")
-        self._stop_thread()
+        self._home.stop()
 
-    def _stop_thread(self) -> None:
-        if self._thread is not None and self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(timeout=10)
-            self._thread = None
-            self._loop.close()
-
-    async def _home(self, work: Callable[[], Awaitable[T]]) -> T:
+    async def _run(self, work: Callable[[], Awaitable[T]]) -> T:
         """Run `work` on the loop the engine lives on: the one the saver was first used
         on (an engine belongs to one loop), whichever loop the caller is on."""
-        loop = asyncio.get_running_loop()
-        if self._loop is None:
-            self._loop = loop
-        if self._loop is loop:
-            return await work()
-        return await asyncio.wrap_future(self._submit(work))
-
-    def _submit(self, work: Callable[[], Awaitable[T]]) -> Future[T]:
-        assert self._loop is not None
-
-        async def run() -> T:
-            return await work()
-
-        if self._loop.is_closed():
-            raise ConfigError(
-                f"{self!r} lives on the event loop it was first used on, which has closed; "
-                "make the saver inside the function asyncio.run runs"
-            )
-        return asyncio.run_coroutine_threadsafe(run(), self._loop)
+        return await self._home.run(work)
 
     def _sync(self, work: Callable[[], Awaitable[T]], name: str) -> T:
-        """A sync method: refuse on a running loop's thread (waiting there would block
+        """A sync method: refused on a running loop's thread (waiting there would block
         the very loop that has to do the work), else run on the engine's loop."""
-        try:
-            asyncio.get_running_loop()
-        except RuntimeError:
-            pass
-        else:
-            raise RuntimeError(
-                f"LivingAISaver.{name}() was called from a running event loop's thread, "
-                f"where it would deadlock; use `await saver.a{name}(...)` (graph.ainvoke and "
-                "graph.astream do)"
-            )
-        with self._starting:  # graphs on several threads may make the first call at once
-            if self._loop is None:  # used from sync code only: a loop of its own
-                self._loop = asyncio.new_event_loop()
-                self._thread = threading.Thread(
-                    target=self._loop.run_forever, name="livingai-langgraph", daemon=True
-                )
-                self._thread.start()
-        return self._submit(work).result()
+        return self._home.wait(
+            work,
+            f"LivingAISaver.{name}()",
+            f"use `await saver.a{name}(...)` (graph.ainvoke and graph.astream do)",
+        )
 
     # -- reading ------------------------------------------------------------------------
 
     async def aget_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
-        return await self._home(lambda: self._get_tuple(config))
+        return await self._run(lambda: self._get_tuple(config))
 
     def get_tuple(self, config: RunnableConfig) -> CheckpointTuple | None:
         return self._sync(lambda: self._get_tuple(config), "get_tuple")
@@ -400,7 +358,7 @@ class LivingAISaver(BaseCheckpointSaver[str]):
         before: RunnableConfig | None = None,
         limit: int | None = None,
     ) -> AsyncIterator[CheckpointTuple]:
-        found = await self._home(lambda: self._list(config, filter, before, limit))
+        found = await self._run(lambda: self._list(config, filter, before, limit))
         for item in found:
             yield item
 
@@ -489,7 +447,7 @@ class LivingAISaver(BaseCheckpointSaver[str]):
         metadata: CheckpointMetadata,
         new_versions: ChannelVersions,
     ) -> RunnableConfig:
-        return await self._home(lambda: self._put(config, checkpoint, metadata, new_versions))
+        return await self._run(lambda: self._put(config, checkpoint, metadata, new_versions))
 
     def put(
         self,
@@ -657,7 +615,7 @@ class LivingAISaver(BaseCheckpointSaver[str]):
         task_id: str,
         task_path: str = "",
     ) -> None:
-        await self._home(lambda: self._put_writes(config, writes, task_id, task_path))
+        await self._run(lambda: self._put_writes(config, writes, task_id, task_path))
 
     def put_writes(
         self,
@@ -716,7 +674,7 @@ class LivingAISaver(BaseCheckpointSaver[str]):
     # -- deleting, copying, pruning ---------------------------------------------------
 
     async def adelete_thread(self, thread_id: str) -> None:
-        await self._home(lambda: self._delete_threads([str(thread_id)]))
+        await self._run(lambda: self._delete_threads([str(thread_id)]))
 
     def delete_thread(self, thread_id: str) -> None:
         self._sync(lambda: self._delete_threads([str(thread_id)]), "delete_thread")
@@ -727,7 +685,7 @@ class LivingAISaver(BaseCheckpointSaver[str]):
         await self.engine.delete_executions(list(threads))
 
     async def adelete_for_runs(self, run_ids: Sequence[str]) -> None:
-        await self._home(lambda: self._delete_for_runs(run_ids))
+        await self._run(lambda: self._delete_for_runs(run_ids))
 
     def delete_for_runs(self, run_ids: Sequence[str]) -> None:
         self._sync(lambda: self._delete_for_runs(run_ids), "delete_for_runs")
@@ -744,7 +702,7 @@ class LivingAISaver(BaseCheckpointSaver[str]):
                 await self._keep_only(thread, stored, moved, kept)
 
     async def acopy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
-        await self._home(lambda: self._copy_thread(str(source_thread_id), str(target_thread_id)))
+        await self._run(lambda: self._copy_thread(str(source_thread_id), str(target_thread_id)))
 
     def copy_thread(self, source_thread_id: str, target_thread_id: str) -> None:
         self._sync(
@@ -770,7 +728,7 @@ class LivingAISaver(BaseCheckpointSaver[str]):
         await asyncio.gather(*(self.engine.save(n, durable=True) for n in copies))
 
     async def aprune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
-        await self._home(lambda: self._prune(thread_ids, strategy))
+        await self._run(lambda: self._prune(thread_ids, strategy))
 
     def prune(self, thread_ids: Sequence[str], *, strategy: str = "keep_latest") -> None:
         self._sync(lambda: self._prune(thread_ids, strategy), "prune")
@@ -793,7 +751,7 @@ class LivingAISaver(BaseCheckpointSaver[str]):
         newest `keep_last` checkpoints per namespace. Run it now and then (a cron job, say).
         `now` (default: the clock) is what the TTL counts back from.
         Returns {"threads_deleted": n, "checkpoints_deleted": n}."""
-        return await self._home(lambda: self._retain(thread_ids, now or datetime.now(UTC)))
+        return await self._run(lambda: self._retain(thread_ids, now or datetime.now(UTC)))
 
     def retain(
         self, thread_ids: Sequence[str] | None = None, *, now: datetime | None = None

@@ -215,13 +215,16 @@ class OpenAIAgentsAdapter:
             lambda: self.run(
                 agent, input, execution_id=execution_id, replay_of=replay_of, **runner_kwargs
             ),
-            "await adapter.run(...) there",
+            "OpenAIAgentsAdapter.run_sync()",
+            "use `await adapter.run(...)` there",
         )
 
     def close(self) -> None:
         """Close the runtime, its engine and store, on the loop they live on (run_sync's,
         when only it was used), from sync code; `aclose` from async code."""
-        self._home.wait(self.runtime.close, "await adapter.aclose() there")
+        self._home.wait(
+            self.runtime.close, "OpenAIAgentsAdapter.close()", "use `await adapter.aclose()`"
+        )
         self._home.stop()
 
     async def aclose(self) -> None:
