@@ -19,7 +19,11 @@ StoreFactory = Callable[[], CheckpointStore]
 
 # A framework's tests run in its own venv (scripts/test); elsewhere there is nothing to
 # import them with.
-collect_ignore = [] if importlib.util.find_spec("agents") else ["openai_agents"]
+collect_ignore = [
+    name
+    for name, module in (("openai_agents", "agents"), ("crewai", "crewai"))
+    if importlib.util.find_spec(module) is None
+]
 
 STORE_KINDS = ["memory", "sqlite", "redis", "postgres", "tiered"]
 PERSISTENT_KINDS = ["sqlite", "redis", "postgres", "tiered"]  # a second store object sees

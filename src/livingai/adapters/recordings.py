@@ -170,20 +170,46 @@ async def model_call(
         recorded = None if loaded is None else loaded.node
     if recorded is not None and recorded.status is Status.SUCCESS:
         return decode(recorded.output)
-    node.type, node.status = NodeType.PROMPT, Status.RUNNING
-    node.metadata = {"kind": "model", "idempotent": True, **node.metadata}
+    model_started(node)
     started = time.perf_counter()
     try:
         response = await call()
     except Exception as exc:
-        node.status = Status.FAILED
-        node.error = ErrorInfo(type(exc).__name__, str(exc))
-        node.latency_ms = round((time.perf_counter() - started) * 1000.0, 3)
+        model_failed(node, exc, started)
         await runtime.engine.save(node, fence=fence)
         raise
+    model_done(node, encode(response), usage(response), prices, started)
+    await runtime.engine.save(node, fence=fence)
+    return response
+
+
+# The pieces of model_call, for an adapter whose framework calls its model from a thread
+# (it calls the model there, and saves the node on the engine's loop).
+
+
+def model_started(node: ExecutionNode) -> None:
+    """`node` as a model call being made."""
+    node.type, node.status = NodeType.PROMPT, Status.RUNNING
+    node.metadata = {"kind": "model", "idempotent": True, **node.metadata}
+
+
+def model_failed(node: ExecutionNode, exc: BaseException, started: float) -> None:
+    """`node` as a call that raised `exc`, begun at `started` (time.perf_counter)."""
+    node.status = Status.FAILED
+    node.error = ErrorInfo(type(exc).__name__, str(exc))
     node.latency_ms = round((time.perf_counter() - started) * 1000.0, 3)
-    node.status, node.output = Status.SUCCESS, encode(response)
-    used = usage(response)
+
+
+def model_done(
+    node: ExecutionNode,
+    output: Any,
+    used: ModelUsage | None,
+    prices: PriceTable,
+    started: float,
+) -> None:
+    """`node` as a call that answered `output` (JSON), with its usage and cost."""
+    node.latency_ms = round((time.perf_counter() - started) * 1000.0, 3)
+    node.status, node.output = Status.SUCCESS, output
     if used is not None:
         node.model = used.model
         node.prompt_tokens, node.completion_tokens = used.prompt_tokens, used.completion_tokens
@@ -193,8 +219,6 @@ async def model_call(
         )
         if used.model is not None:
             node.cost = prices.cost(used.model, used.prompt_tokens, used.completion_tokens)
-    await runtime.engine.save(node, fence=fence)
-    return response
 
 
 # -- MOCK_TOOLS replay --------------------------------------------------------------------

@@ -1,0 +1,296 @@
+"""CrewAI crews as livingai durable runs: a crew killed mid-task resumes at the call it
+was making, with no LLM call paid for twice and no tool run twice.
+
+`CrewAIAdapter.kickoff(crew, inputs, execution_id=...)` runs `crew.kickoff` inside a
+durable run (lease, fencing, `livingai pending`, `recover`), on a thread of its own as
+CrewAI runs it. It translates two of CrewAI's seams, on the crew's agents, in place:
+
+- LLMs: each agent's LLM (and function-calling LLM, and the crew's manager and planning
+  LLMs) is put behind a RecordingLLM (llm.py): each call is a step, served from the log
+  when recorded. A resumed kickoff runs its tasks again from the first, but every call
+  they made is served from the log (the tasks' outputs come out as recorded), and the
+  first call not recorded is made live: fast-forward at the call, not the task.
+- Tools: each agent's and task's tools are put behind a RecordingTool (tools.py): each
+  call goes through Runtime.call_tool, keyed by task, agent, tool, arguments and
+  occurrence (CrewAI's calls carry no id). Tools given to `adapter.tool` get its policy.
+
+The wrappers pass calls through unchanged outside an adapter kickoff. A livingai error
+inside a CrewAI thread (a tool in doubt, a lost lease, a store down, a replay that
+diverged) ends the kickoff and is raised as itself: CrewAI would otherwise hand it to the
+model as a tool's error text, or retry the agent.
+
+With `replay_of`, the LLMs run live and each tool call is served from that execution's
+recording (MOCK_TOOLS); one the recording lacks raises ReplayDivergedError.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from crewai import Crew
+from crewai.crews.crew_output import CrewOutput
+from crewai.llms.base_llm import BaseLLM
+from crewai.tools.base_tool import BaseTool
+
+from livingai import (
+    CheckpointEngine,
+    ConfigError,
+    PriceTable,
+    Run,
+    Runtime,
+    StepContext,
+)
+from livingai.adapters.home import Home
+from livingai.adapters.recordings import (
+    RecordedTools,
+    check_recorded,
+    plain,
+    prices_of,
+    replay_plan,
+    runtime_of,
+    started_input,
+)
+
+from .llm import RecordingLLM
+from .scope import Place, Scope, Stop, current
+from .tools import RecordingTool
+
+
+class CrewAIAdapter:
+    """Runs CrewAI crews durably (see the module docstring).
+
+    `source` is a Runtime, or an engine (a Runtime is made over it). `prices` turns the
+    LLMs' tokens into costs (default: the runtime's price table).
+
+        adapter = CrewAIAdapter(engine)
+        agent = Agent(role="booker", ..., tools=[search, adapter.tool(book, retry_with_key=True)])
+        output = adapter.kickoff(Crew(agents=[agent], tasks=[...]), {"city": "Zurich"},
+                                 execution_id="trip-1")
+    """
+
+    def __init__(
+        self, source: Runtime | CheckpointEngine, *, prices: PriceTable | None = None
+    ) -> None:
+        self.runtime = runtime_of(source, "CrewAIAdapter")
+        self.prices = prices_of(self.runtime, prices)
+        self.recordings = RecordedTools(self.runtime.engine)
+        self._home = Home("livingai-crewai")  # kickoff's loop, for sync callers
+        self._outputs: dict[str, CrewOutput] = {}  # by execution id, as kickoff hands it back
+        self._over: dict[int, CrewAIAdapter] = {}  # for another runtime, by its id
+
+    def __repr__(self) -> str:
+        return f"CrewAIAdapter({self.runtime.engine!r})"
+
+    @property
+    def engine(self) -> CheckpointEngine:
+        return self.runtime.engine
+
+    def tool(
+        self,
+        tool: BaseTool,
+        *,
+        retry_with_key: bool = False,
+        reconcile: Callable[[StepContext], Any] | None = None,
+    ) -> BaseTool:
+        """`tool` (a BaseTool, or what `@tool` made) with `run.tool`'s protocol in
+        adapter kickoffs: its intent (name, arguments, idempotency key) stored durably
+        before it runs, its outcome after; a call whose outcome is recorded returns it
+        without running; one started and never finished is in doubt: InDoubtError, or
+        run again with the same key (`retry_with_key`), or looked up (`reconcile`). The
+        tool reads its key from `current_step().idempotency_key`; its result must be JSON."""
+        if not isinstance(tool, BaseTool):
+            raise ConfigError(
+                f"adapter.tool wraps a CrewAI BaseTool (or a @tool function); got {tool!r}"
+            )
+        if reconcile is not None and not callable(reconcile):
+            raise ConfigError(f"reconcile must be a function of the step; got {reconcile!r}")
+        inner = tool.inner if isinstance(tool, RecordingTool) else tool
+        return RecordingTool.over(
+            inner, wrapped=True, retry_with_key=retry_with_key, reconcile=reconcile
+        )
+
+    # -- running ------------------------------------------------------------------------
+
+    def kickoff(
+        self,
+        crew: Crew,
+        inputs: dict[str, Any] | None = None,
+        *,
+        execution_id: str,
+        replay_of: str | None = None,
+    ) -> CrewOutput:
+        """`crew.kickoff(inputs)` as durable execution `execution_id`, for plain sync code
+        (CrewAI's own style): started, or resumed where it stopped. Returns CrewAI's
+        CrewOutput. The engine then lives on a loop of the adapter's own, in a thread of
+        its own, so use this adapter's engine through kickoff only (and `close()`). From
+        async code, `await adapter.kickoff_async(...)` instead: called on a running
+        loop's thread, this raises WrongLoopError."""
+        return self._home.wait(
+            lambda: self.kickoff_async(
+                crew, inputs, execution_id=execution_id, replay_of=replay_of
+            ),
+            "CrewAIAdapter.kickoff()",
+            "use `await adapter.kickoff_async(...)` there",
+        )
+
+    async def kickoff_async(
+        self,
+        crew: Crew,
+        inputs: dict[str, Any] | None = None,
+        *,
+        execution_id: str,
+        replay_of: str | None = None,
+    ) -> CrewOutput:
+        """`kickoff` from async code: the crew runs on a thread of its own (as CrewAI's
+        kickoff_async runs it) while this loop records its calls. A finished execution is
+        run again from the log alone. The crew is registered, so that
+        `runtime.recover_pending()` can resume it."""
+        _check_start(crew, inputs, execution_id)
+        if replay_of is not None:
+            await check_recorded(self.engine, replay_of)
+        durable = self.register(crew, replay_of=replay_of)
+        self._outputs.pop(execution_id, None)
+        try:
+            await self.runtime.run(durable, plain(inputs or {}), execution_id=execution_id)
+            found = self._outputs.get(execution_id)
+            if found is not None:
+                return found
+        finally:
+            self._outputs.pop(execution_id, None)
+        # Finished before: the same kickoff once more, every call served from its log.
+        begun = await started_input(self.engine, execution_id, inputs or {})
+        scope = await self._scope(crew, execution_id, None, replay_of)
+        return await _kickoff(crew, begun, scope)
+
+    def register(
+        self, crew: Crew, *, replay_of: str | None = None
+    ) -> Callable[..., Awaitable[Any]]:
+        """The durable agent function that kicks `crew` off (registered with the runtime
+        under `crewai:<crew name>`, so recover_pending() resumes its runs)."""
+
+        async def durable(run: Run, inputs: dict[str, Any]) -> Any:
+            adapter = self._for(run.runtime)
+            scope = await adapter._scope(crew, run.execution_id, run, replay_of)
+            if run.script is not None:  # runtime.replay of an adapter run
+                scope.replay_of = replay_plan(run)[0]
+            elif replay_of is not None:
+                await adapter.runtime.link_replay(run, replay_of)
+            output = await _kickoff(crew, inputs, scope)
+            self._outputs[run.execution_id] = output
+            return output.raw
+
+        durable.__name__ = durable.__qualname__ = f"crewai:{crew.name or 'crew'}"
+        return self.runtime.agent(durable)
+
+    def close(self) -> None:
+        """Close the runtime, its engine and store, on the loop they live on (kickoff's,
+        when only it was used), from sync code; `aclose` from async code."""
+        self._home.wait(self.runtime.close, "CrewAIAdapter.close()", "use `await adapter.aclose()`")
+        self._home.stop()
+
+    async def aclose(self) -> None:
+        """`close` from async code."""
+        await self._home.run(self.runtime.close)
+        await asyncio.to_thread(self._home.stop)
+
+    def _for(self, runtime: Runtime) -> CrewAIAdapter:
+        """This adapter over `runtime`, the one running the durable function (another
+        runtime's when `livingai recover --agent module:function` or the web UI runs a
+        crew registered here). It shares this adapter's prices."""
+        if runtime is self.runtime:
+            return self
+        found = self._over.get(id(runtime))
+        if found is None or found.runtime is not runtime:
+            found = self._over[id(runtime)] = CrewAIAdapter(runtime, prices=self.prices)
+        return found
+
+    async def _scope(
+        self, crew: Crew, execution_id: str, run: Run | None, replay_of: str | None
+    ) -> Scope:
+        """The scope of one kickoff, its crew's LLMs and tools made recording."""
+        _record(crew)
+        nodes = await self.engine.list_nodes(execution_id)
+        tasks = {
+            str(task.id): Place(
+                index,
+                task.key,
+                task.name or f"task {index + 1}",
+                None if task.agent is None else task.agent.role,
+            )
+            for index, task in enumerate(crew.tasks)
+        }
+        return Scope(
+            self,
+            execution_id,
+            run,
+            replay_of,
+            asyncio.get_running_loop(),
+            {node.id: node for node in nodes},
+            tasks,
+        )
+
+
+async def _kickoff(crew: Crew, inputs: dict[str, Any], scope: Scope) -> CrewOutput:
+    """`crew.kickoff(inputs)` on a thread of its own, in `scope` (the thread gets a copy
+    of this context); a Stop from inside it raised as the livingai error it carries."""
+    token = current.set(scope)
+    try:
+        output = await asyncio.to_thread(crew.kickoff, inputs=inputs)
+    except Stop as stop:
+        raise stop.error from None
+    finally:
+        current.reset(token)
+    assert isinstance(output, CrewOutput)  # a streaming crew is refused (_check_start)
+    return output
+
+
+def _record(crew: Crew) -> None:
+    """Put the crew's LLMs and tools behind recording ones (once; in place, since CrewAI
+    reads them off the agents and tasks): one RecordingLLM per model object."""
+    made: dict[int, RecordingLLM] = {}
+
+    def recording(llm: Any) -> Any:
+        if not isinstance(llm, BaseLLM) or isinstance(llm, RecordingLLM):
+            return llm
+        if id(llm) not in made:
+            made[id(llm)] = RecordingLLM(llm)
+        return made[id(llm)]
+
+    def tools(given: list[BaseTool] | None) -> list[BaseTool] | None:
+        if given is None:
+            return None
+        return [
+            tool if isinstance(tool, RecordingTool) else RecordingTool.over(tool, wrapped=False)
+            for tool in given
+        ]
+
+    agents = list(crew.agents) + ([crew.manager_agent] if crew.manager_agent else [])
+    for agent in agents:
+        agent.llm = recording(agent.llm)
+        calling = vars(agent).get("function_calling_llm")  # read so: deprecated, it warns
+        if isinstance(calling, BaseLLM) and not isinstance(calling, RecordingLLM):
+            setattr(agent, "function_calling_llm", recording(calling))  # noqa: B010
+        agent.tools = tools(agent.tools)
+    for task in crew.tasks:
+        if task.tools:
+            task.tools = tools(task.tools)
+    if isinstance(crew.manager_llm, BaseLLM):
+        crew.manager_llm = recording(crew.manager_llm)
+    if isinstance(crew.planning_llm, BaseLLM):
+        crew.planning_llm = recording(crew.planning_llm)
+
+
+def _check_start(crew: object, inputs: object, execution_id: object) -> None:
+    if not isinstance(crew, Crew):
+        raise ConfigError(f"adapter.kickoff runs a CrewAI Crew; got {crew!r}")
+    if crew.stream:
+        raise ConfigError(
+            "adapter.kickoff records a crew call by call, not token by token: make the crew "
+            "with stream=False"
+        )
+    if inputs is not None and not isinstance(inputs, dict):
+        raise ConfigError(f"inputs must be a dict (or None); got {inputs!r}")
+    if not isinstance(execution_id, str) or not execution_id:
+        raise ConfigError(f"execution_id must be a non-empty string; got {execution_id!r}")

@@ -1,0 +1,88 @@
+"""Which execution a crew is running in, for the LLMs and tools it calls from its own
+threads (a context variable: CrewAI copies the context into the threads it starts), and
+how those threads wait for the engine's loop."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+from livingai import ExecutionNode, Lease, LivingAIError, Run
+from livingai.adapters.recordings import digest
+
+if TYPE_CHECKING:
+    from .adapter import CrewAIAdapter
+
+T = TypeVar("T")
+
+
+class Place(NamedTuple):
+    """A task of the crew as its calls are keyed: its position in the crew, its key
+    (stable: CrewAI derives it from the task's text) and name, and its agent's role."""
+
+    position: int
+    key: str
+    name: str
+    role: str | None
+
+
+class Stop(BaseException):
+    """What ends a kickoff from inside a CrewAI thread when livingai refuses a call (a
+    tool in doubt, a lost lease, a store down, a replay that diverged, a result it cannot
+    store). CrewAI turns every Exception a tool raises into text for the model, and
+    retries an agent's failures, so this passes as a BaseException; the kickoff then
+    raises `error`."""
+
+    def __init__(self, error: LivingAIError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+@dataclass
+class Scope:
+    """One kickoff being recorded: a durable run, or (run None) a finished one read back
+    from its log. `known`: its nodes as read when it began (under the run's lease), where
+    its calls are looked up; `tasks`: the crew's tasks by CrewAI's id (random on each
+    construction, so mapped to their places)."""
+
+    adapter: CrewAIAdapter
+    execution_id: str
+    run: Run | None
+    replay_of: str | None
+    loop: asyncio.AbstractEventLoop
+    known: dict[str, ExecutionNode]
+    tasks: dict[str, Place]
+    calls: Counter[str] = field(default_factory=Counter)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def fence(self) -> Lease | None:
+        return None if self.run is None else self.run.lease
+
+    def node_id(self, kind: str, call: Any) -> str:
+        """`<execution>/crew:<kind>:<digest of the call>:<n>`, its n-th such call: the
+        same after a resume, which makes the same calls (served from the log)."""
+        stem = f"{self.execution_id}/crew:{kind}:{digest(call)}"
+        with self.lock:  # parallel tool calls run on threads of their own
+            self.calls[stem] += 1
+            return f"{stem}:{self.calls[stem]}"
+
+    def wait(self, work: Callable[[], Awaitable[T]]) -> T:
+        """`work()` on the engine's loop, waited for from a crew thread. A livingai error
+        stops the kickoff (Stop)."""
+
+        async def run() -> T:
+            return await work()
+
+        try:
+            return asyncio.run_coroutine_threadsafe(run(), self.loop).result()
+        except LivingAIError as exc:
+            raise Stop(exc) from exc
+
+
+current: ContextVar[Scope | None] = ContextVar("livingai_crewai", default=None)

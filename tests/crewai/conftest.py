@@ -1,0 +1,36 @@
+"""CrewAI's tests: CrewAI offline and kept out of the home directory, set before it is
+imported (it writes a key under ~/.local/share and a settings dir under ~/.config at
+import, whatever else is set, and would send telemetry, trace and ask PyPI for its
+version). Child processes inherit the same environment."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+
+import pytest
+
+_HOME = tempfile.mkdtemp(prefix="livingai-crewai-home-")
+os.environ.update(
+    HOME=_HOME,
+    CREWAI_STORAGE_DIR=os.path.join(_HOME, "storage"),
+    CREWAI_DISABLE_TELEMETRY="true",
+    OTEL_SDK_DISABLED="true",
+    CREWAI_TRACING_ENABLED="false",
+    CREWAI_DISABLE_VERSION_CHECK="true",
+    CREWAI_TESTING="true",
+)
+
+# Imported once here, its import-time warnings (about its own packages) silenced: the
+# suite turns warnings into errors, and these are not ours to fix.
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    import crewai  # noqa: F401
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """CrewAI reads its own deprecated fields (an Agent made reads several): warnings
+    raised in its modules are not ours to fix."""
+    for item in items:
+        item.add_marker(pytest.mark.filterwarnings("ignore::DeprecationWarning:crewai"))
