@@ -2,8 +2,9 @@
 was making, with no LLM call paid for twice and no tool run twice.
 
 `CrewAIAdapter.kickoff(crew, inputs, execution_id=...)` runs `crew.kickoff` inside a
-durable run (lease, fencing, `livingai pending`, `recover`), on a thread of its own as
-CrewAI runs it. It translates two of CrewAI's seams, on the crew's agents, in place:
+durable run (lease, fencing, `livingai pending`, `recover`), on a thread of its own (as
+CrewAI's kickoff_async does, but not on the loop's shared executor). It translates two
+of CrewAI's seams, on the crew's agents, in place:
 
 - LLMs: each agent's LLM (and function-calling LLM, and the crew's manager and planning
   LLMs) is put behind a RecordingLLM (llm.py): each call is a step, served from the log
@@ -26,6 +27,8 @@ recording (MOCK_TOOLS); one the recording lacks raises ReplayDivergedError.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -234,14 +237,39 @@ class CrewAIAdapter:
 
 async def _kickoff(crew: Crew, inputs: dict[str, Any], scope: Scope) -> CrewOutput:
     """`crew.kickoff(inputs)` on a thread of its own, in `scope` (the thread gets a copy
-    of this context); a Stop from inside it raised as the livingai error it carries."""
+    of this context); a Stop from inside it raised as the livingai error it carries. Not
+    on the loop's default executor: a kickoff holds its thread for as long as the crew
+    runs, and the tools' calls (Runtime.call_tool runs sync tools there) need its threads."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[Any] = loop.create_future()
     token = current.set(scope)
     try:
-        output = await asyncio.to_thread(crew.kickoff, inputs=inputs)
-    except Stop as stop:
-        raise stop.error from None
+        context = contextvars.copy_context()
     finally:
         current.reset(token)
+
+    def settle(outcome: Any, failed: bool) -> None:
+        if done.done():  # the awaiting task was cancelled meanwhile
+            return
+        if failed:
+            done.set_exception(outcome)
+        else:
+            done.set_result(outcome)
+
+    def kick() -> None:
+        try:
+            output = context.run(crew.kickoff, inputs=inputs)
+        except BaseException as exc:  # a Stop included: it ends the kickoff
+            loop.call_soon_threadsafe(settle, exc, True)
+        else:
+            loop.call_soon_threadsafe(settle, output, False)
+
+    name = f"livingai-crewai {scope.execution_id}"
+    threading.Thread(target=kick, name=name, daemon=True).start()
+    try:
+        output = await done
+    except Stop as stop:
+        raise stop.error from None
     assert isinstance(output, CrewOutput)  # a streaming crew is refused (_check_start)
     return output
 

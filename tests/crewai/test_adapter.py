@@ -1,0 +1,325 @@
+"""CrewAIAdapter: crews kicked off as durable runs. A crew killed in its second task,
+between two parallel tool calls, resumes in a fresh process without asking the LLM again
+for recorded calls or charging twice; a tool whose intent cannot be written does not run;
+LLM calls carry tokens, cost, agent and task; sync and async kickoff; bad input. No
+network: a scripted LLM."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+from crewai import Agent, Crew, Task
+from crewai.tools import tool
+
+from livingai import (
+    CheckpointEngine,
+    ConfigError,
+    ExecutionNotFoundError,
+    InvalidNodeError,
+    LeaseHeldError,
+    NodeType,
+    Price,
+    PriceTable,
+    Runtime,
+    SQLiteStore,
+    Status,
+    StoreOutageError,
+    WrongLoopError,
+    current_step,
+    open_store,
+)
+from livingai.adapters.crewai import CrewAIAdapter
+from livingai.testing.adapters import COMPLETION_TOKENS, MODEL, PROMPT_TOKENS
+from tests.crash_runs_child import provider
+from tests.crewai.crash_child import LOOKED_UP, POLICIES
+from tests.crewai.fakes import (
+    ScriptedLLM,
+    llm_calls,
+    tool_call,
+    tool_outputs,
+)
+from tests.redis_support import RedisServer, redis_server_binary
+from tests.services import ROOT
+from tests.store_urls import fresh_store_url
+
+SECONDS = 60.0
+
+
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    with fresh_store_url(str(request.param), tmp_path, "livingai_crew") as url:
+        yield url
+
+
+def _child(url: str, tmp: Path, orders: str, hang: str) -> subprocess.Popen[str]:
+    command = [sys.executable, "-m", "tests.crewai.crash_child", url]
+    command += [str(tmp / "provider.db"), str(tmp / "llm.log"), orders, hang]
+    return subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _killed_once_charged(child: subprocess.Popen[str], orders: set[str]) -> None:
+    """Wait until each of `orders` was charged in the child, then SIGKILL it there."""
+    assert child.stdout is not None
+    waiting = set(orders)
+    for line in child.stdout:
+        waiting.discard(line.strip().removeprefix("charged "))
+        if not waiting:
+            break
+    else:
+        pytest.fail(f"the child ended before charging {waiting}: {child.communicate()[1]}")
+    child.send_signal(signal.SIGKILL)
+    child.communicate(timeout=SECONDS)
+
+
+def _answers(child: subprocess.Popen[str]) -> dict[str, dict[str, Any]]:
+    """Each crew's line, by policy."""
+    out, err = child.communicate(timeout=SECONDS)
+    assert child.returncode == 0, err[-3000:]
+    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return {line.pop("policy"): line for line in lines}
+
+
+def _provider(tmp: Path) -> dict[str, Any]:
+    with closing(provider(str(tmp / "provider.db"))) as conn:
+        return {
+            "attempts": dict(
+                conn.execute("SELECT order_id, count(*) FROM attempts GROUP BY 1").fetchall()
+            ),
+            "charges": dict(
+                conn.execute("SELECT order_id, count(*) FROM charges GROUP BY 1").fetchall()
+            ),
+            "receipts": dict(conn.execute("SELECT order_id, receipt FROM charges").fetchall()),
+        }
+
+
+@pytest.mark.timeout(2 * SECONDS)
+def test_crews_killed_in_their_second_task_between_parallel_tool_calls_resume_in_a_fresh_process(
+    store_url: str, tmp_path: Path
+) -> None:
+    # One crew per policy, each killed in its second task with `a` done and `b` charged
+    # but not answered (CrewAI ran the two calls of one LLM turn in parallel threads).
+    _killed_once_charged(_child(store_url, tmp_path, "a,b", "b"), {f"b@{p}" for p in POLICIES})
+    log = tmp_path / "llm.log"
+    assert llm_calls(log) == 3 * 3  # per crew: look up (tool, answer), then charge
+    answers = _answers(_child(store_url, tmp_path, "a,b", "-"))
+    seen = _provider(tmp_path)
+    assert seen["charges"] == {f"{o}@{p}": 1 for o in "ab" for p in POLICIES}
+    attempts = seen["attempts"]
+    assert all(attempts[f"a@{p}"] == 1 for p in POLICIES)  # done before: served
+    # b was in flight. retry_with_key runs it again under the same key (the provider
+    # deduplicates); reconcile looks the charge up; the default is in doubt, never run
+    # again silently.
+    assert [attempts[f"b@{p}"] for p in POLICIES] == [2, 1, 1]
+    doubt = answers["default"]["in_doubt"]
+    assert doubt.startswith("orders-default/crew:tool:"), doubt
+    for policy in ("retry_with_key", "reconcile"):
+        receipts = [json.dumps({"receipt": seen["receipts"][f"{o}@{policy}"]}) for o in "ab"]
+        assert answers[policy]["result"] == "done: " + "; ".join(receipts)
+        assert answers[policy]["tasks"][0] == LOOKED_UP  # the first task, from the log
+    # The first task's calls and the charge turn were served from the log: only the two
+    # crews that went on asked the LLM, once each (the charge task's answer).
+    assert llm_calls(log) == 3 * 3 + 2
+    again = _answers(_child(store_url, tmp_path, "a,b", "-"))
+    assert again == answers  # finished (or still in doubt): from the log, nothing called
+    assert llm_calls(log) == 3 * 3 + 2
+    assert _provider(tmp_path)["attempts"] == attempts
+
+
+# -- in one process -----------------------------------------------------------------------
+
+
+def _adapter(tmp_path: Path, **prices: Price) -> CrewAIAdapter:
+    table = PriceTable(prices, defaults=False) if prices else None
+    return CrewAIAdapter(CheckpointEngine(SQLiteStore(tmp_path / "runs.db")), prices=table)
+
+
+def _charging_crew(adapter: CrewAIAdapter, log: Path, charged: list[str], **policy: Any) -> Crew:
+    """One task: the LLM asks for `charge` once, then answers with its result."""
+
+    @tool("charge")
+    def charge(order: str, amount: int) -> str:
+        """Charge an order."""
+        charged.append(current_step().idempotency_key)
+        return f"charged {order}"
+
+    def respond(messages: list[dict[str, Any]], task: Any) -> Any:
+        outputs = tool_outputs(messages)
+        if not outputs:
+            return [tool_call("charge", {"order": "o-1", "amount": 5}, "call-1")]
+        return f"done: {outputs['call-1']}"
+
+    agent = Agent(
+        role="cashier",
+        goal="Charge the order",
+        backstory="You take payments.",
+        llm=ScriptedLLM(respond, log),
+        tools=[adapter.tool(charge, **policy)],
+    )
+    task = Task(name="pay", description="Charge order o-1", expected_output="a receipt")
+    task.agent = agent
+    return Crew(agents=[agent], tasks=[task])
+
+
+async def test_llm_calls_are_recorded_with_tokens_cost_agent_and_task(tmp_path: Path) -> None:
+    adapter = _adapter(tmp_path, **{MODEL: Price(prompt=2.0, completion=8.0)})
+    charged: list[str] = []
+    log = tmp_path / "llm.log"
+    output = await adapter.kickoff_async(_charging_crew(adapter, log, charged), execution_id="c1")
+    assert output.raw == "done: charged o-1"
+    assert len(charged) == 1
+    assert charged[0].startswith("c1/crew:tool:")  # the key is the node
+    nodes = await adapter.engine.list_nodes("c1")
+    llms = [n for n in nodes if n.type is NodeType.PROMPT]
+    assert [(n.model, n.prompt_tokens, n.completion_tokens) for n in llms] == [
+        (MODEL, PROMPT_TOKENS, COMPLETION_TOKENS)
+    ] * 2
+    expected = (PROMPT_TOKENS * 2.0 + COMPLETION_TOKENS * 8.0) / 1e6
+    assert all(n.cost == pytest.approx(expected) for n in llms)
+    assert {(n.metadata["agent"], n.metadata["task"]) for n in llms} == {("cashier", "pay")}
+    (charge,) = [n for n in nodes if n.type is NodeType.TOOL]
+    assert (charge.id, charge.status, charge.output) == (charged[0], Status.SUCCESS, "charged o-1")
+    assert (charge.metadata["agent"], charge.metadata["wrapped"]) == ("cashier", True)
+    summary = (await adapter.runtime.executions(ids=["c1"]))[0]
+    assert summary.cost == pytest.approx(2 * expected)
+    # Kicked off again, finished: CrewAI's own output, from the log alone, with the
+    # tokens CrewAI counts for the calls it was served.
+    again = await adapter.kickoff_async(_charging_crew(adapter, log, charged), execution_id="c1")
+    assert again.raw == output.raw
+    assert again.token_usage.prompt_tokens == output.token_usage.prompt_tokens == 2 * PROMPT_TOKENS
+    assert (llm_calls(log), len(charged)) == (2, 1)
+    await adapter.runtime.close()
+
+
+def test_kickoff_runs_durably_from_plain_code_and_refuses_a_running_loop(
+    tmp_path: Path,
+) -> None:
+    adapter = _adapter(tmp_path)
+    charged: list[str] = []
+    log = tmp_path / "llm.log"
+    crew = _charging_crew(adapter, log, charged, retry_with_key=True)
+    assert adapter.kickoff(crew, execution_id="s1").raw == "done: charged o-1"
+    assert adapter.kickoff(crew, execution_id="s1").raw == "done: charged o-1"
+    assert (llm_calls(log), len(charged)) == (2, 1)  # the second from the log
+
+    async def inside_a_loop() -> None:
+        adapter.kickoff(crew, execution_id="s2")
+
+    with pytest.raises(WrongLoopError, match=r"await adapter\.kickoff_async"):
+        asyncio.run(inside_a_loop())
+    assert llm_calls(log) == 2  # refused before anything ran
+    adapter.close()
+
+
+@pytest.mark.skipif(redis_server_binary() is None, reason="redis-server is not installed")
+async def test_a_failed_intent_write_stops_the_tool_and_the_kickoff(tmp_path: Path) -> None:
+    """The store goes down after the LLM asked for the tool: its intent cannot be
+    written, so the tool does not run (CrewAI's own hooks would let it run), and the
+    kickoff raises the outage. Back up, the crew goes on and the tool runs once."""
+    with RedisServer(tmp_path / "redis") as server:
+        server.start()
+        charged: list[str] = []
+        log = tmp_path / "llm.log"
+        engine = CheckpointEngine(open_store(f"{server.url}?prefix=crew-outage"))
+        async with Runtime(engine, lease_seconds=3.0, store_outage_seconds=0.5) as runtime:
+            adapter = CrewAIAdapter(runtime)
+            crew = _charging_crew(adapter, log, charged, retry_with_key=True)
+            llm = crew.agents[0].llm
+            assert isinstance(llm, ScriptedLLM)
+            asked = llm.respond
+
+            def down_after_asking(messages: list[dict[str, Any]], task: Any) -> Any:
+                answer = asked(messages, task)
+                if isinstance(answer, list):
+                    server.kill()  # the LLM asked for the charge; the store is gone
+                return answer
+
+            llm.respond = down_after_asking
+            with pytest.raises(StoreOutageError, match=r"store_outage_seconds=0\.5"):
+                await adapter.kickoff_async(crew, execution_id="o1")
+            assert charged == []  # not run unprotected
+            server.start()
+            llm.respond = asked
+            output = await adapter.kickoff_async(crew, execution_id="o1")
+            assert output.raw == "done: charged o-1"
+            assert len(charged) == 1
+
+
+async def test_bad_input_gets_a_clear_error(tmp_path: Path) -> None:
+    adapter = _adapter(tmp_path)
+    crew = _charging_crew(adapter, tmp_path / "llm.log", [])
+    with pytest.raises(ConfigError, match="runs a CrewAI Crew"):
+        await adapter.kickoff_async("crew", execution_id="x")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="inputs must be a dict"):
+        await adapter.kickoff_async(crew, ["a"], execution_id="x")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="execution_id must be a non-empty string"):
+        await adapter.kickoff_async(crew, execution_id="")
+    with pytest.raises(ConfigError, match="wraps a CrewAI BaseTool"):
+        adapter.tool(lambda: None)  # type: ignore[arg-type]
+    with pytest.raises(ExecutionNotFoundError, match="no execution 'nothing'"):
+        await adapter.kickoff_async(crew, execution_id="r1", replay_of="nothing")
+    streaming = _charging_crew(adapter, tmp_path / "llm.log", [])
+    streaming.stream = True
+    with pytest.raises(ConfigError, match="stream=False"):
+        await adapter.kickoff_async(streaming, execution_id="x")
+    assert await adapter.engine.list_nodes("x") == []  # nothing was stored
+
+    @tool("opaque")
+    def opaque() -> object:
+        """Returns what JSON cannot hold."""
+        return object()
+
+    def respond(messages: list[dict[str, Any]], task: Any) -> Any:
+        return "never" if tool_outputs(messages) else [tool_call("opaque", {}, "call-1")]
+
+    agent = Agent(
+        role="r",
+        goal="g",
+        backstory="b",
+        llm=ScriptedLLM(respond),
+        tools=[adapter.tool(opaque)],
+    )
+    task = Task(name="t", description="d", expected_output="e", agent=agent)
+    with pytest.raises(InvalidNodeError, match="opaque"):
+        await adapter.kickoff_async(Crew(agents=[agent], tasks=[task]), execution_id="j1")
+    await adapter.runtime.close()
+
+
+async def test_a_second_worker_on_the_same_execution_is_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    async with (
+        Runtime(CheckpointEngine(open_store(url)), worker_id="w1") as first,
+        Runtime(CheckpointEngine(open_store(url)), worker_id="w2") as second,
+    ):
+        started, release = asyncio.Event(), asyncio.Event()
+        loop = asyncio.get_running_loop()
+        adapter = CrewAIAdapter(first)
+
+        @tool("wait")
+        def wait() -> str:
+            """Waits to be released."""
+            loop.call_soon_threadsafe(started.set)
+            asyncio.run_coroutine_threadsafe(release.wait(), loop).result(SECONDS)
+            return "released"
+
+        def respond(messages: list[dict[str, Any]], task: Any) -> Any:
+            return "done" if tool_outputs(messages) else [tool_call("wait", {}, "call-1")]
+
+        agent = Agent(role="r", goal="g", backstory="b", llm=ScriptedLLM(respond), tools=[wait])
+        crew = Crew(agents=[agent], tasks=[Task(description="d", expected_output="e", agent=agent)])
+        running = asyncio.create_task(adapter.kickoff_async(crew, execution_id="shared"))
+        await asyncio.wait_for(started.wait(), SECONDS)
+        with pytest.raises(LeaseHeldError, match="w1"):
+            await CrewAIAdapter(second).kickoff_async(crew, execution_id="shared")
+        release.set()
+        assert (await running).raw == "done"
