@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -323,3 +324,47 @@ async def test_a_second_worker_on_the_same_execution_is_refused(tmp_path: Path) 
             await CrewAIAdapter(second).kickoff_async(crew, execution_id="shared")
         release.set()
         assert (await running).raw == "done"
+
+
+async def test_livingai_recover_finishes_a_killed_kickoff_with_its_own_runtime(
+    tmp_path: Path,
+) -> None:
+    """The command's runtime runs the crew a module registered with another adapter's:
+    the kickoff's records go through the command's store, the recorded call is served."""
+    log = tmp_path / "llm.log"
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    env = {**os.environ, "LIVINGAI_TEST_LLM_LOG": str(log)}
+    child = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tests.crewai.cli_agent",
+        url,
+        "--hang",
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert child.stdout is not None
+    async with asyncio.timeout(SECONDS):
+        line = await child.stdout.readline()
+    child.kill()
+    _, err = await child.communicate()
+    assert line == b"charging\n", err.decode()[-3000:]
+    command = [sys.executable, "-m", "livingai", "--store", url, "recover", "--json"]
+    command += ["--agent", "tests.crewai.cli_agent:durable"]
+    done = await asyncio.to_thread(
+        subprocess.run,
+        command,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=SECONDS,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    (recovered,) = json.loads(done.stdout)
+    assert (recovered["execution_id"], recovered["outcome"]) == ("c1", "finished")
+    assert recovered["result"] == "done: charged a"
+    assert llm_calls(log) == 2  # the first call came from the log
