@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from crewai import Agent, Crew, Task
 from crewai.tools import tool
+from fastapi.testclient import TestClient
 
 from livingai import (
     CheckpointEngine,
@@ -40,6 +41,7 @@ from livingai import (
 )
 from livingai.adapters.crewai import CrewAIAdapter
 from livingai.testing.adapters import COMPLETION_TOKENS, MODEL, PROMPT_TOKENS
+from livingai.web.app import create_app
 from tests.crash_runs_child import provider
 from tests.crewai.crash_child import LOOKED_UP, POLICIES
 from tests.crewai.fakes import (
@@ -368,3 +370,59 @@ async def test_livingai_recover_finishes_a_killed_kickoff_with_its_own_runtime(
     assert (recovered["execution_id"], recovered["outcome"]) == ("c1", "finished")
     assert recovered["result"] == "done: charged a"
     assert llm_calls(log) == 2  # the first call came from the log
+
+
+async def test_livingai_show_and_the_web_ui_show_tasks_roles_calls_and_tools(
+    tmp_path: Path,
+) -> None:
+    """Two agents, a task each: every LLM and tool call sits under its task's node, named
+    by its agent's role, in the log, `livingai show`, the web UI and its JSON API."""
+    adapter = _adapter(tmp_path, **{MODEL: Price(prompt=2.0, completion=8.0)})
+    researcher = Agent(
+        role="researcher", goal="g", backstory="b", llm=ScriptedLLM(lambda m, t: "Zurich")
+    )
+    pay = _charging_crew(adapter, tmp_path / "llm.log", [])
+    cashier, charging = pay.agents[0], pay.tasks[0]
+    find = Task(name="find", description="Where to?", expected_output="a city", agent=researcher)
+    crew = Crew(agents=[researcher, cashier], tasks=[find, charging])
+    await adapter.kickoff_async(crew, execution_id="v1")
+    nodes = {node.id: node for node in await adapter.engine.list_nodes("v1")}
+    tasks = {n.metadata["step"]: n for n in nodes.values() if n.metadata.get("kind") == "task"}
+    assert set(tasks) == {"task find", "task pay"}
+    assert (tasks["task find"].status, tasks["task find"].output) == (Status.SUCCESS, "Zurich")
+    assert tasks["task pay"].output == "done: charged o-1"
+    assert (tasks["task find"].metadata["agent"], tasks["task pay"].metadata["agent"]) == (
+        "researcher",
+        "cashier",
+    )
+    under = {
+        (nodes[n.parent_id].metadata["step"], n.type, n.metadata["agent"])
+        for n in nodes.values()
+        if n.type in (NodeType.PROMPT, NodeType.TOOL) and n.parent_id is not None
+    }
+    assert under == {
+        ("task find", NodeType.PROMPT, "researcher"),
+        ("task pay", NodeType.PROMPT, "cashier"),
+        ("task pay", NodeType.TOOL, "cashier"),
+    }
+    await adapter.runtime.close()
+
+    url = f"sqlite:///{tmp_path / 'runs.db'}"
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "livingai", "--store", url, "show", "v1"],
+        capture_output=True,
+        text=True,
+        timeout=SECONDS,
+        check=True,
+    )
+    shown = done.stdout
+    for text in ("task find", "task pay", "by researcher", "by cashier", "charge", MODEL):
+        assert text in shown, shown
+    with TestClient(create_app(url)) as client:
+        page = client.get("/executions/v1").text
+        assert '<span class="agent">by researcher</span>' in page
+        assert '<span class="agent">by cashier</span>' in page
+        api = client.get("/api/executions/v1").json()
+    by = {node["name"]: node["agent"] for node in api["nodes"]}
+    assert (by["task find"], by["task pay"], by["charge"]) == ("researcher", "cashier", "cashier")

@@ -43,6 +43,7 @@ from livingai import (
     PriceTable,
     Run,
     Runtime,
+    Status,
     StepContext,
 )
 from livingai.adapters.home import Home
@@ -57,7 +58,7 @@ from livingai.adapters.recordings import (
 )
 
 from .llm import RecordingLLM
-from .scope import Place, Scope, Stop, current
+from .scope import Place, Scope, Stop, current, task_node, task_node_id
 from .tools import RecordingTool
 
 
@@ -271,6 +272,15 @@ async def _kickoff(crew: Crew, inputs: dict[str, Any], scope: Scope) -> CrewOutp
     except Stop as stop:
         raise stop.error from None
     assert isinstance(output, CrewOutput)  # a streaming crew is refused (_check_start)
+    if scope.run is not None:  # each task's node, with its output
+        for task in crew.tasks:
+            place = scope.tasks[str(task.id)]
+            recorded = scope.known.get(task_node_id(scope.execution_id, place.position))
+            if task.output is not None and (
+                recorded is None or recorded.status is not Status.SUCCESS
+            ):
+                node = task_node(scope.execution_id, place, Status.SUCCESS, task.output.raw)
+                await scope.adapter.engine.save(node, fence=scope.fence)
     return output
 
 

@@ -102,7 +102,7 @@ def _recorded(
         id=node_id,
         execution_id=scope.execution_id,
         type=NodeType.PROMPT,
-        parent_id=f"{scope.execution_id}/run",
+        parent_id=scope.parent_of(place),
         input={"messages": shown, "tools": _tool_names(given.get("tools"))},
         metadata={
             "step": f"llm {llm.inner.model}",

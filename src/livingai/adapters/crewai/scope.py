@@ -12,7 +12,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from livingai import ExecutionNode, Lease, LivingAIError, Run
+from livingai import ExecutionNode, Lease, LivingAIError, NodeType, Run, Status
 from livingai.adapters.recordings import digest
 
 if TYPE_CHECKING:
@@ -59,6 +59,7 @@ class Scope:
     tasks: dict[str, Place]
     calls: Counter[str] = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    begun: set[int] = field(default_factory=set)  # the tasks whose node this kickoff saw
 
     @property
     def fence(self) -> Lease | None:
@@ -72,6 +73,21 @@ class Scope:
             self.calls[stem] += 1
             return f"{stem}:{self.calls[stem]}"
 
+    def parent_of(self, place: Place | None) -> str:
+        """The node a call of the task at `place` sits under: the task's, saved as
+        running the first time one of its calls is made (from a crew thread), or the
+        run's for a call made outside a task."""
+        if place is None:
+            return f"{self.execution_id}/run"
+        node_id = task_node_id(self.execution_id, place.position)
+        with self.lock:
+            first = place.position not in self.begun
+            self.begun.add(place.position)
+        if first and node_id not in self.known and self.run is not None:
+            node = task_node(self.execution_id, place, Status.RUNNING)
+            self.wait(lambda: self.adapter.engine.save(node, fence=self.fence))
+        return node_id
+
     def wait(self, work: Callable[[], Awaitable[T]]) -> T:
         """`work()` on the engine's loop, waited for from a crew thread. A livingai error
         stops the kickoff (Stop)."""
@@ -83,6 +99,26 @@ class Scope:
             return asyncio.run_coroutine_threadsafe(run(), self.loop).result()
         except LivingAIError as exc:
             raise Stop(exc) from exc
+
+
+def task_node_id(execution_id: str, position: int) -> str:
+    return f"{execution_id}/crew:task:{position}"
+
+
+def task_node(
+    execution_id: str, place: Place, status: Status, output: str | None = None
+) -> ExecutionNode:
+    """A task of the crew as the log shows it: its calls sit under it."""
+    return ExecutionNode(
+        id=task_node_id(execution_id, place.position),
+        execution_id=execution_id,
+        type=NodeType.BRANCH,
+        status=status,
+        parent_id=f"{execution_id}/run",
+        input={"task": place.name, "key": place.key},
+        output=output,
+        metadata={"kind": "task", "step": f"task {place.name}", "agent": place.role},
+    )
 
 
 current: ContextVar[Scope | None] = ContextVar("livingai_crewai", default=None)

@@ -22,7 +22,7 @@ from pydantic import Field, PrivateAttr
 from livingai import StepContext
 from livingai.adapters.recordings import plain, serving
 
-from .scope import Scope, current
+from .scope import Place, Scope, current
 
 
 class RecordingTool(BaseTool):
@@ -64,10 +64,13 @@ class RecordingTool(BaseTool):
         scope = current.get()
         if scope is None or args:  # not in an adapter kickoff: as the tool would
             return self.inner.run(*args, **kwargs)
-        return scope.wait(lambda: self._call(scope, kwargs))
-
-    async def _call(self, scope: Scope, arguments: dict[str, Any]) -> Any:
         place = scope.tasks.get(str(get_current_task_id()))
+        parent = scope.parent_of(place)
+        return scope.wait(lambda: self._call(scope, kwargs, place, parent))
+
+    async def _call(
+        self, scope: Scope, arguments: dict[str, Any], place: Place | None, parent: str
+    ) -> Any:
         call = plain(arguments)
         node_id = scope.node_id(
             "tool",
@@ -101,7 +104,7 @@ class RecordingTool(BaseTool):
             retry_with_key=self._retry_with_key,
             reconcile=self._reconcile,
             at_least_once=not self._wrapped,  # a tool not wrapped: like a step
-            parent_id=f"{scope.execution_id}/run",
+            parent_id=parent,
             metadata=metadata,
             known=scope.known,
             fence=scope.fence,
