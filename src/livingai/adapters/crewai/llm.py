@@ -61,6 +61,10 @@ class RecordingLLM(BaseLLM):
     def get_input_tokens_count(self, *args: Any, **kwargs: Any) -> int:
         return self.inner.get_input_tokens_count(*args, **kwargs)
 
+    def count(self, usage: dict[str, Any]) -> None:
+        """Add a call's tokens to this LLM's counters, which CrewAI sums per crew."""
+        self._track_token_usage_internal(usage)
+
     def call(self, messages: Any, *args: Any, **kwargs: Any) -> Any:
         scope = current.get()
         if scope is None:  # not in an adapter kickoff: as the LLM would
@@ -96,7 +100,7 @@ def _recorded(
     if recorded is not None and recorded.status is Status.SUCCESS:
         used = recorded.metadata.get("usage")
         if isinstance(used, dict):  # CrewAI's own token counts include the served call
-            llm._track_token_usage_internal(used)
+            llm.count(used)
         return decode(recorded.output, response_model)
     node = ExecutionNode(
         id=node_id,
@@ -130,7 +134,7 @@ def _recorded(
         "reasoning_tokens": used.reasoning_tokens,
         "successful_requests": used.successful_requests,
     }
-    llm._track_token_usage_internal(usage)
+    llm.count(usage)
     node.metadata["usage"] = usage
     model_done(
         node,
