@@ -58,13 +58,28 @@ class Home:
                 f"{called} was called from a running event loop's thread, where it would "
                 f"deadlock; {instead}"
             )
-        with self._starting:  # several threads may make the first call at once
+        self.start()  # a no-op when there is a home; several threads may call at once
+        return self.submit(work).result()
+
+    def start(self) -> None:
+        """Make a loop thread of its own the home, unless there is one (a sync API that
+        may be called from any loop's thread starts it first: see `block`)."""
+        with self._starting:
             if self.loop is None:
                 self.loop = asyncio.new_event_loop()
                 self._thread = threading.Thread(
                     target=self.loop.run_forever, name=self.name, daemon=True
                 )
                 self._thread.start()
+
+    def block(self, work: Callable[[], Awaitable[T]]) -> T:
+        """`work()` on the home loop, the caller's thread blocked until it is done, even
+        a running loop's (a sync API called from async code blocks its loop, as a sync
+        database driver would): for a home of its own (`start`), never the caller's."""
+        if self.on_home_thread():
+            raise WrongLoopError(
+                f"{self.name}: called from the loop it runs its work on, where it would deadlock"
+            )
         return self.submit(work).result()
 
     def on_home_thread(self) -> bool:
