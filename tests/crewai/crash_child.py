@@ -19,7 +19,6 @@ import asyncio
 import json
 import sys
 import time
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -27,43 +26,19 @@ from crewai import Agent, Crew, Task
 from crewai.tools import tool
 
 from livingai import (
-    NOT_DONE,
     CheckpointEngine,
     InDoubtError,
     NodeType,
     Runtime,
     Status,
-    StepContext,
-    current_step,
     open_store,
 )
 from livingai.adapters.crewai import CrewAIAdapter
-from tests.crash_runs_child import provider, set_up_provider
+from tests.crash_runs_child import set_up_provider
 from tests.crewai.fakes import ScriptedLLM, tool_call, tool_outputs
+from tests.payments import POLICIES, charge_at, policy_options
 
-POLICIES = ("retry_with_key", "reconcile", "default")
 LOOKED_UP = "orders looked up"
-
-
-def charge_at(path: str, order: str, amount: int) -> str:
-    key = current_step().idempotency_key
-    with closing(provider(path)) as conn:
-        conn.execute("INSERT INTO attempts VALUES (?, ?, ?)", (key, order, time.time()))
-        row = conn.execute("SELECT receipt FROM charges WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            receipt = f"R-{order}-{time.time_ns()}"
-            conn.execute("INSERT INTO charges VALUES (?, ?, ?, ?)", (key, order, receipt, amount))
-        else:
-            receipt = row[0]
-    return json.dumps({"receipt": receipt})
-
-
-def reconcile_at(path: str, step: StepContext) -> Any:
-    """Whether the charge under this key happened: its answer, or NOT_DONE."""
-    with closing(provider(path)) as conn:
-        key = step.idempotency_key
-        row = conn.execute("SELECT receipt FROM charges WHERE key = ?", (key,)).fetchone()
-    return NOT_DONE if row is None else json.dumps({"receipt": row[0]})
 
 
 def respond(orders: list[str]) -> Any:
@@ -130,11 +105,7 @@ def order_crew(
             time.sleep(120)
         return receipt
 
-    options: dict[str, Any] = {}
-    if policy == "retry_with_key":
-        options["retry_with_key"] = True
-    elif policy == "reconcile":
-        options["reconcile"] = lambda step: reconcile_at(path, step)
+    options = policy_options(policy, path)
     agent = Agent(
         role="cashier",
         goal="Charge every order once",

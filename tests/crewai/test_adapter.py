@@ -9,11 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -42,14 +40,14 @@ from livingai import (
 from livingai.adapters.crewai import CrewAIAdapter
 from livingai.testing.adapters import COMPLETION_TOKENS, MODEL, PROMPT_TOKENS
 from livingai.web.app import create_app
-from tests.crash_runs_child import provider
-from tests.crewai.crash_child import LOOKED_UP, POLICIES
+from tests.crewai.crash_child import LOOKED_UP
 from tests.crewai.fakes import (
     ScriptedLLM,
     llm_calls,
     tool_call,
     tool_outputs,
 )
+from tests.payments import POLICIES, answers_of, killed_once_charged, provider_counts
 from tests.redis_support import RedisServer, redis_server_binary
 from tests.services import ROOT
 from tests.store_urls import fresh_store_url
@@ -71,52 +69,17 @@ def _child(url: str, tmp: Path, orders: str, hang: str) -> subprocess.Popen[str]
     )
 
 
-def _killed_once_charged(child: subprocess.Popen[str], orders: set[str]) -> None:
-    """Wait until each of `orders` was charged in the child, then SIGKILL it there."""
-    assert child.stdout is not None
-    waiting = set(orders)
-    for line in child.stdout:
-        waiting.discard(line.strip().removeprefix("charged "))
-        if not waiting:
-            break
-    else:
-        pytest.fail(f"the child ended before charging {waiting}: {child.communicate()[1]}")
-    child.send_signal(signal.SIGKILL)
-    child.communicate(timeout=SECONDS)
-
-
-def _answers(child: subprocess.Popen[str]) -> dict[str, dict[str, Any]]:
-    """Each crew's line, by policy."""
-    out, err = child.communicate(timeout=SECONDS)
-    assert child.returncode == 0, err[-3000:]
-    lines = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
-    return {line.pop("policy"): line for line in lines}
-
-
-def _provider(tmp: Path) -> dict[str, Any]:
-    with closing(provider(str(tmp / "provider.db"))) as conn:
-        return {
-            "attempts": dict(
-                conn.execute("SELECT order_id, count(*) FROM attempts GROUP BY 1").fetchall()
-            ),
-            "charges": dict(
-                conn.execute("SELECT order_id, count(*) FROM charges GROUP BY 1").fetchall()
-            ),
-            "receipts": dict(conn.execute("SELECT order_id, receipt FROM charges").fetchall()),
-        }
-
-
 @pytest.mark.timeout(2 * SECONDS)
 def test_crews_killed_in_their_second_task_between_parallel_tool_calls_resume_in_a_fresh_process(
     store_url: str, tmp_path: Path
 ) -> None:
     # One crew per policy, each killed in its second task with `a` done and `b` charged
     # but not answered (CrewAI ran the two calls of one LLM turn in parallel threads).
-    _killed_once_charged(_child(store_url, tmp_path, "a,b", "b"), {f"b@{p}" for p in POLICIES})
+    killed_once_charged(_child(store_url, tmp_path, "a,b", "b"), {f"b@{p}" for p in POLICIES})
     log = tmp_path / "llm.log"
     assert llm_calls(log) == 3 * 3  # per crew: look up (tool, answer), then charge
-    answers = _answers(_child(store_url, tmp_path, "a,b", "-"))
-    seen = _provider(tmp_path)
+    answers = answers_of(_child(store_url, tmp_path, "a,b", "-"))
+    seen = provider_counts(tmp_path)
     assert seen["charges"] == {f"{o}@{p}": 1 for o in "ab" for p in POLICIES}
     attempts = seen["attempts"]
     assert all(attempts[f"a@{p}"] == 1 for p in POLICIES)  # done before: served
@@ -133,10 +96,10 @@ def test_crews_killed_in_their_second_task_between_parallel_tool_calls_resume_in
     # The first task's calls and the charge turn were served from the log: only the two
     # crews that went on asked the LLM, once each (the charge task's answer).
     assert llm_calls(log) == 3 * 3 + 2
-    again = _answers(_child(store_url, tmp_path, "a,b", "-"))
+    again = answers_of(_child(store_url, tmp_path, "a,b", "-"))
     assert again == answers  # finished (or still in doubt): from the log, nothing called
     assert llm_calls(log) == 3 * 3 + 2
-    assert _provider(tmp_path)["attempts"] == attempts
+    assert provider_counts(tmp_path)["attempts"] == attempts
 
 
 # -- in one process -----------------------------------------------------------------------

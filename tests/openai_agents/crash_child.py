@@ -18,40 +18,22 @@ import asyncio
 import json
 import sys
 import time
-from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 from agents import Agent, RunConfig, function_tool
 
 from livingai import (
-    NOT_DONE,
     CheckpointEngine,
     InDoubtError,
     Runtime,
     Status,
-    StepContext,
-    current_step,
     open_store,
 )
 from livingai.adapters.openai_agents import OpenAIAgentsAdapter
-from tests.crash_runs_child import provider, set_up_provider
+from tests.crash_runs_child import set_up_provider
 from tests.openai_agents.fakes import OrderModel, Provider
-
-POLICIES = ("retry_with_key", "reconcile", "default")
-
-
-def charge_at(path: str, order: str, amount: int) -> str:
-    key = current_step().idempotency_key
-    with closing(provider(path)) as conn:
-        conn.execute("INSERT INTO attempts VALUES (?, ?, ?)", (key, order, time.time()))
-        row = conn.execute("SELECT receipt FROM charges WHERE key = ?", (key,)).fetchone()
-        if row is None:
-            receipt = f"R-{order}-{time.time_ns()}"
-            conn.execute("INSERT INTO charges VALUES (?, ?, ?, ?)", (key, order, receipt, amount))
-        else:
-            receipt = row[0]
-    return json.dumps({"receipt": receipt})
+from tests.payments import POLICIES, charge_at, policy_options
 
 
 async def others_recorded(engine: CheckpointEngine, execution: str, orders: list[str]) -> None:
@@ -64,14 +46,6 @@ async def others_recorded(engine: CheckpointEngine, execution: str, orders: list
                 break
             assert time.monotonic() < deadline, f"{order} was never recorded"
             await asyncio.sleep(0.01)
-
-
-def reconcile_at(path: str, step: StepContext) -> Any:
-    """Whether the charge under this key happened: its answer, or NOT_DONE."""
-    with closing(provider(path)) as conn:
-        key = step.idempotency_key
-        row = conn.execute("SELECT receipt FROM charges WHERE key = ?", (key,)).fetchone()
-    return NOT_DONE if row is None else json.dumps({"receipt": row[0]})
 
 
 async def order_run(
@@ -94,11 +68,7 @@ async def order_run(
             await asyncio.sleep(120)
         return receipt
 
-    options: dict[str, Any] = {}
-    if policy == "retry_with_key":
-        options["retry_with_key"] = True
-    elif policy == "reconcile":
-        options["reconcile"] = lambda step: reconcile_at(path, step)
+    options = policy_options(policy, path)
     agent = Agent(name="orders", model="fake-model", tools=[adapter.tool(charge, **options)])
     config = RunConfig(model_provider=Provider(OrderModel(Path(log), orders)))
     try:
