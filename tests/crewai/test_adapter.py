@@ -225,9 +225,9 @@ async def test_bad_input_gets_a_clear_error(tmp_path: Path) -> None:
     adapter = _adapter(tmp_path)
     crew = _charging_crew(adapter, tmp_path / "llm.log", [])
     with pytest.raises(ConfigError, match="runs a CrewAI Crew"):
-        await adapter.kickoff_async("crew", execution_id="x")  # type: ignore[arg-type]
+        await adapter.kickoff_async("crew", execution_id="x")  # type: ignore[call-overload]
     with pytest.raises(ConfigError, match="inputs must be a dict"):
-        await adapter.kickoff_async(crew, ["a"], execution_id="x")  # type: ignore[arg-type]
+        await adapter.kickoff_async(crew, ["a"], execution_id="x")  # type: ignore[call-overload]
     with pytest.raises(ConfigError, match="execution_id must be a non-empty string"):
         await adapter.kickoff_async(crew, execution_id="")
     with pytest.raises(ConfigError, match="wraps a CrewAI BaseTool"):

@@ -22,6 +22,10 @@ model as a tool's error text, or retry the agent.
 
 With `replay_of`, the LLMs run live and each tool call is served from that execution's
 recording (MOCK_TOOLS); one the recording lacks raises ReplayDivergedError.
+
+A Flow kicked off the same way has its methods recorded (methods.py): a resumed flow
+serves its completed methods' outputs and states from the log and runs the first one
+not recorded live.
 """
 
 from __future__ import annotations
@@ -30,10 +34,11 @@ import asyncio
 import contextvars
 import threading
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, overload
 
 from crewai import Crew
 from crewai.crews.crew_output import CrewOutput
+from crewai.flow.flow import Flow
 from crewai.llms.base_llm import BaseLLM
 from crewai.tools.base_tool import BaseTool
 
@@ -58,6 +63,7 @@ from livingai.adapters.recordings import (
 )
 
 from .llm import RecordingLLM
+from .methods import record_methods, stamp_id, state_id
 from .scope import Place, Scope, Stop, current, task_node, task_node_id
 from .tools import RecordingTool
 
@@ -81,7 +87,7 @@ class CrewAIAdapter:
         self.prices = prices_of(self.runtime, prices)
         self.recordings = RecordedTools(self.runtime.engine)
         self._home = Home("livingai-crewai")  # kickoff's loop, for sync callers
-        self._outputs: dict[str, CrewOutput] = {}  # by execution id, as kickoff hands it back
+        self._outputs: dict[str, Any] = {}  # by execution id, as kickoff hands it back
         self._over: dict[int, CrewAIAdapter] = {}  # for another runtime, by its id
 
     def __repr__(self) -> str:
@@ -117,6 +123,7 @@ class CrewAIAdapter:
 
     # -- running ------------------------------------------------------------------------
 
+    @overload
     def kickoff(
         self,
         crew: Crew,
@@ -124,11 +131,31 @@ class CrewAIAdapter:
         *,
         execution_id: str,
         replay_of: str | None = None,
-    ) -> CrewOutput:
+    ) -> CrewOutput: ...
+
+    @overload
+    def kickoff(
+        self,
+        crew: Flow[Any],
+        inputs: dict[str, Any] | None = None,
+        *,
+        execution_id: str,
+        replay_of: str | None = None,
+    ) -> Any: ...
+
+    def kickoff(
+        self,
+        crew: Crew | Flow[Any],
+        inputs: dict[str, Any] | None = None,
+        *,
+        execution_id: str,
+        replay_of: str | None = None,
+    ) -> Any:
         """`crew.kickoff(inputs)` as durable execution `execution_id`, for plain sync code
         (CrewAI's own style): started, or resumed where it stopped. Returns CrewAI's
-        CrewOutput. The engine then lives on a loop of the adapter's own, in a thread of
-        its own, so use this adapter's engine through kickoff only (and `close()`). From
+        CrewOutput (for a Flow, the flow's final output). The engine then lives on a loop
+        of the adapter's own, in a thread of its own, so use this adapter's engine through
+        kickoff only (and `close()`). From
         async code, `await adapter.kickoff_async(...)` instead: called on a running
         loop's thread, this raises WrongLoopError."""
         return self._home.wait(
@@ -139,6 +166,7 @@ class CrewAIAdapter:
             "use `await adapter.kickoff_async(...)` there",
         )
 
+    @overload
     async def kickoff_async(
         self,
         crew: Crew,
@@ -146,21 +174,39 @@ class CrewAIAdapter:
         *,
         execution_id: str,
         replay_of: str | None = None,
-    ) -> CrewOutput:
+    ) -> CrewOutput: ...
+
+    @overload
+    async def kickoff_async(
+        self,
+        crew: Flow[Any],
+        inputs: dict[str, Any] | None = None,
+        *,
+        execution_id: str,
+        replay_of: str | None = None,
+    ) -> Any: ...
+
+    async def kickoff_async(
+        self,
+        crew: Crew | Flow[Any],
+        inputs: dict[str, Any] | None = None,
+        *,
+        execution_id: str,
+        replay_of: str | None = None,
+    ) -> Any:
         """`kickoff` from async code: the crew runs on a thread of its own (as CrewAI's
         kickoff_async runs it) while this loop records its calls. A finished execution is
         run again from the log alone. The crew is registered, so that
         `runtime.recover_pending()` can resume it."""
-        _check_start(crew, inputs, execution_id)
+        _check_start(crew, inputs, execution_id, replay_of)
         if replay_of is not None:
             await check_recorded(self.engine, replay_of)
         durable = self.register(crew, replay_of=replay_of)
         self._outputs.pop(execution_id, None)
         try:
             await self.runtime.run(durable, plain(inputs or {}), execution_id=execution_id)
-            found = self._outputs.get(execution_id)
-            if found is not None:
-                return found
+            if execution_id in self._outputs:
+                return self._outputs[execution_id]
         finally:
             self._outputs.pop(execution_id, None)
         # Finished before: the same kickoff once more, every call served from its log.
@@ -169,10 +215,11 @@ class CrewAIAdapter:
         return await _kickoff(crew, begun, scope)
 
     def register(
-        self, crew: Crew, *, replay_of: str | None = None
+        self, crew: Crew | Flow[Any], *, replay_of: str | None = None
     ) -> Callable[..., Awaitable[Any]]:
         """The durable agent function that kicks `crew` off (registered with the runtime
-        under `crewai:<crew name>`, so recover_pending() resumes its runs)."""
+        under `crewai:<crew name>`, or `crewai:flow:<flow name>` for a Flow, so
+        recover_pending() resumes its runs)."""
 
         async def durable(run: Run, inputs: dict[str, Any]) -> Any:
             adapter = self._for(run.runtime)
@@ -183,9 +230,9 @@ class CrewAIAdapter:
                 await adapter.runtime.link_replay(run, replay_of)
             output = await _kickoff(crew, inputs, scope)
             self._outputs[run.execution_id] = output
-            return output.raw
+            return output.raw if isinstance(output, CrewOutput) else plain(output)
 
-        durable.__name__ = durable.__qualname__ = f"crewai:{crew.name or 'crew'}"
+        durable.__name__ = durable.__qualname__ = _name(crew)
         return self.runtime.agent(durable)
 
     def close(self) -> None:
@@ -211,11 +258,20 @@ class CrewAIAdapter:
         return found
 
     async def _scope(
-        self, crew: Crew, execution_id: str, run: Run | None, replay_of: str | None
+        self, crew: Crew | Flow[Any], execution_id: str, run: Run | None, replay_of: str | None
     ) -> Scope:
-        """The scope of one kickoff, its crew's LLMs and tools made recording."""
-        _record(crew)
+        """The scope of one kickoff, its crew's LLMs and tools (a flow's methods) made
+        recording."""
         nodes = await self.engine.list_nodes(execution_id)
+        known = {node.id: node for node in nodes}
+        loop = asyncio.get_running_loop()
+        if isinstance(crew, Flow):
+            record_methods(crew)
+            recorded_id = state_id(known)
+            if recorded_id is not None:  # the state id the flow's methods saw
+                stamp_id(crew, recorded_id)
+            return Scope(self, execution_id, run, replay_of, loop, known, {})
+        _record(crew)
         tasks = {
             str(task.id): Place(
                 index,
@@ -225,22 +281,15 @@ class CrewAIAdapter:
             )
             for index, task in enumerate(crew.tasks)
         }
-        return Scope(
-            self,
-            execution_id,
-            run,
-            replay_of,
-            asyncio.get_running_loop(),
-            {node.id: node for node in nodes},
-            tasks,
-        )
+        return Scope(self, execution_id, run, replay_of, loop, known, tasks)
 
 
-async def _kickoff(crew: Crew, inputs: dict[str, Any], scope: Scope) -> CrewOutput:
+async def _kickoff(crew: Crew | Flow[Any], inputs: dict[str, Any], scope: Scope) -> Any:
     """`crew.kickoff(inputs)` on a thread of its own, in `scope` (the thread gets a copy
     of this context); a Stop from inside it raised as the livingai error it carries. Not
     on the loop's default executor: a kickoff holds its thread for as long as the crew
-    runs, and the tools' calls (Runtime.call_tool runs sync tools there) need its threads."""
+    runs, and the tools' calls (Runtime.call_tool runs sync tools there) need its threads.
+    A flow's kickoff runs a loop of its own in that thread."""
     loop = asyncio.get_running_loop()
     done: asyncio.Future[Any] = loop.create_future()
     token = current.set(scope)
@@ -271,6 +320,8 @@ async def _kickoff(crew: Crew, inputs: dict[str, Any], scope: Scope) -> CrewOutp
         output = await done
     except Stop as stop:
         raise stop.error from None
+    if isinstance(crew, Flow):
+        return output
     assert isinstance(output, CrewOutput)  # a streaming crew is refused (_check_start)
     if scope.run is not None:  # each task's node, with its output
         for task in crew.tasks:
@@ -320,13 +371,25 @@ def _record(crew: Crew) -> None:
         crew.planning_llm = recording(crew.planning_llm)
 
 
-def _check_start(crew: object, inputs: object, execution_id: object) -> None:
-    if not isinstance(crew, Crew):
-        raise ConfigError(f"adapter.kickoff runs a CrewAI Crew; got {crew!r}")
+def _name(crew: Crew | Flow[Any]) -> str:
+    """The name its durable function is registered under."""
+    if isinstance(crew, Flow):
+        return f"crewai:flow:{crew.name or type(crew).__name__}"
+    return f"crewai:{crew.name or 'crew'}"
+
+
+def _check_start(crew: object, inputs: object, execution_id: object, replay_of: object) -> None:
+    if not isinstance(crew, Crew | Flow):
+        raise ConfigError(f"adapter.kickoff runs a CrewAI Crew or Flow; got {crew!r}")
     if crew.stream:
         raise ConfigError(
-            "adapter.kickoff records a crew call by call, not token by token: make the crew "
-            "with stream=False"
+            f"adapter.kickoff records a {type(crew).__name__} call by call, not token by "
+            "token: make it with stream=False"
+        )
+    if isinstance(crew, Flow) and replay_of is not None:
+        raise ConfigError(
+            "replay_of serves a crew's tool calls from its recording; a flow's are not "
+            "matched by call: kick off the flow's crews with replay_of instead"
         )
     if inputs is not None and not isinstance(inputs, dict):
         raise ConfigError(f"inputs must be a dict (or None); got {inputs!r}")

@@ -69,9 +69,13 @@ class Scope:
         """`<execution>/crew:<kind>:<digest of the call>:<n>`, its n-th such call: the
         same after a resume, which makes the same calls (served from the log)."""
         stem = f"{self.execution_id}/crew:{kind}:{digest(call)}"
-        with self.lock:  # parallel tool calls run on threads of their own
+        return f"{stem}:{self.occurrence(stem)}"
+
+    def occurrence(self, stem: str) -> int:
+        """How many calls named `stem` this kickoff made, this one included."""
+        with self.lock:  # parallel calls run on threads of their own
             self.calls[stem] += 1
-            return f"{stem}:{self.calls[stem]}"
+            return self.calls[stem]
 
     def parent_of(self, place: Place | None) -> str:
         """The node a call of the task at `place` sits under: the task's, saved as
@@ -97,6 +101,17 @@ class Scope:
 
         try:
             return asyncio.run_coroutine_threadsafe(run(), self.loop).result()
+        except LivingAIError as exc:
+            raise Stop(exc) from exc
+
+    async def wait_async(self, work: Callable[[], Awaitable[T]]) -> T:
+        """`wait` from a coroutine on another loop (a flow's async method)."""
+
+        async def run() -> T:
+            return await work()
+
+        try:
+            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(run(), self.loop))
         except LivingAIError as exc:
             raise Stop(exc) from exc
 
