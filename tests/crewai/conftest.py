@@ -6,6 +6,7 @@ version). Child processes inherit the same environment."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import warnings
 
@@ -27,6 +28,11 @@ os.environ.update(
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     import crewai  # noqa: F401
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The temporary home goes with the session (its child processes have ended)."""
+    shutil.rmtree(_HOME, ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
