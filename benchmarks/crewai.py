@@ -1,7 +1,8 @@
 """CrewAI crews, side by side in one run: the bare crew, CrewAI's own CheckpointConfig,
 and CrewAIAdapter on SQLite, Redis and PostgreSQL.
 
-    python -m benchmarks.crewai [--kickoffs N] [--stores sqlite,redis,postgres] [--json PATH]
+    python -m benchmarks.crewai [--kickoffs N] [--systems bare,checkpoint,ours]
+                                [--stores sqlite,redis,postgres] [--json PATH]
 
 Each system kicks the same crew off (crewai_workload.py: two tasks, 12 LLM calls and 10
 tool calls a kickoff, a scripted LLM) `--kickoffs` times in a child process of its own,
@@ -33,6 +34,7 @@ WORKLOAD = Path(__file__).resolve().parent / "crewai_workload.py"
 VENV = REPO / ".venv-crewai"
 REQUIREMENTS = ("-e", f"{REPO}[test-crewai]")  # as ./scripts/test installs it
 STORES = ("sqlite", "redis", "postgres")
+SYSTEMS = ("bare", "checkpoint", "ours")
 CALLS = 22  # a kickoff's LLM and tool calls (crewai_workload.py)
 SECONDS = 600.0
 
@@ -40,6 +42,12 @@ SECONDS = 600.0
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.crewai", description=__doc__)
     parser.add_argument("--kickoffs", type=int, default=30, help="timed kickoffs per system")
+    parser.add_argument(
+        "--systems",
+        type=lambda v: runner.split_choices(v, SYSTEMS),
+        default=list(SYSTEMS),
+        help="comma-separated: bare,checkpoint,ours",
+    )
     parser.add_argument(
         "--stores",
         type=lambda v: runner.split_choices(v, STORES),
@@ -136,8 +144,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"benchmarks.crewai: no python with CrewAI: {how}", file=sys.stderr)
         return 1
     print(f"CrewAI under {python} ({how}); {opts.kickoffs} kickoffs per system", flush=True)
-    plan: list[tuple[str, str | None]] = [("bare", None), ("checkpoint", None)]
-    plan += [("ours", store) for store in opts.stores]
+    plan: list[tuple[str, str | None]] = [
+        (system, None) for system in ("bare", "checkpoint") if system in opts.systems
+    ]
+    if "ours" in opts.systems:
+        plan += [("ours", store) for store in opts.stores]
     rows = []
     for system, store in plan:
         problem = runner.server_problem(store) if store in ("redis", "postgres") else None

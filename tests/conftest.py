@@ -7,6 +7,7 @@ say why, and with LIVINGAI_REQUIRE_SERVICES=1 (set by .ci/run) such a skip is a 
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
@@ -16,6 +17,11 @@ from livingai import CheckpointStore, MemoryStore, SQLiteStore
 from tests.services import POSTGRES_DSN, REDIS_URL, need_server, unique_name
 
 StoreFactory = Callable[[], CheckpointStore]
+
+# The command line's output is checked as a pipe gets it, whoever runs the tests:
+# pytest-xdist's workers set COLUMNS=80, which narrows every table.
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
 
 # A framework's tests run in its own venv (scripts/test); elsewhere there is nothing to
 # import them with.
