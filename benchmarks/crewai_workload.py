@@ -29,16 +29,9 @@ ARGS: dict[str, Any] = json.loads(sys.argv[1])
 # Started by path, so its folder leads sys.path, and benchmarks/crewai.py there would be
 # found as `crewai`: the folder goes, before CrewAI is imported.
 sys.path = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-HOME = tempfile.mkdtemp(prefix="livingai-bench-crewai-home-")
-os.environ.update(
-    HOME=HOME,
-    CREWAI_STORAGE_DIR=os.path.join(HOME, "storage"),
-    CREWAI_DISABLE_TELEMETRY="true",
-    OTEL_SDK_DISABLED="true",
-    CREWAI_TRACING_ENABLED="false",
-    CREWAI_DISABLE_VERSION_CHECK="true",
-    CREWAI_TESTING="true",
-)
+from livingai.testing.crewai_offline import crewai_offline  # noqa: E402
+
+crewai_offline(tempfile.mkdtemp(prefix="livingai-bench-crewai-home-"))
 
 from crewai import Agent, CheckpointConfig, Crew, Task  # type: ignore[import-not-found, unused-ignore]  # noqa: E402
 from crewai.llms.base_llm import BaseLLM  # type: ignore[import-not-found, unused-ignore]  # noqa: E402

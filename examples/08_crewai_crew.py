@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -28,13 +27,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-for name, value in (
-    ("CREWAI_DISABLE_TELEMETRY", "true"),
-    ("CREWAI_TRACING_ENABLED", "false"),
-    ("CREWAI_DISABLE_VERSION_CHECK", "true"),
-    ("CREWAI_TESTING", "true"),  # no first-run prompt
-):
-    os.environ.setdefault(name, value)
+from livingai.testing.crewai_offline import crewai_offline
+
+crewai_offline()  # a scripted LLM: no telemetry, traces or version check (before import)
 
 from crewai import Agent, Crew, Task  # noqa: E402 - after the settings above
 from crewai.llms.base_llm import BaseLLM  # noqa: E402

@@ -5,23 +5,16 @@ version). Child processes inherit the same environment."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 import warnings
 
 import pytest
 
+from livingai.testing.crewai_offline import crewai_offline
+
 _HOME = tempfile.mkdtemp(prefix="livingai-crewai-home-")
-os.environ.update(
-    HOME=_HOME,
-    CREWAI_STORAGE_DIR=os.path.join(_HOME, "storage"),
-    CREWAI_DISABLE_TELEMETRY="true",
-    OTEL_SDK_DISABLED="true",
-    CREWAI_TRACING_ENABLED="false",
-    CREWAI_DISABLE_VERSION_CHECK="true",
-    CREWAI_TESTING="true",
-)
+crewai_offline(_HOME)
 
 # Imported once here, its import-time warnings (about its own packages) silenced: the
 # suite turns warnings into errors, and these are not ours to fix.

@@ -10,6 +10,7 @@ JSON. With FLOW_ID (not "-"), the flow is kicked off with that id: its state is 
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 
@@ -25,6 +26,7 @@ PERSISTENCE = LivingAIFlowPersistence(URL)
 
 
 class Counted(FlowState):
+    started_by: int = 0  # the process that ran `a` first
     n: int = 0
     trail: list[str] = Field(default_factory=list)
 
@@ -33,6 +35,7 @@ class Counted(FlowState):
 class ThreeSteps(Flow[Counted]):
     @start()
     def a(self) -> str:
+        self.state.started_by = self.state.started_by or os.getpid()
         self.state.n += 1
         self.state.trail.append("a")
         return "A"

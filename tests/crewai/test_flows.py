@@ -54,15 +54,17 @@ def test_a_flow_killed_mid_method_gets_its_saved_state_in_a_fresh_process(
     out, err = done.communicate(timeout=SECONDS)
     assert done.returncode == 0, err[-3000:]
     ended = json.loads(next(x for x in reversed(out.splitlines()) if x.startswith('{"result"')))
-    # Restored from what b saved (n 11, a and b done), then CrewAI runs the flow's
-    # methods again on top of it, as it does with any @persist backend.
-    assert ended["state"]["id"] == flow_id
-    assert ended["state"]["trail"] == ["a", "b", "a", "b", "c"]
-    assert ended["state"]["n"] == 22
+    # Restored from what b saved in the killed process (n 11, a and b done), then CrewAI
+    # runs the flow's methods from the start on top of it, as it does with any @persist
+    # backend.
+    state = ended["state"]
+    seen = (state, out[-2000:], err[-3000:])
+    assert (state["id"], state["started_by"]) == (flow_id, child.pid), seen
+    assert (state["trail"], state["n"]) == (["a", "b", "a", "b", "c"], 22), seen
     assert ended["result"] == "ABC"
     persistence = LivingAIFlowPersistence(store_url)
     try:
-        assert persistence.load_state(flow_id) == ended["state"]
+        assert persistence.load_state(flow_id) == state
     finally:
         persistence.close()
 

@@ -43,22 +43,16 @@ from crewai.llms.base_llm import BaseLLM
 from crewai.tools.base_tool import BaseTool
 
 from livingai import (
-    CheckpointEngine,
     ConfigError,
-    PriceTable,
     Run,
-    Runtime,
     Status,
     StepContext,
 )
-from livingai.adapters.home import Home
+from livingai.adapters.base import FrameworkAdapter
 from livingai.adapters.recordings import (
-    RecordedTools,
     check_recorded,
     plain,
-    prices_of,
     replay_plan,
-    runtime_of,
     started_input,
 )
 
@@ -68,7 +62,7 @@ from .scope import Place, Scope, Stop, current, task_node, task_node_id
 from .tools import RecordingTool
 
 
-class CrewAIAdapter:
+class CrewAIAdapter(FrameworkAdapter):
     """Runs CrewAI crews durably (see the module docstring).
 
     `source` is a Runtime, or an engine (a Runtime is made over it). `prices` turns the
@@ -80,22 +74,7 @@ class CrewAIAdapter:
                                  execution_id="trip-1")
     """
 
-    def __init__(
-        self, source: Runtime | CheckpointEngine, *, prices: PriceTable | None = None
-    ) -> None:
-        self.runtime = runtime_of(source, "CrewAIAdapter")
-        self.prices = prices_of(self.runtime, prices)
-        self.recordings = RecordedTools(self.runtime.engine)
-        self._home = Home("livingai-crewai")  # kickoff's loop, for sync callers
-        self._outputs: dict[str, Any] = {}  # by execution id, as kickoff hands it back
-        self._over: dict[int, CrewAIAdapter] = {}  # for another runtime, by its id
-
-    def __repr__(self) -> str:
-        return f"CrewAIAdapter({self.runtime.engine!r})"
-
-    @property
-    def engine(self) -> CheckpointEngine:
-        return self.runtime.engine
+    thread_name = "livingai-crewai"
 
     def tool(
         self,
@@ -202,13 +181,9 @@ class CrewAIAdapter:
         if replay_of is not None:
             await check_recorded(self.engine, replay_of)
         durable = self.register(crew, replay_of=replay_of)
-        self._outputs.pop(execution_id, None)
-        try:
-            await self.runtime.run(durable, plain(inputs or {}), execution_id=execution_id)
-            if execution_id in self._outputs:
-                return self._outputs[execution_id]
-        finally:
-            self._outputs.pop(execution_id, None)
+        ran, output = await self._durably(durable, plain(inputs or {}), execution_id)
+        if ran:
+            return output
         # Finished before: the same kickoff once more, every call served from its log.
         begun = await started_input(self.engine, execution_id, inputs or {})
         scope = await self._scope(crew, execution_id, None, replay_of)
@@ -229,33 +204,11 @@ class CrewAIAdapter:
             elif replay_of is not None:
                 await adapter.runtime.link_replay(run, replay_of)
             output = await _kickoff(crew, inputs, scope)
-            self._outputs[run.execution_id] = output
+            self._hand(run.execution_id, output)
             return output.raw if isinstance(output, CrewOutput) else plain(output)
 
         durable.__name__ = durable.__qualname__ = _name(crew)
         return self.runtime.agent(durable)
-
-    def close(self) -> None:
-        """Close the runtime, its engine and store, on the loop they live on (kickoff's,
-        when only it was used), from sync code; `aclose` from async code."""
-        self._home.wait(self.runtime.close, "CrewAIAdapter.close()", "use `await adapter.aclose()`")
-        self._home.stop()
-
-    async def aclose(self) -> None:
-        """`close` from async code."""
-        await self._home.run(self.runtime.close)
-        await asyncio.to_thread(self._home.stop)
-
-    def _for(self, runtime: Runtime) -> CrewAIAdapter:
-        """This adapter over `runtime`, the one running the durable function (another
-        runtime's when `livingai recover --agent module:function` or the web UI runs a
-        crew registered here). It shares this adapter's prices."""
-        if runtime is self.runtime:
-            return self
-        found = self._over.get(id(runtime))
-        if found is None or found.runtime is not runtime:
-            found = self._over[id(runtime)] = CrewAIAdapter(runtime, prices=self.prices)
-        return found
 
     async def _scope(
         self, crew: Crew | Flow[Any], execution_id: str, run: Run | None, replay_of: str | None

@@ -39,7 +39,7 @@ import json
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from agents import (
     Agent,
@@ -73,14 +73,11 @@ from livingai import (
     Status,
     StepContext,
 )
-from livingai.adapters.home import Home
+from livingai.adapters.base import FrameworkAdapter
 from livingai.adapters.recordings import (
-    RecordedTools,
     check_recorded,
     plain,
-    prices_of,
     replay_plan,
-    runtime_of,
     serving,
     started_input,
 )
@@ -102,7 +99,7 @@ class _Policy:
     reconcile: Callable[[StepContext], Any] | None
 
 
-class OpenAIAgentsAdapter:
+class OpenAIAgentsAdapter(FrameworkAdapter):
     """Runs OpenAI Agents SDK agents durably (see the module docstring).
 
     `source` is a Runtime, or an engine (a Runtime is made over it). `prices` turns the
@@ -113,23 +110,13 @@ class OpenAIAgentsAdapter:
         result = await adapter.run(agent, "Book me a flight", execution_id="trip-1")
     """
 
+    thread_name = "livingai-openai-agents"  # run_sync's loop
+
     def __init__(
         self, source: Runtime | CheckpointEngine, *, prices: PriceTable | None = None
     ) -> None:
-        self.runtime = runtime_of(source, "OpenAIAgentsAdapter")
-        self.prices = prices_of(self.runtime, prices)
-        self.recordings = RecordedTools(self.runtime.engine)
+        super().__init__(source, prices=prices)
         self._recording_tools: dict[int, FunctionTool] = {}  # made here, by id (kept alive)
-        self._results: dict[str, RunResult] = {}  # by execution id, as run() hands it back
-        self._home = Home("livingai-openai-agents")  # run_sync's loop
-        self._over: dict[int, OpenAIAgentsAdapter] = {}  # for another runtime, by its id
-
-    def __repr__(self) -> str:
-        return f"OpenAIAgentsAdapter({self.runtime.engine!r})"
-
-    @property
-    def engine(self) -> CheckpointEngine:
-        return self.runtime.engine
 
     def session(self, session_id: str, **options: Any) -> LivingAISession:
         """An SDK `Session` kept in this adapter's store, beside its runs
@@ -182,18 +169,11 @@ class OpenAIAgentsAdapter:
         if replay_of is not None:
             await check_recorded(self.engine, replay_of)
         durable = self.register(agent, replay_of=replay_of, **runner_kwargs)
-        self._results.pop(execution_id, None)
-        try:
-            try:
-                await self.runtime.run(durable, plain(input), execution_id=execution_id)
-            except NeedsHumanError:  # stopped for approval: the result says on what
-                if execution_id not in self._results:
-                    raise
-            found = self._results.get(execution_id)
-            if found is not None:
-                return found
-        finally:
-            self._results.pop(execution_id, None)
+        ran, result = await self._durably(
+            durable, plain(input), execution_id, stopped=NeedsHumanError
+        )
+        if ran:  # a run stopped for approval: the result says on what
+            return cast(RunResult, result)
         # Finished before: the same run once more, every call served from its log.
         begun = await started_input(self.engine, execution_id, input)
         scope = await Scope.open(self, execution_id, None, replay_of)
@@ -218,19 +198,6 @@ class OpenAIAgentsAdapter:
             "OpenAIAgentsAdapter.run_sync()",
             "use `await adapter.run(...)` there",
         )
-
-    def close(self) -> None:
-        """Close the runtime, its engine and store, on the loop they live on (run_sync's,
-        when only it was used), from sync code; `aclose` from async code."""
-        self._home.wait(
-            self.runtime.close, "OpenAIAgentsAdapter.close()", "use `await adapter.aclose()`"
-        )
-        self._home.stop()
-
-    async def aclose(self) -> None:
-        """`close` from async code."""
-        await self._home.run(self.runtime.close)
-        await asyncio.to_thread(self._home.stop)
 
     def run_streamed(
         self,
@@ -275,26 +242,15 @@ class OpenAIAgentsAdapter:
             elif replay_of is not None:
                 await adapter.runtime.link_replay(run, replay_of)
             result = await adapter._run_sdk(agent, input, scope, runner_kwargs)
-            self._results[run.execution_id] = result
+            self._hand(run.execution_id, result)
             await approvals.stop_if_interrupted(scope, result)  # raises when it waits for one
             return plain(result.final_output)
 
         durable.__name__ = durable.__qualname__ = f"openai_agents:{agent.name}"
         return self.runtime.agent(durable)
 
-    def _for(self, runtime: Runtime) -> OpenAIAgentsAdapter:
-        """This adapter over `runtime`, the one running the durable function (another
-        runtime's when `livingai recover --agent module:function` or the web UI runs an
-        agent registered here): its run's records go through its runtime and engine.
-        It shares this adapter's prices and tools."""
-        if runtime is self.runtime:
-            return self
-        found = self._over.get(id(runtime))
-        if found is None or found.runtime is not runtime:
-            found = OpenAIAgentsAdapter(runtime, prices=self.prices)
-            found._recording_tools = self._recording_tools  # adapter.tool's, known as such
-            self._over[id(runtime)] = found
-        return found
+    def _adopt(self, other: OpenAIAgentsAdapter) -> None:
+        other._recording_tools = self._recording_tools  # adapter.tool's, known as such
 
     async def _run_sdk(
         self,
