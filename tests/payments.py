@@ -7,6 +7,7 @@ answer line and what the provider saw."""
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import time
@@ -60,8 +61,10 @@ def killed_once_charged(child: subprocess.Popen[str], orders: set[str]) -> None:
     <order>`), then SIGKILL it there."""
     assert child.stdout is not None
     waiting = set(orders)
-    for line in child.stdout:
-        waiting.discard(line.strip().removeprefix("charged "))
+    for line in child.stdout:  # a framework may print on the same line before it
+        found = re.search(r"charged (\S+)$", line.strip())
+        if found:
+            waiting.discard(found.group(1))
         if not waiting:
             break
     else:

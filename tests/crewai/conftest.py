@@ -8,10 +8,13 @@ from __future__ import annotations
 import shutil
 import tempfile
 import warnings
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from livingai.testing.crewai_offline import crewai_offline
+from tests.store_urls import fresh_store_url
 
 _HOME = tempfile.mkdtemp(prefix="livingai-crewai-home-")
 crewai_offline(_HOME)
@@ -21,6 +24,13 @@ crewai_offline(_HOME)
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
     import crewai  # noqa: F401
+
+
+@pytest.fixture(params=["sqlite", "redis", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh store of each kind the CrewAI tests run on, as a URL."""
+    with fresh_store_url(str(request.param), tmp_path, "livingai_crewai") as url:
+        yield url
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:

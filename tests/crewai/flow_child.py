@@ -49,7 +49,8 @@ class ThreeSteps(Flow[Counted]):
     @listen(b)
     def c(self, before: str) -> str:
         if HANG:
-            print(f"in c {self.state.id}", flush=True)
+            sys.stdout.write(f"in c {self.state.id}\n")  # one write: CrewAI prints too
+            sys.stdout.flush()
             time.sleep(120)  # killed here
         self.state.trail.append("c")
         return before + "C"

@@ -56,7 +56,8 @@ def charge(order: str, amount: int) -> str:
     """Charge an order."""
     receipt = charge_at(PROVIDER, order, amount)
     if HANG:
-        print(f"charged {order}", flush=True)  # the test kills the process here
+        sys.stdout.write(f"charged {order}\n")  # one write: CrewAI prints too; killed here
+        sys.stdout.flush()
         time.sleep(120)
     return receipt
 

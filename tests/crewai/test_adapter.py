@@ -11,7 +11,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -50,15 +49,8 @@ from tests.crewai.fakes import (
 from tests.payments import POLICIES, answers_of, killed_once_charged, provider_counts
 from tests.redis_support import RedisServer, redis_server_binary
 from tests.services import ROOT
-from tests.store_urls import fresh_store_url
 
 SECONDS = 60.0
-
-
-@pytest.fixture(params=["sqlite", "redis", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with fresh_store_url(str(request.param), tmp_path, "livingai_crew") as url:
-        yield url
 
 
 def _child(url: str, tmp: Path, orders: str, hang: str) -> subprocess.Popen[str]:

@@ -10,7 +10,6 @@ import asyncio
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +29,8 @@ from livingai import (
 from livingai.adapters.crewai import CrewAIAdapter
 from tests.payments import killed_once_charged, provider_counts
 from tests.services import ROOT
-from tests.store_urls import fresh_store_url
 
 SECONDS = 60.0
-
-
-@pytest.fixture(params=["sqlite", "redis", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with fresh_store_url(str(request.param), tmp_path, "livingai_flow_runs") as url:
-        yield url
 
 
 def _child(url: str, folder: Path, *args: str) -> subprocess.Popen[str]:
