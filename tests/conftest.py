@@ -27,7 +27,11 @@ for _name in ("COLUMNS", "LINES"):
 # import them with.
 collect_ignore = [
     name
-    for name, module in (("openai_agents", "agents"), ("crewai", "crewai"))
+    for name, module in (
+        ("openai_agents", "agents"),
+        ("crewai", "crewai"),
+        ("pydantic_ai", "pydantic_ai"),
+    )
     if importlib.util.find_spec(module) is None
 ]
 

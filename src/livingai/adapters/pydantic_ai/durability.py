@@ -1,0 +1,322 @@
+"""LivingAIDurability: livingai as a Pydantic AI durable execution engine, built on
+`pydantic_ai.durable_exec`'s public builder. Each model request is a step, served from
+the log on resume; each tool call goes through Runtime.call_tool (write-ahead intent and
+an idempotency key for tools given to `durability.tool`, at least once for the others).
+
+Pydantic AI hands the engine one operation at a time (`execute`): its persisted name
+(from the journal namer), the body that runs it, and its cache key, whose parts carry the
+run context (run step, tool call id). Node ids come from the execution, the agent run's
+place in it, the run step and the tool call id, so a resumed run finds the same nodes.
+Outside a livingai run the capability does nothing: every call runs as it would without
+it."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic_ai.durable_exec import (
+    JSON_CODEC,
+    BaseDurabilityCapability,
+    DurabilityEngineSpec,
+    DurableOperationBackend,
+    DurableOperationId,
+    JournalCallableOperationBackend,
+    ModelRequestId,
+    RoleBasedOperationConfig,
+    ToolsetCallToolId,
+)
+
+from livingai import (
+    NOT_DONE,
+    CheckpointEngine,
+    ConfigError,
+    ExecutionNode,
+    NodeType,
+    PriceTable,
+    Run,
+    Runtime,
+    Status,
+    StepContext,
+)
+from livingai.adapters.base import FrameworkAdapter
+from livingai.adapters.recordings import (
+    ModelUsage,
+    model_done,
+    model_failed,
+    model_started,
+    plain,
+    started_input,
+)
+from pydantic_ai import Agent, Tool
+
+ToolConfig = dict[str, Any]
+CONFIG_KEY = "livingai"  # the tool metadata key of per-tool settings
+
+
+@dataclass
+class _AgentRun:
+    """One agent.run inside a livingai run: where its calls are recorded."""
+
+    shell: _Shell
+    run: Run | None  # None: a finished execution read back from its log
+    execution_id: str
+    place: int  # which agent run of the execution this is
+    known: dict[str, ExecutionNode]
+    calls: Counter[str] = field(default_factory=Counter)
+
+    def node_id(self, kind: str, *parts: object) -> str:
+        stem = ":".join([f"{self.execution_id}/pai:{self.place}:{kind}", *map(str, parts)])
+        self.calls[stem] += 1
+        return f"{stem}:{self.calls[stem]}"
+
+
+_current: ContextVar[_AgentRun | None] = ContextVar("livingai_pydantic_ai", default=None)
+
+
+class _Shell(FrameworkAdapter):
+    """The adapter shell LivingAIDurability records through (runtime, prices, the
+    result hand-back; see FrameworkAdapter)."""
+
+    thread_name = "livingai-pydantic-ai"
+
+    async def run(
+        self, agent: Agent[Any, Any], prompt: str, execution_id: str, run_kwargs: dict[str, Any]
+    ) -> Any:
+        async def durable(run: Run, prompt: str) -> Any:
+            mine = self._for(run.runtime)
+            result = await _agent_run(
+                agent, prompt, run_kwargs, await _open(mine, run, run.execution_id)
+            )
+            self._hand(run.execution_id, result)
+            return plain(result.output)
+
+        durable.__name__ = durable.__qualname__ = f"pydantic_ai:{agent.name}"
+        ran, result = await self._durably(self.runtime.agent(durable), prompt, execution_id)
+        if ran:
+            return result
+        # Finished before: the same run once more, every call served from its log.
+        begun = await started_input(self.engine, execution_id, prompt)
+        return await _agent_run(agent, begun, run_kwargs, await _open(self, None, execution_id))
+
+
+async def _open(shell: _Shell, run: Run | None, execution_id: str) -> _AgentRun:
+    """The first agent run of `execution_id`, its nodes as recorded so far."""
+    known = {node.id: node for node in await shell.engine.list_nodes(execution_id)}
+    return _AgentRun(shell, run, execution_id, 1, known)
+
+
+async def _agent_run(
+    agent: Agent[Any, Any], prompt: str, run_kwargs: dict[str, Any], scope: _AgentRun
+) -> Any:
+    token = _current.set(scope)
+    try:
+        return await agent.run(prompt, **run_kwargs)
+    finally:
+        _current.reset(token)
+
+
+class LivingAIDurability(BaseDurabilityCapability[Any]):
+    """Agent(model, name="travel", tools=[...], capabilities=[durability]); then
+    `await durability.run(agent, prompt, execution_id="trip-1")`."""
+
+    engine_spec = DurabilityEngineSpec(
+        engine_name="livingai",
+        durable_unit_noun="step",
+        durable_unit_plural="steps",
+        durable_container_noun="run",
+        codec=JSON_CODEC,
+        unsupported_runtime_toolset_kinds=frozenset({"function", "mcp", "dynamic"}),
+        wrapped_toolset_kinds=frozenset({"function", "mcp", "dynamic"}),
+        toolset_lifecycles={
+            "function": "enter-always",
+            "mcp": "enter-in-durable-unit",
+            "dynamic": "enter-never",
+        },
+        tool_call_result_upgrade_lenient=False,
+        journal_discovery=True,
+        sequential_tools_in_durable_context=False,
+        tool_config_key=CONFIG_KEY,
+    )
+
+    def __init__(
+        self, source: Runtime | CheckpointEngine, *, prices: PriceTable | None = None
+    ) -> None:
+        super().__init__()
+        self.shell = _Shell(source, prices=prices)
+        self._reconcilers: dict[str, Callable[[StepContext], Any]] = {}
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.shell.runtime
+
+    @property
+    def in_durable_context(self) -> bool:
+        return _current.get() is not None and not self.in_durable_unit
+
+    def tool(
+        self,
+        function: Callable[..., Any],
+        *,
+        retry_with_key: bool = False,
+        reconcile: Callable[[StepContext], Any] | None = None,
+    ) -> Tool[Any]:
+        """`function` as a Pydantic AI Tool with run.tool's write-ahead protocol."""
+        if not callable(function):
+            raise ConfigError(f"durability.tool wraps a function; got {function!r}")
+        name = getattr(function, "__name__", "tool")
+        if reconcile is not None:
+            self._reconcilers[name] = _as_tool_return(reconcile)
+        settings = {"at_most_once": True, "retry_with_key": retry_with_key}
+        return Tool(function, metadata={CONFIG_KEY: settings})
+
+    async def run(
+        self, agent: Agent[Any, Any], prompt: str, *, execution_id: str, **run_kwargs: Any
+    ) -> Any:
+        """`agent.run(prompt, **run_kwargs)` as durable execution `execution_id`: started,
+        or resumed where it stopped (recorded model requests and tool calls served from
+        the log). Returns Pydantic AI's AgentRunResult; a finished execution is run again
+        from the log alone. The agent is registered (`pydantic_ai:<agent name>`), so that
+        `runtime.recover_pending()` can resume it."""
+        if not isinstance(execution_id, str) or not execution_id:
+            raise ConfigError(f"execution_id must be a non-empty string; got {execution_id!r}")
+        return await self.shell.run(agent, prompt, execution_id, run_kwargs)
+
+    def get_durable_operation_backend(self) -> DurableOperationBackend[Any]:
+        def tool_config(
+            operation_id: DurableOperationId, tool: object | None, tool_name: str
+        ) -> ToolConfig | Literal[False]:
+            tool_def = getattr(tool, "tool_def", None)
+            metadata = getattr(tool_def, "metadata", None) or {}
+            given = metadata.get(CONFIG_KEY, {})
+            if given is False:
+                return False
+            return {**dict(given), "tool": tool_name}
+
+        return _Backend(
+            self,
+            agent_name=self.name,
+            default_model_id=self.default_model_id,
+            config=RoleBasedOperationConfig(
+                model={}, event={}, capability={}, tool={}, resolve_tool=tool_config
+            ),
+        )
+
+
+def _as_tool_return(reconcile: Callable[[StepContext], Any]) -> Callable[[StepContext], Any]:
+    """`reconcile`'s answer as the recorded outcome of a tool call holds it: Pydantic AI
+    stores a function tool's return as {"result": ..., "kind": "tool_return"} (the JSON
+    its durable_exec codec makes, pinned by its compatibility tests)."""
+
+    def reconciled(step: StepContext) -> Any:
+        found = reconcile(step)
+        return found if found is NOT_DONE else {"result": plain(found), "kind": "tool_return"}
+
+    return reconciled
+
+
+class _Backend(JournalCallableOperationBackend[ToolConfig]):
+    def __init__(self, durability: LivingAIDurability, **options: Any) -> None:
+        super().__init__(**options)
+        self.durability = durability
+
+    async def execute(
+        self,
+        *,
+        operation_id: DurableOperationId,
+        name: str,
+        body: Callable[[], Awaitable[object]],
+        cache_key: tuple[object, ...],
+        config: ToolConfig,
+    ) -> object:
+        scope = _current.get()
+        if scope is None:
+            return await body()
+        if isinstance(operation_id, ModelRequestId):
+            return await _model(scope, name, body, cache_key)
+        if isinstance(operation_id, ToolsetCallToolId):
+            return await _tool(self.durability, scope, name, body, cache_key, config)
+        return await body()
+
+
+async def _model(
+    scope: _AgentRun,
+    name: str,
+    body: Callable[[], Awaitable[object]],
+    cache_key: tuple[object, ...],
+) -> object:
+    ctx = cache_key[4]
+    node_id = scope.node_id("model", getattr(ctx, "run_step", 0))
+    recorded = scope.known.get(node_id)
+    if recorded is not None and recorded.status is Status.SUCCESS:
+        return recorded.output
+    if scope.run is None:
+        return await body()
+    node = ExecutionNode(
+        id=node_id,
+        execution_id=scope.execution_id,
+        type=NodeType.PROMPT,
+        parent_id=f"{scope.execution_id}/run",
+        input={"model": str(cache_key[0])},
+        metadata={"step": name},
+    )
+    model_started(node)
+    started = time.perf_counter()
+    try:
+        payload = await body()
+    except Exception as exc:
+        model_failed(node, exc, started)
+        await scope.shell.engine.save(node, fence=scope.run.lease)
+        raise
+    response = payload if isinstance(payload, dict) else {}
+    usage = response.get("usage") or {}
+    model_done(
+        node,
+        payload,
+        ModelUsage(
+            response.get("model_name"),
+            int(usage.get("input_tokens", 0)),
+            int(usage.get("output_tokens", 0)),
+            int(usage.get("cache_read_tokens", 0)),
+            0,
+        ),
+        scope.shell.prices,
+        started,
+    )
+    await scope.shell.engine.save(node, fence=scope.run.lease)
+    return payload
+
+
+async def _tool(
+    durability: LivingAIDurability,
+    scope: _AgentRun,
+    name: str,
+    body: Callable[[], Awaitable[object]],
+    cache_key: tuple[object, ...],
+    config: ToolConfig,
+) -> object:
+    tool_name, arguments, ctx = str(cache_key[0]), cache_key[1], cache_key[2]
+    node_id = scope.node_id("tool", getattr(ctx, "run_step", 0), getattr(ctx, "tool_call_id", ""))
+
+    async def call(**_: Any) -> object:
+        return await body()
+
+    return await scope.shell.runtime.call_tool(
+        scope.execution_id,
+        node_id,
+        name,
+        call,
+        (),
+        {"arguments": plain(arguments)},
+        retry_with_key=bool(config.get("retry_with_key")),
+        reconcile=durability._reconcilers.get(tool_name),
+        at_least_once=not config.get("at_most_once"),
+        parent_id=f"{scope.execution_id}/run",
+        metadata={"tool": tool_name},
+        known=scope.known,
+        fence=None if scope.run is None else scope.run.lease,
+    )
