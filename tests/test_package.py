@@ -80,6 +80,7 @@ EXPECTED_ALL = [
     "UsageStore",
     "WrongLoopError",
     "__version__",
+    "current_run",
     "current_step",
     "human_reason",
     "open_store",

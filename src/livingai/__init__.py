@@ -78,6 +78,7 @@ from ._runtime.runs import (
     Run,
     Runtime,
     StepContext,
+    current_run,
     current_step,
 )
 from ._stores.memory import MemoryStore
@@ -155,6 +156,7 @@ __all__ = [
     "UsageStore",
     "WrongLoopError",
     "__version__",
+    "current_run",
     "current_step",
     "human_reason",
     "open_store",

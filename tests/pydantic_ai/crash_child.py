@@ -19,9 +19,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic_ai import Agent
+
 from livingai import CheckpointEngine, InDoubtError, NodeType, Runtime, Status, open_store
 from livingai.adapters.pydantic_ai import LivingAIDurability
-from pydantic_ai import Agent
 from tests.crash_runs_child import set_up_provider
 from tests.payments import POLICIES, charge_at, policy_options
 from tests.pydantic_ai.fakes import order_model

@@ -6,17 +6,27 @@ livingai run the capability does nothing. No network: scripted models."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from pydantic_ai import Agent
 from pydantic_ai.models.test import TestModel
 
-from livingai import CheckpointEngine, ConfigError, NodeType, SQLiteStore
+from livingai import (
+    CheckpointEngine,
+    ConfigError,
+    NodeType,
+    ReplayDivergedError,
+    Run,
+    Runtime,
+    SQLiteStore,
+    current_step,
+)
 from livingai.adapters.pydantic_ai import LivingAIDurability
-from pydantic_ai import Agent
 from tests.payments import POLICIES, answers_of, killed_once_charged, provider_counts
 from tests.pydantic_ai.fakes import order_model, requests
 from tests.services import ROOT
@@ -134,3 +144,86 @@ def test_bad_input_is_refused(tmp_path: Path) -> None:
     durability = _durability(tmp_path)
     with pytest.raises(ConfigError, match="wraps a function"):
         durability.tool(42)  # type: ignore[arg-type]
+
+
+async def test_agent_run_inside_any_agent_function_is_durable(tmp_path: Path) -> None:
+    engine = CheckpointEngine(SQLiteStore(tmp_path / "runs.db"))
+    runtime = Runtime(engine)
+    durability = LivingAIDurability(runtime)
+    log = tmp_path / "model.log"
+    charged: list[str] = []
+    cut = asyncio.Event()
+
+    async def charge(order: str, amount: int) -> str:
+        """Charge an order."""
+        charged.append(current_step().idempotency_key)
+        return f"receipt {order}"
+
+    agent = Agent(
+        order_model(["o1"], log),
+        name="orders",
+        tools=[durability.tool(charge, retry_with_key=True)],
+        capabilities=[durability],
+    )
+
+    @runtime.agent
+    async def trip(run: Run, prompt: str) -> str:
+        first = await agent.run(prompt)
+        if not cut.is_set():  # the process "dies" here, the agent run recorded
+            cut.set()
+            await asyncio.Event().wait()
+        second = await agent.run(prompt)  # the function's second agent run: its own nodes
+        return f"{first.output} | {second.output}"
+
+    try:
+        started = asyncio.create_task(runtime.run(trip, "charge", execution_id="t1"))
+        await cut.wait()
+        started.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await started
+        assert (requests(log), len(charged)) == (2, 1)
+        result = await runtime.run(trip, execution_id="t1")  # resumed: the first served
+        assert result == "done: receipt o1 | done: receipt o1"
+        assert (requests(log), len(charged)) == (4, 2)
+        assert charged == ["t1/pai:1:tool:1:call-o1:1", "t1/pai:2:tool:1:call-o1:1"]
+    finally:
+        await runtime.close()
+
+
+async def test_mock_tools_replay_serves_every_tool_and_names_the_drift(tmp_path: Path) -> None:
+    durability = _durability(tmp_path)
+    log = tmp_path / "model.log"
+    charged: list[str] = []
+
+    def charge(order: str, amount: int) -> str:
+        """Charge an order."""
+        charged.append(order)
+        return f"receipt {order}"
+
+    def agent_for(orders: list[str]) -> Agent[None, str]:
+        return Agent(
+            order_model(orders, log),
+            name="orders",
+            tools=[durability.tool(charge, retry_with_key=True)],
+            capabilities=[durability],
+        )
+
+    try:
+        await durability.run(agent_for(["o1"]), "charge", execution_id="c1")
+        assert (requests(log), charged) == (2, ["o1"])
+        recording = await durability.shell.engine.list_nodes("c1")
+        replay = await durability.run(
+            agent_for(["o1"]), "charge", execution_id="r1", replay_of="c1"
+        )
+        assert replay.output == "done: receipt o1"
+        assert (requests(log), charged) == (4, ["o1"])  # the model live, the tool served
+        [tool] = [
+            n for n in await durability.shell.engine.list_nodes("r1") if n.type is NodeType.TOOL
+        ]
+        assert (tool.metadata["mocked"], tool.metadata["replay_of"]) == (True, "c1")
+        with pytest.raises(ReplayDivergedError, match="closest recorded call"):
+            await durability.run(agent_for(["o2"]), "charge", execution_id="r2", replay_of="c1")
+        assert charged == ["o1"]  # the real tool was never called in its place
+        assert await durability.shell.engine.list_nodes("c1") == recording  # never written to
+    finally:
+        await durability.shell.aclose()

@@ -104,6 +104,15 @@ _current: contextvars.ContextVar[StepContext | None] = contextvars.ContextVar(
 )
 
 
+_running: contextvars.ContextVar[Run | None] = contextvars.ContextVar("livingai_run", default=None)
+
+
+def current_run() -> Run | None:
+    """The durable run this code is part of (its agent function, and what that awaits),
+    or None: for an adapter whose framework is called from inside any agent function."""
+    return _running.get()
+
+
 def current_step() -> StepContext:
     """The step or tool this code runs in: for its idempotency key, above all."""
     step = _current.get()
@@ -558,6 +567,7 @@ class Runtime(Closable):
         _checked(start, name, "the agent's arguments", what="agent")
         if header is None or header.metadata.get("needs_human"):
             await run._save(start, durable=True)
+        running = _running.set(run)
         try:
             result = await agent(run, *args, **kwargs)
             if run.script is not None and run.script.diverged is not None:
@@ -575,6 +585,8 @@ class Runtime(Closable):
             record_error(start, exc)
             await run._save(start, durable=True)
             raise
+        finally:
+            _running.reset(running)
         start.metadata.update(run._links)
         start.status, start.output = Status.SUCCESS, result
         try:

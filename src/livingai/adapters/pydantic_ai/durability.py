@@ -13,12 +13,16 @@ it."""
 from __future__ import annotations
 
 import time
+import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from pydantic_ai import Agent, RunContext, Tool
+from pydantic_ai.agent import AgentRunResult
+from pydantic_ai.capabilities import WrapRunHandler
 from pydantic_ai.durable_exec import (
     JSON_CODEC,
     BaseDurabilityCapability,
@@ -42,17 +46,20 @@ from livingai import (
     Runtime,
     Status,
     StepContext,
+    current_run,
 )
 from livingai.adapters.base import FrameworkAdapter
 from livingai.adapters.recordings import (
     ModelUsage,
+    check_recorded,
     model_done,
     model_failed,
     model_started,
     plain,
+    replay_plan,
+    serving,
     started_input,
 )
-from pydantic_ai import Agent, Tool
 
 ToolConfig = dict[str, Any]
 CONFIG_KEY = "livingai"  # the tool metadata key of per-tool settings
@@ -67,6 +74,7 @@ class _AgentRun:
     execution_id: str
     place: int  # which agent run of the execution this is
     known: dict[str, ExecutionNode]
+    replay_of: str | None = None  # MOCK_TOOLS: every tool call served from this execution
     calls: Counter[str] = field(default_factory=Counter)
 
     def node_id(self, kind: str, *parts: object) -> str:
@@ -84,14 +92,29 @@ class _Shell(FrameworkAdapter):
 
     thread_name = "livingai-pydantic-ai"
 
+    def __init__(
+        self, source: Runtime | CheckpointEngine, *, prices: PriceTable | None = None
+    ) -> None:
+        super().__init__(source, prices=prices)
+        self._places: weakref.WeakKeyDictionary[Run, int] = weakref.WeakKeyDictionary()
+
     async def run(
-        self, agent: Agent[Any, Any], prompt: str, execution_id: str, run_kwargs: dict[str, Any]
+        self,
+        agent: Agent[Any, Any],
+        prompt: str,
+        execution_id: str,
+        replay_of: str | None,
+        run_kwargs: dict[str, Any],
     ) -> Any:
         async def durable(run: Run, prompt: str) -> Any:
             mine = self._for(run.runtime)
-            result = await _agent_run(
-                agent, prompt, run_kwargs, await _open(mine, run, run.execution_id)
-            )
+            scope = await _open(mine, run, run.execution_id)
+            if run.script is not None:  # runtime.replay of an adapter run
+                scope.replay_of = replay_plan(run)[0]
+            elif replay_of is not None:
+                scope.replay_of = replay_of
+                await mine.runtime.link_replay(run, replay_of)
+            result = await _agent_run(agent, prompt, run_kwargs, scope)
             self._hand(run.execution_id, result)
             return plain(result.output)
 
@@ -101,13 +124,23 @@ class _Shell(FrameworkAdapter):
             return result
         # Finished before: the same run once more, every call served from its log.
         begun = await started_input(self.engine, execution_id, prompt)
-        return await _agent_run(agent, begun, run_kwargs, await _open(self, None, execution_id))
+        scope = await _open(self, None, execution_id)
+        scope.replay_of = replay_of
+        return await _agent_run(agent, begun, run_kwargs, scope)
+
+    async def inside(self, run: Run) -> _AgentRun:
+        """The next agent run inside durable run `run` (an agent function of the user's
+        calling agent.run): numbered from 1 in the order the function starts them, which
+        a resumed run repeats."""
+        place = self._places.get(run, 0) + 1
+        self._places[run] = place
+        return await _open(self._for(run.runtime), run, run.execution_id, place)
 
 
-async def _open(shell: _Shell, run: Run | None, execution_id: str) -> _AgentRun:
-    """The first agent run of `execution_id`, its nodes as recorded so far."""
+async def _open(shell: _Shell, run: Run | None, execution_id: str, place: int = 1) -> _AgentRun:
+    """Agent run `place` of `execution_id`, its nodes as recorded so far."""
     known = {node.id: node for node in await shell.engine.list_nodes(execution_id)}
-    return _AgentRun(shell, run, execution_id, 1, known)
+    return _AgentRun(shell, run, execution_id, place, known)
 
 
 async def _agent_run(
@@ -156,7 +189,21 @@ class LivingAIDurability(BaseDurabilityCapability[Any]):
 
     @property
     def in_durable_context(self) -> bool:
-        return _current.get() is not None and not self.in_durable_unit
+        inside = _current.get() is not None or current_run() is not None
+        return inside and not self.in_durable_unit
+
+    async def wrap_run(
+        self, ctx: RunContext[Any], *, handler: WrapRunHandler
+    ) -> AgentRunResult[Any]:
+        """An agent.run inside any livingai run (`@runtime.agent` code) is recorded too."""
+        run = current_run()
+        if _current.get() is not None or run is None or self.in_durable_unit:
+            return await super().wrap_run(ctx, handler=handler)
+        token = _current.set(await self.shell.inside(run))
+        try:
+            return await super().wrap_run(ctx, handler=handler)
+        finally:
+            _current.reset(token)
 
     def tool(
         self,
@@ -175,16 +222,26 @@ class LivingAIDurability(BaseDurabilityCapability[Any]):
         return Tool(function, metadata={CONFIG_KEY: settings})
 
     async def run(
-        self, agent: Agent[Any, Any], prompt: str, *, execution_id: str, **run_kwargs: Any
+        self,
+        agent: Agent[Any, Any],
+        prompt: str,
+        *,
+        execution_id: str,
+        replay_of: str | None = None,
+        **run_kwargs: Any,
     ) -> Any:
         """`agent.run(prompt, **run_kwargs)` as durable execution `execution_id`: started,
         or resumed where it stopped (recorded model requests and tool calls served from
         the log). Returns Pydantic AI's AgentRunResult; a finished execution is run again
         from the log alone. The agent is registered (`pydantic_ai:<agent name>`), so that
-        `runtime.recover_pending()` can resume it."""
+        `runtime.recover_pending()` can resume it. With `replay_of`, the model runs live
+        and every tool call is served from that execution's recording (MOCK_TOOLS): one
+        the recording lacks raises ReplayDivergedError naming the closest."""
         if not isinstance(execution_id, str) or not execution_id:
             raise ConfigError(f"execution_id must be a non-empty string; got {execution_id!r}")
-        return await self.shell.run(agent, prompt, execution_id, run_kwargs)
+        if replay_of is not None:
+            await check_recorded(self.shell.engine, replay_of)
+        return await self.shell.run(agent, prompt, execution_id, replay_of, run_kwargs)
 
     def get_durable_operation_backend(self) -> DurableOperationBackend[Any]:
         def tool_config(
@@ -305,18 +362,26 @@ async def _tool(
     async def call(**_: Any) -> object:
         return await body()
 
+    given = {"arguments": plain(arguments)}
+    fn: Callable[..., Any] = call
+    metadata: dict[str, Any] = {"tool": tool_name}
+    if scope.replay_of is not None:
+        recordings = scope.shell.recordings
+        recorded = await recordings.find(scope.replay_of, scope.execution_id, name, given)
+        metadata.update(mocked=True, replayed_from=recorded.id, replay_of=scope.replay_of)
+        fn = serving(recorded, scope.replay_of)
     return await scope.shell.runtime.call_tool(
         scope.execution_id,
         node_id,
         name,
-        call,
+        fn,
         (),
-        {"arguments": plain(arguments)},
+        given,
         retry_with_key=bool(config.get("retry_with_key")),
         reconcile=durability._reconcilers.get(tool_name),
         at_least_once=not config.get("at_most_once"),
         parent_id=f"{scope.execution_id}/run",
-        metadata={"tool": tool_name},
+        metadata=metadata,
         known=scope.known,
         fence=None if scope.run is None else scope.run.lease,
     )
