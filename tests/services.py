@@ -14,6 +14,7 @@ import asyncio
 import os
 import socket
 import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -63,6 +64,15 @@ def free_port() -> int:
 
 def unique_name(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+def child(module: str, *args: str) -> subprocess.Popen[str]:
+    """`python -m module *args` from the repository root, its output piped as text: a
+    crash test's child process, which the test reads and kills."""
+    command = [sys.executable, "-m", module, *args]
+    return subprocess.Popen(
+        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
 
 
 def run_processes(commands: Sequence[Sequence[str]], timeout: float) -> list[tuple[str, str]]:

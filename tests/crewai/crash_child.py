@@ -66,7 +66,8 @@ async def others_recorded(
     while True:
         done = {
             node.input["kwargs"]["order"]
-            for node in await engine.list_nodes(execution)
+            # From the store, not the engine: its cache shows a save before it commits.
+            for node in [record.to_node() for record in await engine.store.list_nodes(execution)]
             if node.type is NodeType.TOOL
             and node.metadata.get("step") == "charge"
             and node.status is Status.SUCCESS

@@ -48,17 +48,14 @@ from tests.crewai.fakes import (
 )
 from tests.payments import POLICIES, answers_of, killed_once_charged, provider_counts
 from tests.redis_support import RedisServer, redis_server_binary
-from tests.services import ROOT
+from tests.services import ROOT, child
 
 SECONDS = 60.0
 
 
 def _child(url: str, tmp: Path, orders: str, hang: str) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "tests.crewai.crash_child", url]
-    command += [str(tmp / "provider.db"), str(tmp / "llm.log"), orders, hang]
-    return subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    files = [str(tmp / "provider.db"), str(tmp / "llm.log")]
+    return child("tests.crewai.crash_child", url, *files, orders, hang)
 
 
 @pytest.mark.timeout(2 * SECONDS)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -28,16 +27,13 @@ from livingai import (
 )
 from livingai.adapters.crewai import CrewAIAdapter
 from tests.payments import killed_once_charged, provider_counts
-from tests.services import ROOT
+from tests.services import child
 
 SECONDS = 60.0
 
 
 def _child(url: str, folder: Path, *args: str) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "tests.crewai.flow_kickoff_child", url, str(folder), *args]
-    return subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    return child("tests.crewai.flow_kickoff_child", url, str(folder), *args)
 
 
 def _ended(child: subprocess.Popen[str]) -> dict[str, Any]:

@@ -8,7 +8,6 @@ import asyncio
 import json
 import re
 import subprocess
-import sys
 
 import pytest
 from crewai.flow.async_feedback.types import PendingFeedbackContext
@@ -16,16 +15,13 @@ from pydantic import BaseModel
 
 from livingai import CheckpointEngine, ConfigError, NodeType, open_store
 from livingai.adapters.crewai import LivingAIFlowPersistence
-from tests.services import ROOT
+from tests.services import child
 
 SECONDS = 60.0
 
 
 def _flow(url: str, *args: str) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "tests.crewai.flow_child", url, *args]
-    return subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    return child("tests.crewai.flow_child", url, *args)
 
 
 @pytest.mark.timeout(2 * SECONDS)

@@ -37,12 +37,13 @@ from tests.payments import POLICIES, charge_at, policy_options
 
 
 async def others_recorded(engine: CheckpointEngine, execution: str, orders: list[str]) -> None:
-    """Until these orders' charges are recorded as done (polled, with a deadline)."""
+    """Until these orders' charges are stored as done (polled, with a deadline)."""
     deadline = time.monotonic() + 30
     for order in orders:
         while True:
-            loaded = await engine.load(f"{execution}/oai:tool:call-{order}")
-            if loaded is not None and loaded.node.status is Status.SUCCESS:
+            # From the store, not the engine: its cache shows a save before it commits.
+            stored = await engine.store.read(f"{execution}/oai:tool:call-{order}")
+            if stored is not None and stored.to_node().status is Status.SUCCESS:
                 break
             assert time.monotonic() < deadline, f"{order} was never recorded"
             await asyncio.sleep(0.01)

@@ -45,7 +45,7 @@ from tests.openai_agents.fakes import (
     model_calls,
 )
 from tests.payments import POLICIES, answers_of, killed_once_charged, provider_counts
-from tests.services import ROOT
+from tests.services import ROOT, child
 from tests.store_urls import fresh_store_url
 
 SECONDS = 60.0
@@ -58,11 +58,8 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
 
 
 def _child(url: str, tmp: Path, orders: str, hang: str) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "tests.openai_agents.crash_child", url]
-    command += [str(tmp / "provider.db"), str(tmp / "model.log"), orders, hang]
-    return subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    files = [str(tmp / "provider.db"), str(tmp / "model.log")]
+    return child("tests.openai_agents.crash_child", url, *files, orders, hang)
 
 
 @pytest.mark.timeout(2 * SECONDS)

@@ -33,7 +33,8 @@ async def a_recorded(engine: CheckpointEngine, execution: str) -> None:
     while True:
         done = [
             node
-            for node in await engine.list_nodes(execution)
+            # From the store, not the engine: its cache shows a save before it commits.
+            for node in [record.to_node() for record in await engine.store.list_nodes(execution)]
             if node.type is NodeType.TOOL
             and node.status is Status.SUCCESS
             and node.input["kwargs"]["arguments"]["order"].startswith("a@")

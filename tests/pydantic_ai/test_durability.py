@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -29,17 +29,14 @@ from livingai import (
 from livingai.adapters.pydantic_ai import LivingAIDurability
 from tests.payments import POLICIES, answers_of, killed_once_charged, provider_counts
 from tests.pydantic_ai.fakes import order_model, requests
-from tests.services import ROOT
+from tests.services import child
 
 SECONDS = 60.0
 
 
 def _child(url: str, tmp: Path, hang: str) -> subprocess.Popen[str]:
-    command = [sys.executable, "-m", "tests.pydantic_ai.crash_child", url]
-    command += [str(tmp / "provider.db"), str(tmp / "model.log"), hang]
-    return subprocess.Popen(
-        command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
+    files = [str(tmp / "provider.db"), str(tmp / "model.log")]
+    return child("tests.pydantic_ai.crash_child", url, *files, hang)
 
 
 @pytest.mark.timeout(2 * SECONDS)
@@ -66,6 +63,17 @@ def test_runs_killed_between_two_parallel_tool_calls_resume_in_a_fresh_process(
     assert again == answers  # finished (or still in doubt): from the log, nothing called
     assert requests(log) == 3 + 2
     assert provider_counts(tmp_path)["attempts"] == attempts
+
+
+def _charging(charged: list[str]) -> Callable[[str, int], str]:
+    """A charge tool that notes each order it charges in `charged`."""
+
+    def charge(order: str, amount: int) -> str:
+        """Charge an order."""
+        charged.append(order)
+        return f"receipt {order}"
+
+    return charge
 
 
 def _durability(tmp_path: Path) -> LivingAIDurability:
@@ -107,11 +115,7 @@ async def test_model_requests_carry_tokens_and_a_finished_run_is_read_back(tmp_p
     durability = _durability(tmp_path)
     log = tmp_path / "model.log"
     charged: list[str] = []
-
-    def charge(order: str, amount: int) -> str:
-        """Charge an order."""
-        charged.append(order)
-        return f"receipt {order}"
+    charge = _charging(charged)
 
     agent = Agent(
         order_model(["o1"], log),
@@ -194,11 +198,7 @@ async def test_mock_tools_replay_serves_every_tool_and_names_the_drift(tmp_path:
     durability = _durability(tmp_path)
     log = tmp_path / "model.log"
     charged: list[str] = []
-
-    def charge(order: str, amount: int) -> str:
-        """Charge an order."""
-        charged.append(order)
-        return f"receipt {order}"
+    charge = _charging(charged)
 
     def agent_for(orders: list[str]) -> Agent[None, str]:
         return Agent(
