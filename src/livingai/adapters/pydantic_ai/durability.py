@@ -12,7 +12,6 @@ it."""
 
 from __future__ import annotations
 
-import time
 import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -52,9 +51,7 @@ from livingai.adapters.base import FrameworkAdapter
 from livingai.adapters.recordings import (
     ModelUsage,
     check_recorded,
-    model_done,
-    model_failed,
-    model_started,
+    model_call,
     plain,
     replay_plan,
     serving,
@@ -321,31 +318,29 @@ async def _model(
         input={"model": str(cache_key[0])},
         metadata={"step": name},
     )
-    model_started(node)
-    started = time.perf_counter()
-    try:
-        payload = await body()
-    except Exception as exc:
-        model_failed(node, exc, started)
-        await scope.shell.engine.save(node, fence=scope.run.lease)
-        raise
+    return await model_call(
+        scope.shell.runtime,
+        node,
+        body,
+        encode=lambda payload: payload,  # the JSON codec's payload, stored as it is
+        decode=lambda output: output,
+        usage=_usage,
+        prices=scope.shell.prices,
+        fence=scope.run.lease,
+        known=scope.known,
+    )
+
+
+def _usage(payload: object) -> ModelUsage:
+    """The tokens a ModelResponse (as its JSON payload) reports."""
     response = payload if isinstance(payload, dict) else {}
     usage = response.get("usage") or {}
-    model_done(
-        node,
-        payload,
-        ModelUsage(
-            response.get("model_name"),
-            int(usage.get("input_tokens", 0)),
-            int(usage.get("output_tokens", 0)),
-            int(usage.get("cache_read_tokens", 0)),
-            0,
-        ),
-        scope.shell.prices,
-        started,
+    return ModelUsage(
+        response.get("model_name"),
+        int(usage.get("input_tokens", 0)),
+        int(usage.get("output_tokens", 0)),
+        int(usage.get("cache_read_tokens", 0)),
     )
-    await scope.shell.engine.save(node, fence=scope.run.lease)
-    return payload
 
 
 async def _tool(
