@@ -74,6 +74,7 @@ from livingai import (
     StepContext,
 )
 from livingai.adapters.base import FrameworkAdapter
+from livingai.adapters.decisions import Decisions
 from livingai.adapters.recordings import (
     check_recorded,
     plain,
@@ -117,6 +118,7 @@ class OpenAIAgentsAdapter(FrameworkAdapter):
     ) -> None:
         super().__init__(source, prices=prices)
         self._recording_tools: dict[int, FunctionTool] = {}  # made here, by id (kept alive)
+        self.decisions = Decisions(self.runtime, "oai")  # approvals (approvals.py)
 
     def session(self, session_id: str, **options: Any) -> LivingAISession:
         """An SDK `Session` kept in this adapter's store, beside its runs
@@ -409,14 +411,14 @@ class OpenAIAgentsAdapter(FrameworkAdapter):
     async def pending_approvals(self, execution_id: str) -> list[PendingApproval]:
         """The tool calls run `execution_id` stopped on for approval, each with the
         decision recorded so far (None: undecided); [] when it is not waiting."""
-        return await approvals.pending(self, execution_id)
+        return await self.decisions.pending(execution_id)
 
     async def approve(
         self, execution_id: str, call_id: str | None = None, *, always: bool = False
     ) -> list[PendingApproval]:
         """Approve call `call_id` (None: every call waiting undecided) of the stopped
         run, durably, from any process; `resume` goes on with it."""
-        return await approvals.decide(self, execution_id, call_id, "approved", always=always)
+        return await self.decisions.decide(execution_id, call_id, "approved", always=always)
 
     async def reject(
         self,
@@ -428,8 +430,8 @@ class OpenAIAgentsAdapter(FrameworkAdapter):
     ) -> list[PendingApproval]:
         """Reject call `call_id` (None: every call waiting undecided), durably: it never
         runs, and the model is told `message` (None: the SDK's default)."""
-        return await approvals.decide(
-            self, execution_id, call_id, "rejected", message=message, always=always
+        return await self.decisions.decide(
+            execution_id, call_id, "rejected", message=message, always=always
         )
 
     async def resume(self, execution_id: str, agent: Agent[Any], **runner_kwargs: Any) -> RunResult:

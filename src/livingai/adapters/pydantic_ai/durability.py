@@ -12,14 +12,16 @@ it."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from contextvars import ContextVar
-from dataclasses import dataclass, field
-from typing import Any, Literal
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal, TypeVar
 
-from pydantic_ai import Agent, RunContext, Tool
+from pydantic_ai import Agent, DeferredToolRequests, DeferredToolResults, RunContext, Tool
 from pydantic_ai.agent import AgentRunResult
 from pydantic_ai.capabilities import WrapRunHandler
 from pydantic_ai.durable_exec import (
@@ -33,12 +35,15 @@ from pydantic_ai.durable_exec import (
     RoleBasedOperationConfig,
     ToolsetCallToolId,
 )
+from pydantic_ai.exceptions import UserError
 
 from livingai import (
     NOT_DONE,
     CheckpointEngine,
     ConfigError,
     ExecutionNode,
+    ExecutionNotFoundError,
+    NeedsHumanError,
     NodeType,
     PriceTable,
     Run,
@@ -48,6 +53,7 @@ from livingai import (
     current_run,
 )
 from livingai.adapters.base import FrameworkAdapter
+from livingai.adapters.decisions import Decisions, PendingApproval
 from livingai.adapters.recordings import (
     ModelUsage,
     check_recorded,
@@ -58,6 +64,9 @@ from livingai.adapters.recordings import (
     started_input,
 )
 
+from . import deferred
+
+T = TypeVar("T")
 ToolConfig = dict[str, Any]
 CONFIG_KEY = "livingai"  # the tool metadata key of per-tool settings
 
@@ -71,8 +80,10 @@ class _AgentRun:
     execution_id: str
     place: int  # which agent run of the execution this is
     known: dict[str, ExecutionNode]
+    agent_name: str | None = None
     replay_of: str | None = None  # MOCK_TOOLS: every tool call served from this execution
     calls: Counter[str] = field(default_factory=Counter)
+    waiting: dict[str, dict[str, Any]] = field(default_factory=dict)  # deferred, undecided
 
     def node_id(self, kind: str, *parts: object) -> str:
         stem = ":".join([f"{self.execution_id}/pai:{self.place}:{kind}", *map(str, parts)])
@@ -94,6 +105,7 @@ class _Shell(FrameworkAdapter):
     ) -> None:
         super().__init__(source, prices=prices)
         self._places: weakref.WeakKeyDictionary[Run, int] = weakref.WeakKeyDictionary()
+        self.decisions = Decisions(self.runtime, "pai")  # deferred tool calls (deferred.py)
 
     async def run(
         self,
@@ -113,10 +125,14 @@ class _Shell(FrameworkAdapter):
                 await mine.runtime.link_replay(run, replay_of)
             result = await _agent_run(agent, prompt, run_kwargs, scope)
             self._hand(run.execution_id, result)
+            if isinstance(result.output, DeferredToolRequests):
+                raise await deferred.stop(scope, result.output)  # the caller gets the result
             return plain(result.output)
 
         durable.__name__ = durable.__qualname__ = f"pydantic_ai:{agent.name}"
-        ran, result = await self._durably(self.runtime.agent(durable), prompt, execution_id)
+        ran, result = await self._durably(
+            self.runtime.agent(durable), prompt, execution_id, stopped=NeedsHumanError
+        )
         if ran:
             return result
         # Finished before: the same run once more, every call served from its log.
@@ -143,11 +159,24 @@ async def _open(shell: _Shell, run: Run | None, execution_id: str, place: int = 
 async def _agent_run(
     agent: Agent[Any, Any], prompt: str, run_kwargs: dict[str, Any], scope: _AgentRun
 ) -> Any:
+    scope.agent_name = agent.name
     token = _current.set(scope)
     try:
-        return await agent.run(prompt, **run_kwargs)
+        return await _stopping(scope, agent.run(prompt, **run_kwargs))
     finally:
         _current.reset(token)
+
+
+async def _stopping(scope: _AgentRun, running: Awaitable[T]) -> T:
+    """`running`, an agent run; one that stopped on deferred calls nobody decided, in an
+    agent whose output type cannot hold them (Pydantic AI then raises UserError), stops
+    the durable run for a human instead."""
+    try:
+        return await running
+    except UserError as exc:
+        if scope.waiting and scope.run is not None:
+            raise await deferred.stop(scope) from exc
+        raise
 
 
 class LivingAIDurability(BaseDurabilityCapability[Any]):
@@ -196,11 +225,33 @@ class LivingAIDurability(BaseDurabilityCapability[Any]):
         run = current_run()
         if _current.get() is not None or run is None or self.in_durable_unit:
             return await super().wrap_run(ctx, handler=handler)
-        token = _current.set(await self.shell.inside(run))
+        scope = await self.shell.inside(run)
+        scope.agent_name = None if self.agent is None else self.agent.name
+        token = _current.set(scope)
         try:
-            return await super().wrap_run(ctx, handler=handler)
+            return await _stopping(scope, super().wrap_run(ctx, handler=handler))
         finally:
             _current.reset(token)
+
+    async def handle_deferred_tool_calls(
+        self, ctx: RunContext[Any], *, requests: DeferredToolRequests
+    ) -> DeferredToolResults | None:
+        """Calls waiting for approval or a result, answered with the decisions recorded
+        for them (deferred.py); the undecided ones are left, and stop the run."""
+        scope = _current.get()
+        if scope is None or self.in_durable_unit:
+            return None
+        return await deferred.answers(scope, requests)
+
+    async def durable_sleep(self, seconds: float) -> None:
+        """A wait of the agent graph (between polls of a model's background job), as a
+        step recording when it ends: a run resumed after a crash waits only for what is
+        left of it, and not at all for a wait it finished."""
+        scope = _current.get()
+        if scope is None or scope.run is None:
+            await asyncio.sleep(max(seconds, 0.0))
+            return
+        await _sleep(scope, scope.run, seconds)
 
     def tool(
         self,
@@ -217,6 +268,42 @@ class LivingAIDurability(BaseDurabilityCapability[Any]):
             self._reconcilers[name] = _as_tool_return(reconcile)
         settings = {"at_most_once": True, "retry_with_key": retry_with_key}
         return Tool(function, metadata={CONFIG_KEY: settings})
+
+    async def pending_approvals(self, execution_id: str) -> list[PendingApproval]:
+        """The deferred calls stopped run `execution_id` waits on, with the decisions
+        recorded so far (`kind`: "approval", or "external"/"question" for a result)."""
+        return await self.shell.decisions.pending(execution_id)
+
+    async def approve(self, execution_id: str, call_id: str | None = None) -> list[PendingApproval]:
+        """Approve call `call_id` (None: every call waiting for approval undecided) of the
+        stopped run, durably, from any process; `resume` goes on with it."""
+        return await self.shell.decisions.decide(execution_id, call_id, "approved")
+
+    async def reject(
+        self, execution_id: str, call_id: str | None = None, *, message: str | None = None
+    ) -> list[PendingApproval]:
+        """Reject call `call_id` (None: every call waiting undecided), durably: it never
+        runs, and the model is told `message` (None: Pydantic AI's default)."""
+        return await self.shell.decisions.decide(execution_id, call_id, "rejected", message=message)
+
+    async def answer(self, execution_id: str, call_id: str, result: Any) -> list[PendingApproval]:
+        """Give the result of call `call_id`, which the stopped run left to be made
+        elsewhere (CallDeferred, an external tool), durably: the model gets `result`
+        (JSON-compatible) as the call's return."""
+        return await self.shell.decisions.decide(
+            execution_id, call_id, "answered", result=plain(result)
+        )
+
+    async def resume(self, agent: Agent[Any, Any], execution_id: str, **run_kwargs: Any) -> Any:
+        """Go on with run `execution_id` with the prompt it was started with (`run` with
+        that prompt), as after decisions on the calls it stopped on."""
+        header = await self.shell.engine.load(f"{execution_id}/run")
+        if header is None:
+            raise ExecutionNotFoundError(
+                f"no run {execution_id!r} is recorded in {self.shell.engine.store!r} to resume"
+            )
+        prompt = await started_input(self.shell.engine, execution_id, None)
+        return await self.run(agent, prompt, execution_id=execution_id, **run_kwargs)
 
     async def run(
         self,
@@ -380,3 +467,26 @@ async def _tool(
         known=scope.known,
         fence=None if scope.run is None else scope.run.lease,
     )
+
+
+async def _sleep(scope: _AgentRun, run: Run, seconds: float) -> None:
+    """Wait at a step holding when the wait ends (wall-clock), made before it starts."""
+    node_id = scope.node_id("sleep")
+    recorded = scope.known.get(node_id)
+    if recorded is not None and recorded.status is Status.SUCCESS:
+        return
+    if recorded is not None and isinstance(recorded.input, dict) and "wake_at" in recorded.input:
+        node = recorded
+    else:
+        node = ExecutionNode(
+            id=node_id,
+            execution_id=scope.execution_id,
+            type=NodeType.MEMORY,
+            status=Status.RUNNING,
+            parent_id=f"{scope.execution_id}/run",
+            input={"seconds": seconds, "wake_at": time.time() + max(seconds, 0.0)},
+            metadata={"step": "durable_sleep", "kind": "sleep"},
+        )
+        await scope.shell.engine.save(node, durable=True, fence=run.lease)
+    await asyncio.sleep(max(float(node.input["wake_at"]) - time.time(), 0.0))
+    await scope.shell.engine.save(replace(node, status=Status.SUCCESS), fence=run.lease)
