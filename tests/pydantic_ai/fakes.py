@@ -42,3 +42,27 @@ def order_model(orders: list[str], log: Path | None = None) -> FunctionModel:
 
 def requests(log: Path) -> int:
     return len(log.read_text().splitlines()) if log.exists() else 0
+
+
+def travel_model(flights: list[str], log: Path) -> FunctionModel:
+    """Asks for `book` for each flight in one turn (call ids `c-<flight>`), then answers
+    with what each call returned (a booking, a denial, an answered result)."""
+
+    def answer(messages: list[ModelMessage], info: AgentInfo) -> ModelResponse:
+        with log.open("a") as out:
+            out.write("request\n")
+        done = returns(messages)
+        if not done:
+            calls: list[Any] = [
+                ToolCallPart("book", {"flight": f}, tool_call_id=f"c-{f}") for f in flights
+            ]
+            return ModelResponse(parts=calls)
+        return ModelResponse(
+            parts=[TextPart("done: " + "; ".join(done[f"c-{f}"] for f in flights))]
+        )
+
+    return FunctionModel(answer, model_name="scripted")
+
+
+def lines(path: Path) -> list[str]:
+    return path.read_text().splitlines() if path.exists() else []

@@ -67,6 +67,7 @@ from livingai.adapters.recordings import (
 from . import deferred
 
 T = TypeVar("T")
+wait = asyncio.sleep  # how a durable sleep waits (a test notes its waits here)
 ToolConfig = dict[str, Any]
 CONFIG_KEY = "livingai"  # the tool metadata key of per-tool settings
 
@@ -249,7 +250,7 @@ class LivingAIDurability(BaseDurabilityCapability[Any]):
         left of it, and not at all for a wait it finished."""
         scope = _current.get()
         if scope is None or scope.run is None:
-            await asyncio.sleep(max(seconds, 0.0))
+            await wait(max(seconds, 0.0))
             return
         await _sleep(scope, scope.run, seconds)
 
@@ -488,5 +489,5 @@ async def _sleep(scope: _AgentRun, run: Run, seconds: float) -> None:
             metadata={"step": "durable_sleep", "kind": "sleep"},
         )
         await scope.shell.engine.save(node, durable=True, fence=run.lease)
-    await asyncio.sleep(max(float(node.input["wake_at"]) - time.time(), 0.0))
+    await wait(max(float(node.input["wake_at"]) - time.time(), 0.0))
     await scope.shell.engine.save(replace(node, status=Status.SUCCESS), fence=run.lease)
