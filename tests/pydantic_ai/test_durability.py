@@ -101,11 +101,20 @@ async def test_the_operation_names_stored_are_pinned(tmp_path: Path) -> None:
             for n in await durability.shell.engine.list_nodes("names")
             if n.type is not NodeType.MEMORY
         ]
-        assert [(n.type, n.metadata.get("step")) for n in nodes] == [
+        assert [(n.type, n.metadata["operation"]) for n in nodes] == [
             (NodeType.PROMPT, "travel__model.request"),
             (NodeType.TOOL, "travel__function_toolset__<agent>.call_tool:book"),
             (NodeType.PROMPT, "travel__model.request"),
         ]
+        # what a person reads (livingai show, the web UI): the tool, the model, the agent
+        assert [(n.metadata["step"], n.metadata["agent"]) for n in nodes] == [
+            ("model test", "travel"),
+            ("book", "travel"),
+            ("model test", "travel"),
+        ]
+        first, second = nodes[0].input["request"], nodes[2].input["request"]
+        assert first["parts"][0]["content"] == "book a flight"  # what the model was asked
+        assert second["parts"][0]["part_kind"] == "tool-return"  # only what is new
         assert len(booked) == 1
     finally:
         await durability.shell.aclose()

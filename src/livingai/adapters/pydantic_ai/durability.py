@@ -36,6 +36,7 @@ from pydantic_ai.durable_exec import (
     ToolsetCallToolId,
 )
 from pydantic_ai.exceptions import UserError
+from pydantic_ai.messages import ModelMessagesTypeAdapter
 
 from livingai import (
     NOT_DONE,
@@ -379,7 +380,7 @@ class _Backend(JournalCallableOperationBackend[ToolConfig]):
         if scope is None:
             return await body()
         if isinstance(operation_id, ModelRequestId):
-            return await _model(scope, name, body, cache_key)
+            return await _model(scope, operation_id.model_name, name, body, cache_key)
         if isinstance(operation_id, ToolsetCallToolId):
             return await _tool(self.durability, scope, name, body, cache_key, config)
         return await body()
@@ -387,11 +388,12 @@ class _Backend(JournalCallableOperationBackend[ToolConfig]):
 
 async def _model(
     scope: _AgentRun,
+    model_name: str,
     name: str,
     body: Callable[[], Awaitable[object]],
     cache_key: tuple[object, ...],
 ) -> object:
-    ctx = cache_key[4]
+    messages, ctx = cache_key[1], cache_key[4]
     node_id = scope.node_id("model", getattr(ctx, "run_step", 0))
     recorded = scope.known.get(node_id)
     if recorded is not None and recorded.status is Status.SUCCESS:
@@ -403,8 +405,8 @@ async def _model(
         execution_id=scope.execution_id,
         type=NodeType.PROMPT,
         parent_id=f"{scope.execution_id}/run",
-        input={"model": str(cache_key[0])},
-        metadata={"step": name},
+        input={"model": model_name, "request": _newest(messages)},
+        metadata={"step": f"model {model_name}", "operation": name, "agent": scope.agent_name},
     )
     return await model_call(
         scope.shell.runtime,
@@ -417,6 +419,14 @@ async def _model(
         fence=scope.run.lease,
         known=scope.known,
     )
+
+
+def _newest(messages: object) -> Any:
+    """The request a model request adds to the conversation (its newest message), as
+    JSON: what the model was asked this time, without the history every node repeats."""
+    if not isinstance(messages, list) or not messages:
+        return None
+    return ModelMessagesTypeAdapter.dump_python(messages[-1:], mode="json")[0]
 
 
 def _usage(payload: object) -> ModelUsage:
@@ -447,16 +457,16 @@ async def _tool(
 
     given = {"arguments": plain(arguments)}
     fn: Callable[..., Any] = call
-    metadata: dict[str, Any] = {"tool": tool_name}
+    metadata: dict[str, Any] = {"tool": tool_name, "operation": name, "agent": scope.agent_name}
     if scope.replay_of is not None:
         recordings = scope.shell.recordings
-        recorded = await recordings.find(scope.replay_of, scope.execution_id, name, given)
+        recorded = await recordings.find(scope.replay_of, scope.execution_id, tool_name, given)
         metadata.update(mocked=True, replayed_from=recorded.id, replay_of=scope.replay_of)
         fn = serving(recorded, scope.replay_of)
     return await scope.shell.runtime.call_tool(
         scope.execution_id,
         node_id,
-        name,
+        tool_name,
         fn,
         (),
         given,
