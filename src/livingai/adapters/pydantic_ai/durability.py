@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal, TypeVar
 
 from pydantic_ai import Agent, DeferredToolRequests, DeferredToolResults, RunContext, Tool
-from pydantic_ai.agent import AgentRunResult
+from pydantic_ai.agent import AgentRunResult, EventStreamHandler
 from pydantic_ai.capabilities import WrapRunHandler
 from pydantic_ai.durable_exec import (
     JSON_CODEC,
@@ -205,9 +205,16 @@ class LivingAIDurability(BaseDurabilityCapability[Any]):
     )
 
     def __init__(
-        self, source: Runtime | CheckpointEngine, *, prices: PriceTable | None = None
+        self,
+        source: Runtime | CheckpointEngine,
+        *,
+        prices: PriceTable | None = None,
+        event_stream_handler: EventStreamHandler[Any] | None = None,
     ) -> None:
-        super().__init__()
+        """`event_stream_handler`: the agent's events in a durable run, as Pydantic AI's
+        engines take it (agent.run's own works as well); a resumed run delivers the
+        events of what it serves from the log again, except a served model request's."""
+        super().__init__(event_stream_handler=event_stream_handler)
         self.shell = _Shell(source, prices=prices)
         self._reconcilers: dict[str, Callable[[StepContext], Any]] = {}
 
