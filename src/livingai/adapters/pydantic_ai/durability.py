@@ -109,14 +109,12 @@ class _Shell(FrameworkAdapter):
         self._places: weakref.WeakKeyDictionary[Run, int] = weakref.WeakKeyDictionary()
         self.decisions = Decisions(self.runtime, "pai")  # deferred tool calls (deferred.py)
 
-    async def run(
-        self,
-        agent: Agent[Any, Any],
-        prompt: str,
-        execution_id: str,
-        replay_of: str | None,
-        run_kwargs: dict[str, Any],
-    ) -> Any:
+    def register(
+        self, agent: Agent[Any, Any], replay_of: str | None, run_kwargs: dict[str, Any]
+    ) -> Callable[..., Awaitable[Any]]:
+        """The durable agent function that runs `agent` (registered with the runtime
+        under `pydantic_ai:<agent name>`, so recover_pending() resumes its runs)."""
+
         async def durable(run: Run, prompt: str) -> Any:
             mine = self._for(run.runtime)
             scope = await _open(mine, run, run.execution_id)
@@ -132,9 +130,18 @@ class _Shell(FrameworkAdapter):
             return plain(result.output)
 
         durable.__name__ = durable.__qualname__ = f"pydantic_ai:{agent.name}"
-        ran, result = await self._durably(
-            self.runtime.agent(durable), prompt, execution_id, stopped=NeedsHumanError
-        )
+        return self.runtime.agent(durable)
+
+    async def run(
+        self,
+        agent: Agent[Any, Any],
+        prompt: str,
+        execution_id: str,
+        replay_of: str | None,
+        run_kwargs: dict[str, Any],
+    ) -> Any:
+        durable = self.register(agent, replay_of, run_kwargs)
+        ran, result = await self._durably(durable, prompt, execution_id, stopped=NeedsHumanError)
         if ran:
             return result
         # Finished before: the same run once more, every call served from its log.
@@ -277,6 +284,13 @@ class LivingAIDurability(BaseDurabilityCapability[Any]):
             self._reconcilers[name] = _as_tool_return(reconcile)
         settings = {"at_most_once": True, "retry_with_key": retry_with_key}
         return Tool(function, metadata={CONFIG_KEY: settings})
+
+    def register(self, agent: Agent[Any, Any], **run_kwargs: Any) -> Callable[..., Awaitable[Any]]:
+        """The durable agent function that runs `agent` with `run_kwargs`, registered
+        with the runtime as `pydantic_ai:<agent name>` (`run` registers it too): what a
+        process that did not start a run needs for `runtime.recover_pending()`, and what
+        `livingai recover --agent module:attribute` takes."""
+        return self.shell.register(agent, None, run_kwargs)
 
     async def pending_approvals(self, execution_id: str) -> list[PendingApproval]:
         """The deferred calls stopped run `execution_id` waits on, with the decisions
