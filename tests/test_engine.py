@@ -439,3 +439,29 @@ async def test_a_load_that_raced_a_save_does_not_keep_serving_the_older_version(
         now = await engine.load("e/1")
         assert now is not None
         assert (now.node.status, now.node.output) == (Status.SUCCESS, "done")
+
+
+async def test_a_save_that_does_not_wait_returns_at_once_and_still_commits() -> None:
+    """wait=False: False while the store holds the commit up, the write committed in
+    queue order once it answers, counted as any save; the record visible meanwhile."""
+    store = FaultyStore(MemoryStore(), gated=True, poison=frozenset({"bad"}))
+    async with CheckpointEngine(store) as engine:
+        node = step(output={"answer": 42})
+        assert await engine.save(node, wait=False) is False  # the store has not answered
+        loaded = await engine.load(node.id)
+        assert loaded is not None  # read-your-writes while it is queued
+        assert loaded.node.output == {"answer": 42}
+        with pytest.raises(ConfigError, match="durable save waits"):
+            await engine.save(step(), durable=True, wait=False)
+        later = step()
+        saving = asyncio.create_task(engine.save(later, durable=True))
+        store.gate.set()
+        await saving  # the later durable save commits after the one not waited for
+        assert [r.node_id for r in await store.inner.list_nodes("run")] == [node.id, later.id]
+        stats = engine.stats()
+        assert (stats.saves, stats.in_budget + stats.late) == (2, 2)
+        # a rejected one is counted and logged, and the next flush raises
+        await engine.save(step(id="bad"), wait=False)
+        with pytest.raises(StoreError):
+            await engine.flush()
+        assert engine.stats().rejected == 1

@@ -285,6 +285,7 @@ class CheckpointEngine(Closable):
         *,
         durable: bool = False,
         fence: Lease | None = None,
+        wait: bool = True,
     ) -> bool:
         """Checkpoint `node` (and `state`, if given). True when committed within the budget;
         False when still queued: it commits later and is never dropped. With `durable`,
@@ -292,7 +293,11 @@ class CheckpointEngine(Closable):
         for what must be on disk before the agent goes on, such as a tool's intent.
         With `fence`, a lease on the node's execution, the store takes the write only while
         that lease is still held (FencedError otherwise): a worker whose execution was
-        taken over cannot write to it any more.
+        taken over cannot write to it any more. With `wait=False`, the save is queued and
+        returns False at once; it commits in queue order as every write does (before any
+        later save returns True): for a record a crash may lose because it is made again
+        anyway (a model response: the model is asked again on resume). It is never
+        dropped otherwise, and a failure is counted and logged as a late write's is.
 
         Raises InvalidNodeError (nothing stored) for a node no store could keep or one
         over the store's limits; RecordRejectedError when the store refused it for good
@@ -302,6 +307,8 @@ class CheckpointEngine(Closable):
         start = time.perf_counter()
         deadline = start + self.overhead_budget_ms / 1000.0
         loop = self._enter()
+        if durable and not wait:
+            raise ConfigError(f"node {node.id}: a durable save waits for its commit (wait=False)")
         if fence is not None and fence.execution_id != node.execution_id:
             raise InvalidNodeError(
                 f"node {node.id} is of execution {node.execution_id!r}; its fence is a lease "
@@ -325,7 +332,7 @@ class CheckpointEngine(Closable):
                 self._check_limits(record, 0)
                 previous = self._hot.get(record.node_id)
                 cached_state = None if previous is None else previous.state
-        ack: asyncio.Future[bool] = loop.create_future()
+        ack: asyncio.Future[bool] | None = loop.create_future() if wait else None
         write = Write(record, state, ack, None if fence is None else fence.token)
         if self._queue.bytes + write.size > self.max_backlog_bytes:
             await self._wait_for_room(write, deadline)
@@ -347,6 +354,9 @@ class CheckpointEngine(Closable):
             if self._encoder is None:
                 self._encoder = _Encoder(self.codec, self._encoded_elsewhere)
             self._encoder.submit(write)
+        if ack is None:
+            self._save_ms.record((time.perf_counter() - start) * 1000.0)
+            return False
         remaining = max(0.0, deadline - time.perf_counter())
         timer = loop.call_at(loop.time() + remaining, _expire, write, durable)
         try:

@@ -159,8 +159,9 @@ async def model_call(
     """`await call()` as a step at `node.id` (its input, parent and metadata as given):
     when a successful call is recorded there, `decode(recorded output)` without calling;
     otherwise the call is made and recorded (`encode(response)` as JSON, usage, cost,
-    latency; a failure with its error), fenced with the run's lease when given. At least
-    once, like a step: a crash before the record lands makes it again. `known`: the
+    latency; a failure with its error), fenced with the run's lease when given, without
+    waiting for the record's commit. At least once, like a step: a crash before the
+    record lands makes it again. `known`: the
     execution's nodes as read under the run's lease, looked in instead of the store (a
     fresh run's calls then cost no read)."""
     if known is not None:
@@ -179,7 +180,9 @@ async def model_call(
         await runtime.engine.save(node, fence=fence)
         raise
     model_done(node, encode(response), usage(response), prices, started)
-    await runtime.engine.save(node, fence=fence)
+    # Not waited for: a crash before it commits asks the model again (at least once, as
+    # for any step), and whatever the agent does next with the response is saved after it.
+    await runtime.engine.save(node, fence=fence, wait=False)
     return response
 
 
