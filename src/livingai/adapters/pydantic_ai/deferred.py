@@ -23,10 +23,10 @@ from pydantic_ai.messages import ToolCallPart
 from livingai import NeedsHumanError
 
 if TYPE_CHECKING:
-    from .durability import _AgentRun
+    from .durability import AgentRun
 
 
-async def answers(scope: _AgentRun, requests: DeferredToolRequests) -> DeferredToolResults | None:
+async def answers(scope: AgentRun, requests: DeferredToolRequests) -> DeferredToolResults | None:
     """The recorded decisions on `requests`' calls (None: none is decided); the calls
     with none are noted on `scope`, where a stop finds them."""
     decisions = scope.shell.decisions
@@ -55,7 +55,7 @@ async def answers(scope: _AgentRun, requests: DeferredToolRequests) -> DeferredT
     return results
 
 
-async def stop(scope: _AgentRun, requests: DeferredToolRequests | None = None) -> NeedsHumanError:
+async def stop(scope: AgentRun, requests: DeferredToolRequests | None = None) -> NeedsHumanError:
     """Store the run's stop on the calls it waits on (`requests`, the run's output, or
     those `answers` noted), and mark the run as waiting for a human; raise the result."""
     assert scope.run is not None

@@ -74,10 +74,10 @@ CONFIG_KEY = "livingai"  # the tool metadata key of per-tool settings
 
 
 @dataclass
-class _AgentRun:
+class AgentRun:
     """One agent.run inside a livingai run: where its calls are recorded."""
 
-    shell: _Shell
+    shell: Shell
     run: Run | None  # None: a finished execution read back from its log
     execution_id: str
     place: int  # which agent run of the execution this is
@@ -93,10 +93,10 @@ class _AgentRun:
         return f"{stem}:{self.calls[stem]}"
 
 
-_current: ContextVar[_AgentRun | None] = ContextVar("livingai_pydantic_ai", default=None)
+_current: ContextVar[AgentRun | None] = ContextVar("livingai_pydantic_ai", default=None)
 
 
-class _Shell(FrameworkAdapter):
+class Shell(FrameworkAdapter):
     """The adapter shell LivingAIDurability records through (runtime, prices, the
     result hand-back; see FrameworkAdapter)."""
 
@@ -150,7 +150,7 @@ class _Shell(FrameworkAdapter):
         scope.replay_of = replay_of
         return await _agent_run(agent, begun, run_kwargs, scope)
 
-    async def inside(self, run: Run) -> _AgentRun:
+    async def inside(self, run: Run) -> AgentRun:
         """The next agent run inside durable run `run` (an agent function of the user's
         calling agent.run): numbered from 1 in the order the function starts them, which
         a resumed run repeats."""
@@ -159,14 +159,14 @@ class _Shell(FrameworkAdapter):
         return await _open(self._for(run.runtime), run, run.execution_id, place)
 
 
-async def _open(shell: _Shell, run: Run | None, execution_id: str, place: int = 1) -> _AgentRun:
+async def _open(shell: Shell, run: Run | None, execution_id: str, place: int = 1) -> AgentRun:
     """Agent run `place` of `execution_id`, its nodes as recorded so far."""
     known = {node.id: node for node in await shell.engine.list_nodes(execution_id)}
-    return _AgentRun(shell, run, execution_id, place, known)
+    return AgentRun(shell, run, execution_id, place, known)
 
 
 async def _agent_run(
-    agent: Agent[Any, Any], prompt: str, run_kwargs: dict[str, Any], scope: _AgentRun
+    agent: Agent[Any, Any], prompt: str, run_kwargs: dict[str, Any], scope: AgentRun
 ) -> Any:
     scope.agent_name = agent.name
     token = _current.set(scope)
@@ -176,7 +176,7 @@ async def _agent_run(
         _current.reset(token)
 
 
-async def _stopping(scope: _AgentRun, running: Awaitable[T]) -> T:
+async def _stopping(scope: AgentRun, running: Awaitable[T]) -> T:
     """`running`, an agent run; one that stopped on deferred calls nobody decided, in an
     agent whose output type cannot hold them (Pydantic AI then raises UserError), stops
     the durable run for a human instead."""
@@ -222,7 +222,7 @@ class LivingAIDurability(BaseDurabilityCapability[Any]):
         engines take it (agent.run's own works as well); a resumed run delivers the
         events of what it serves from the log again, except a served model request's."""
         super().__init__(event_stream_handler=event_stream_handler)
-        self.shell = _Shell(source, prices=prices)
+        self.shell = Shell(source, prices=prices)
         self._reconcilers: dict[str, Callable[[StepContext], Any]] = {}
 
     @property
@@ -408,7 +408,7 @@ class _Backend(JournalCallableOperationBackend[ToolConfig]):
 
 
 async def _model(
-    scope: _AgentRun,
+    scope: AgentRun,
     model_name: str,
     name: str,
     body: Callable[[], Awaitable[object]],
@@ -464,7 +464,7 @@ def _usage(payload: object) -> ModelUsage:
 
 async def _tool(
     durability: LivingAIDurability,
-    scope: _AgentRun,
+    scope: AgentRun,
     name: str,
     body: Callable[[], Awaitable[object]],
     cache_key: tuple[object, ...],
@@ -501,7 +501,7 @@ async def _tool(
     )
 
 
-async def _sleep(scope: _AgentRun, run: Run, seconds: float) -> None:
+async def _sleep(scope: AgentRun, run: Run, seconds: float) -> None:
     """Wait at a step holding when the wait ends (wall-clock), made before it starts."""
     node_id = scope.node_id("sleep")
     recorded = scope.known.get(node_id)
