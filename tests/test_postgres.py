@@ -32,6 +32,7 @@ from livingai import (
     InvalidNodeError,
     NodeRecord,
     NodeType,
+    PageQuery,
     PostgresStore,
     RecordRejectedError,
     RecoveryEngine,
@@ -41,6 +42,7 @@ from livingai import (
 )
 from livingai._stores.postgres_sql import SCHEMA_VERSION, mask_dsn, quote_ident, scrub, statements
 from livingai.testing import assert_same, make_record
+from livingai.testing.index_checks import run_record, scanned, step_record, walk
 from tests.faults import FaultyStore
 from tests.postgres_support import PrivateCluster, drop_schema
 from tests.services import (
@@ -682,3 +684,52 @@ async def test_a_corrupt_row_is_named_listed_as_failed_and_the_plan_goes_on(
         assert [n.id for n in plan.skipped_nodes] == [bent.id]
         assert any("resuming from an earlier checkpoint" in w for w in plan.warnings)
         assert any(bent.id in w for w in plan.warnings)
+
+
+async def test_runs_stored_before_the_index_are_found_after_the_upgrade(shared: str) -> None:
+    """Migration 5 adds the index; the backfill fills it a chunk a statement (2,500
+    executions), and one stopped half-way is finished by the next connection."""
+    q = statements(shared)
+    records = []
+    for n in range(2500):
+        status = Status.RUNNING if n % 3 == 0 else Status.SUCCESS
+        records += [run_record(f"old-{n:04}", status, agent=f"agent-{n % 2}")]
+        records += [step_record(f"old-{n:04}", "step")]
+    records.append(step_record("thread", "checkpoint"))
+    names = [field.name for field in dataclasses.fields(NodeRecord)]
+    columns = ", ".join(names)
+    values = ", ".join("%s::jsonb" if name == "body" else "%s" for name in names)
+    with psycopg.connect(POSTGRES_DSN, autocommit=True) as conn:  # as livingai made it (4)
+        conn.execute(q.create_schema)
+        conn.execute(q.create_version_table)
+        for script in q.migrations[:4]:
+            conn.execute(script)
+        with conn.cursor() as cursor:
+            cursor.executemany(
+                f"INSERT INTO {quote_ident(shared)}.nodes ({columns}) VALUES ({values})",
+                [record.as_row() for record in records],
+            )
+        conn.execute(
+            f"INSERT INTO {quote_ident(shared)}.executions (execution_id, first_seq) "
+            f"SELECT execution_id, min(seq) FROM {quote_ident(shared)}.nodes GROUP BY 1"
+        )
+        conn.execute(q.migrations[4])  # an upgrade stopped after one chunk
+        conn.execute(q.backfill)
+        conn.execute(q.write_version, (SCHEMA_VERSION,))
+        row = conn.execute(
+            f"SELECT count(*) FROM {quote_ident(shared)}.executions WHERE started_at IS NULL"
+        ).fetchone()
+        assert row == (1501,)
+    store = PostgresStore(POSTGRES_DSN, schema=shared)
+    try:
+        assert [e.execution_id for e in await store.open_runs()] == [
+            f"old-{n:04}" for n in range(0, 2500, 3)
+        ]
+        page = await store.list_page(PageQuery(limit=2, agent="agent-1", status="SUCCESS"))
+        assert [e.execution_id for e in page.entries] == ["old-2497", "old-2495"]
+        listed = await walk(store, PageQuery(limit=1000))
+        assert sorted(listed, key=lambda e: e.key) == sorted(
+            await scanned(store), key=lambda e: e.key
+        )
+    finally:
+        await store.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import sqlite3
@@ -18,8 +19,11 @@ from livingai import (
     CheckpointCorruptError,
     CheckpointEngine,
     Codec,
+    ExecutionEntry,
     ExecutionNode,
+    NodeRecord,
     NodeType,
+    PageQuery,
     RecordRejectedError,
     RecoveryEngine,
     SQLiteStore,
@@ -29,6 +33,7 @@ from livingai import (
 )
 from livingai._stores.sqlite_sql import SCHEMA_VERSION
 from livingai.testing import make_record
+from livingai.testing.index_checks import T0, run_record, scanned, step_record, walk
 from tests.faults import FaultyStore
 from tests.services import run_processes, skip_or_fail
 
@@ -213,3 +218,67 @@ async def test_a_corrupt_row_is_named_listed_as_failed_and_the_plan_goes_on(
         assert plan.resume_node_id == nodes[0].id  # the checkpoints after it are unreadable
         assert plan.state == nodes[0].id.encode()
         assert len(plan.warnings) == 2
+
+
+def _old_file(path: Path, runs: int) -> None:
+    """A file as livingai made it before the executions' index (schema 4): `runs` runs,
+    every third unfinished, and one execution that is not a run."""
+    from livingai._stores import sqlite_sql
+
+    records = []
+    for n in range(runs):
+        status = Status.RUNNING if n % 3 == 0 else Status.SUCCESS
+        records.append(run_record(f"old-{n:04}", status, agent=f"agent-{n % 2}"))
+        records.append(step_record(f"old-{n:04}", "step"))
+    records.append(step_record("thread", "checkpoint"))
+    with closing(sqlite3.connect(path)) as conn:
+        for migration in sqlite_sql.MIGRATIONS[:4]:
+            conn.executescript(migration)
+        names = [field.name for field in dataclasses.fields(NodeRecord)]
+        columns, marks = ", ".join(names), ", ".join("?" * len(names))
+        conn.executemany(
+            f"INSERT INTO nodes ({columns}) VALUES ({marks})", [r.as_row() for r in records]
+        )
+        executions = list(dict.fromkeys(r.execution_id for r in records))
+        conn.executemany(
+            "INSERT INTO executions (execution_id) VALUES (?)", [(x,) for x in executions]
+        )
+        conn.execute("PRAGMA user_version = 4")
+        conn.commit()
+
+
+async def test_runs_stored_before_the_index_are_found_after_the_upgrade(tmp_path: Path) -> None:
+    """Migration 5 adds the index; the backfill fills it a chunk a transaction (2,500
+    executions: three chunks), and one stopped half-way is finished by the next open."""
+    from livingai._stores import sqlite_sql
+
+    path = tmp_path / "old.db"
+    _old_file(path, 2500)
+    with closing(sqlite3.connect(path)) as conn:  # an upgrade stopped after one chunk
+        for migration in sqlite_sql.MIGRATIONS[4:]:
+            conn.executescript(migration)
+        conn.execute(sqlite_sql.BACKFILL)
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.commit()
+        (left,) = conn.execute(
+            "SELECT count(*) FROM executions WHERE started_at IS NULL"
+        ).fetchone()
+        assert left == 2501 - sqlite_sql.BACKFILL_CHUNK
+    store = SQLiteStore(path)
+    try:
+        opened = [e.execution_id for e in await store.open_runs()]
+        assert opened == [f"old-{n:04}" for n in range(0, 2500, 3)]
+        page = await store.list_page(PageQuery(limit=2, agent="agent-1", status="SUCCESS"))
+        assert [e.execution_id for e in page.entries] == ["old-2497", "old-2495"]  # 2499: RUNNING
+        listed = await walk(store, PageQuery(limit=1000))  # three pages
+        assert sorted(listed, key=lambda e: e.key) == sorted(
+            await scanned(store), key=lambda e: e.key
+        )
+        assert ExecutionEntry("thread", T0.isoformat()) in listed  # not a run: no status
+    finally:
+        await store.close()
+    with closing(sqlite3.connect(path)) as conn:
+        (left,) = conn.execute(
+            "SELECT count(*) FROM executions WHERE started_at IS NULL"
+        ).fetchone()
+        assert left == 0

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from livingai import CheckpointStore, ConfigError, LeaseStore, RetentionStore, UsageStore
+from livingai import (
+    CheckpointStore,
+    ConfigError,
+    IndexStore,
+    LeaseStore,
+    RetentionStore,
+    UsageStore,
+)
 from livingai.testing import (
     CONFORMANCE_TESTS,
     LEASE_TESTS,
@@ -16,6 +23,7 @@ from livingai.testing import (
     UsageCheck,
     make_record,
 )
+from livingai.testing.index_checks import INDEX_TESTS, IndexCheck
 
 
 @pytest.mark.parametrize("check", CONFORMANCE_TESTS, ids=lambda check: check.__name__)
@@ -51,3 +59,9 @@ async def test_retention_refuses_arguments_it_would_misread(store: CheckpointSto
             await store.drop_checkpoints("e", keep)  # type: ignore[arg-type]
     assert await store.list_executions() == ["e"]
     assert await store.latest_checkpoint("e") is not None
+
+
+@pytest.mark.parametrize("check", INDEX_TESTS, ids=lambda check: check.__name__)
+async def test_store_indexes_its_executions(check: IndexCheck, store: CheckpointStore) -> None:
+    assert isinstance(store, IndexStore)  # every store of ours keeps the index
+    await check(store)

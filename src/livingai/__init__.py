@@ -38,6 +38,7 @@ from ._core.errors import (
     StoreUnusableError,
     WrongLoopError,
 )
+from ._core.listing import ExecutionEntry, ExecutionPage, PageQuery
 from ._core.model import (
     ErrorInfo,
     ExecutionNode,
@@ -47,6 +48,7 @@ from ._core.model import (
 )
 from ._core.store import (
     CheckpointStore,
+    IndexStore,
     Lease,
     LeaseStore,
     RetentionStore,
@@ -102,12 +104,15 @@ __all__ = [
     "EngineStats",
     "ErrorInfo",
     "ExecutionDiff",
+    "ExecutionEntry",
     "ExecutionNode",
     "ExecutionNotFoundError",
+    "ExecutionPage",
     "ExecutionSummary",
     "FencedError",
     "GcReport",
     "InDoubtError",
+    "IndexStore",
     "InvalidNodeError",
     "Lease",
     "LeaseHeldError",
@@ -121,6 +126,7 @@ __all__ = [
     "NodeType",
     "NondeterminismError",
     "NotInStepError",
+    "PageQuery",
     "PendingRun",
     "PostgresStore",
     "Price",

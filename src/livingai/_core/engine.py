@@ -41,12 +41,14 @@ from .errors import (
 )
 from .histogram import Histogram
 from .lifecycle import Closable
-from .model import ExecutionNode, NodeRecord, corrupt_node
+from .listing import OPEN, ExecutionEntry, ExecutionPage, is_run_record, page_query
+from .model import ExecutionNode, NodeRecord, Status, corrupt_node
 from .retention import check_keep, execution_ids_to_delete, node_ids_to_delete
 from .shutdown import handle_sigterm
 from .store import (
     CheckpointStore,
     Fences,
+    IndexStore,
     Lease,
     LeaseStore,
     RetentionStore,
@@ -687,6 +689,60 @@ class CheckpointEngine(Closable):
         stored = await self.store.list_executions()
         queued = (w.record.execution_id for w in list(self._queue.pending))
         return list(dict.fromkeys([*stored, *queued]))
+
+    async def open_runs(self) -> list[ExecutionEntry]:
+        """The entries of the executions whose run record is unfinished (PENDING or
+        RUNNING), oldest first, queued saves included: from the store's index when it is
+        an IndexStore (the cost of what it returns), else from every execution's log."""
+        self._enter()
+        if isinstance(self.store, IndexStore):
+            stored = await self.store.open_runs()
+        else:
+            stored = []
+            for execution_id in await self.store.list_executions():
+                versions = await self.store.list_versions(execution_id)
+                entry = ExecutionEntry.of(execution_id, versions)
+                if entry is not None and entry.status in OPEN:
+                    stored.append(entry)
+        found = {entry.execution_id: entry for entry in stored}
+        for write in list(self._queue.pending):  # newer than anything stored
+            record = write.record
+            if is_run_record(record):
+                entry = found.get(record.execution_id)
+                if entry is None:
+                    entry = ExecutionEntry(record.execution_id, record.created_at)
+                found[record.execution_id] = entry.updated(record)
+        opened = [entry for entry in found.values() if entry.status in OPEN]
+        return sorted(opened, key=lambda entry: entry.key)
+
+    async def list_page(
+        self,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        status: Status | str | None = None,
+        agent: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> ExecutionPage:
+        """A page of executions, newest first (ExecutionEntry: when each started, its
+        run's agent and status): `limit` (1-1000) after `cursor` (a page's `cursor`; None:
+        from the newest), of runs with this status and agent, started in [since, until)
+        (naive: UTC). From the store's index when it is an IndexStore; else worked out
+        from every execution's log. Committed executions only: a save still queued shows
+        once it commits."""
+        self._enter()
+        query = page_query(
+            limit=limit, cursor=cursor, status=status, agent=agent, since=since, until=until
+        )
+        if isinstance(self.store, IndexStore):
+            return await self.store.list_page(query)
+        entries = []
+        for execution_id in await self.store.list_executions():
+            entry = ExecutionEntry.of(execution_id, await self.store.list_versions(execution_id))
+            if entry is not None:
+                entries.append(entry)
+        return ExecutionPage.of(entries, query)
 
     async def history(self, node_id: str) -> list[ExecutionNode]:
         """Every committed version of a node, oldest first."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from .listing import ExecutionEntry, ExecutionPage, PageQuery
 from .model import NodeRecord
 from .usage import UsageBy, UsageRow
 
@@ -178,3 +179,21 @@ class RetentionStore(CheckpointStore, Protocol):
         every read agrees: latest_checkpoint is the newest version left with a blob (or
         None), and an execution left without a version leaves list_executions (its lease
         stays: the run may still hold it)."""
+
+
+@runtime_checkable
+class IndexStore(CheckpointStore, Protocol):
+    """A store that indexes its executions (ExecutionEntry: when each started, and its
+    run record's agent and status) in the same atomic write that stores their versions,
+    so that recovery and listing cost what they return, not what was ever run. Every
+    store here is one. A store of your own that is not still works: the engine then
+    works the answers out from every execution's log (the old cost)."""
+
+    async def open_runs(self) -> list[ExecutionEntry]:
+        """The entries of the executions whose run record's newest version is PENDING or
+        RUNNING, oldest first (by started_at, then id)."""
+
+    async def list_page(self, query: PageQuery) -> ExecutionPage:
+        """The page `query` asks for: executions newest first (by started_at, then id),
+        after its cursor, filtered by status and agent (a run record's) and by
+        started_at; `query.limit` of them at most."""

@@ -11,6 +11,7 @@ from datetime import datetime
 
 from .._core.leases import fenced, next_lease, still_held
 from .._core.lifecycle import Closable
+from .._core.listing import OPEN, ExecutionEntry, ExecutionPage, PageQuery
 from .._core.model import NodeRecord
 from .._core.retention import check_keep, execution_ids_to_delete, node_ids_to_delete
 from .._core.store import Fences, Lease, StoreLimits
@@ -31,6 +32,7 @@ class MemoryStore(Closable):
         self._execution_nodes: dict[str, dict[str, str]] = {}  # node id -> its latest
         # version id in the execution; first-seen order
         self._checkpoints: dict[str, str] = {}  # execution id -> latest checkpointed version
+        self._entries: dict[str, ExecutionEntry] = {}  # the index: execution id -> entry
         self._leases: dict[str, Lease] = {}  # kept when released: tokens never repeat
         self._lock = asyncio.Lock()
         self._closed = False
@@ -55,6 +57,10 @@ class MemoryStore(Closable):
                 self._execution_nodes.setdefault(record.execution_id, {})[record.node_id] = vid
                 if record.checkpoint is not None:
                     self._checkpoints[record.execution_id] = vid
+                entry = self._entries.get(record.execution_id)
+                if entry is None:
+                    entry = ExecutionEntry(record.execution_id, record.created_at)
+                self._entries[record.execution_id] = entry.updated(record)
 
     async def read(self, node_id: str) -> NodeRecord | None:
         self._check_open()
@@ -82,6 +88,15 @@ class MemoryStore(Closable):
         self._check_open()
         return [self._records[v] for v in self._node_versions.get(node_id, [])]
 
+    async def open_runs(self) -> list[ExecutionEntry]:
+        self._check_open()
+        opened = [e for e in self._entries.values() if e.status in OPEN]
+        return sorted(opened, key=lambda e: e.key)
+
+    async def list_page(self, query: PageQuery) -> ExecutionPage:
+        self._check_open()
+        return ExecutionPage.of(self._entries.values(), query)
+
     # -- retention ----------------------------------------------------------------------
 
     async def delete_executions(self, execution_ids: Sequence[str]) -> int:
@@ -101,6 +116,7 @@ class MemoryStore(Closable):
                     del self._records[vid]
                 self._checkpoints.pop(execution_id, None)
                 self._leases.pop(execution_id, None)
+                self._entries.pop(execution_id, None)
                 deleted += len(gone)
         return deleted
 
@@ -134,9 +150,13 @@ class MemoryStore(Closable):
                 del self._records[vid]
             if left:
                 self._execution_versions[execution_id] = left
+                entry = ExecutionEntry.of(execution_id, [self._records[v] for v in left])
+                assert entry is not None
+                self._entries[execution_id] = entry  # what is left says what it is now
             else:  # nothing of it is left: it leaves the list of executions (not its lease)
                 del self._execution_versions[execution_id]
                 del self._execution_nodes[execution_id]
+                del self._entries[execution_id]
         return len(gone)
 
     async def drop_checkpoints(self, execution_id: str, keep: int) -> int:

@@ -39,6 +39,7 @@ from .._core.errors import (
 from .._core.extras import require
 from .._core.leases import fenced, held
 from .._core.lifecycle import Closable
+from .._core.listing import ExecutionEntry, ExecutionPage, PageQuery
 from .._core.model import NodeRecord
 from .._core.retention import check_keep, execution_ids_to_delete, node_ids_to_delete
 from .._core.store import Fences, Lease, StoreLimits
@@ -291,8 +292,10 @@ class PostgresStore(Closable):
 
     async def _migrate(self, conn: Connection) -> None:
         """Bring the schema to SCHEMA_VERSION in one transaction, under an advisory lock
-        so that processes starting together take turns; a newer schema is left alone."""
+        so that processes starting together take turns; a newer schema is left alone.
+        Then fill the index of executions stored before it (`_backfill`)."""
         if await self._version(conn) == sql.SCHEMA_VERSION:  # the usual case: no lock
+            await self._backfill(conn)
             return
         key = (sql.LOCK_CLASS, self.schema)
         try:
@@ -313,6 +316,23 @@ class PostgresStore(Closable):
             raise
         if migrated:
             logger.info("%r: schema migrated to version %d", self, sql.SCHEMA_VERSION)
+        await self._backfill(conn)
+
+    async def _backfill(self, conn: Connection) -> None:
+        """Index the executions stored before the index (migration 5), a chunk a
+        statement (each its own transaction, so writers wait at most one chunk); what is
+        filled stays filled, so one stopped half-way is finished by the next connection.
+        Costs one indexed probe when there is nothing to do."""
+        if not await _scalar(conn, self._sql.unindexed):
+            return
+        filled = 0
+        while True:
+            async with conn.transaction():
+                cursor = await conn.execute(self._sql.backfill)
+            if cursor.rowcount <= 0:
+                break
+            filled += cursor.rowcount
+        logger.info("%r: indexed %d executions stored before the index", self, filled)
 
     async def _migrate_locked(self, conn: Connection) -> bool:
         """The migration, under the lock; False when another process has just done it."""
@@ -403,7 +423,15 @@ class PostgresStore(Closable):
         ids = node_ids_to_delete(execution_id, node_ids)
         if not ids:
             return 0
-        return await self._count(self._sql.delete_nodes, (execution_id, ids))
+
+        async def delete(conn: Connection) -> int:
+            async with conn.transaction():
+                deleted = int(await _scalar(conn, self._sql.delete_nodes, (execution_id, ids)))
+                if deleted:  # what is left of the execution says what it is now
+                    await conn.execute(self._sql.reindex_execution, (execution_id,))
+            return deleted
+
+        return await self._run(delete)
 
     async def drop_checkpoints(self, execution_id: str, keep: int) -> int:
         self._check_open()
@@ -484,6 +512,37 @@ class PostgresStore(Closable):
         async def read(conn: Connection) -> list[str]:
             cursor = await conn.execute(self._sql.list_executions)
             return [str(row[0]) for row in await cursor.fetchall()]
+
+        return await self._run(read)
+
+    async def open_runs(self) -> list[ExecutionEntry]:
+        return await self._entries(self._sql.open_runs, [])
+
+    async def list_page(self, query: PageQuery) -> ExecutionPage:
+        after = query.after
+        statement = self._sql.page(
+            query.status is not None,
+            query.agent is not None,
+            query.since is not None,
+            query.until is not None,
+            after is not None,
+        )
+        given = (query.status, query.agent, query.since, query.until)
+        args: list[object] = [value for value in given if value is not None]
+        args += [] if after is None else list(after)
+        args.append(query.limit + 1)
+
+        return ExecutionPage.newest_first(await self._entries(statement, args), query.limit)
+
+    async def _entries(self, statement: str, args: Sequence[object]) -> list[ExecutionEntry]:
+        """Index rows (execution id, started_at, agent, status) as entries."""
+
+        async def read(conn: Connection) -> list[ExecutionEntry]:
+            cursor = await conn.execute(statement, args)
+            return [
+                ExecutionEntry(str(x), str(at), str(agent), status)
+                for x, at, agent, status in await cursor.fetchall()
+            ]
 
         return await self._run(read)
 

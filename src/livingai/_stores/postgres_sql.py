@@ -7,7 +7,12 @@ Layout, inside the store's own schema (CREATE SCHEMA IF NOT EXISTS on first use)
   so it can be queried (`body->'output'->>'k'`); jsonb re-formats the text (key order,
   whitespace, number spelling) but keeps the same JSON value. `created_at` and
   `completed_at` keep the exact ISO text the model produced.
-- `executions`: one row per execution, `first_seq` giving first-seen order.
+- `executions`: one row per execution, `first_seq` giving first-seen order; since
+  migration 5 also the executions' index (listing.py): when it started (its first
+  version's created_at) and its run record's agent and status, written by the statement
+  that appends the versions. Ids and times compare bytewise (COLLATE "C") in the index's
+  order, as Python compares them. Rows from before migration 5 have started_at NULL until
+  `backfill` fills them, a chunk a statement, whenever a connection opens (resumable).
 - `schema_version`: one row, the number of MIGRATIONS applied.
 - `leases`: one row per execution ever leased: holder, fencing token (only grows) and
   expiry in seconds since the epoch, by the server's clock.
@@ -98,6 +103,34 @@ MIGRATIONS: list[tuple[str | Callable[[str], str], ...]] = [
             f"CREATE STATISTICS {s}.usage_days ON (substr(created_at, 1, 10)) FROM {s}.nodes",
         ),
     ),
+    # 5: the executions' index: when each started, its run's agent and status.
+    (
+        """
+        ALTER TABLE {s}.executions ADD COLUMN started_at text COLLATE "C",
+            ADD COLUMN agent text COLLATE "C" NOT NULL DEFAULT '',
+            ADD COLUMN status text COLLATE "C"
+        """,
+        """
+        CREATE INDEX executions_by_start
+            ON {s}.executions (started_at, (execution_id COLLATE "C"))
+        """,
+        """
+        CREATE INDEX executions_by_status
+            ON {s}.executions (status, started_at, (execution_id COLLATE "C"))
+        """,
+        """
+        CREATE INDEX executions_by_agent
+            ON {s}.executions (agent, started_at, (execution_id COLLATE "C"))
+        """,
+        """
+        CREATE INDEX executions_by_agent_status
+            ON {s}.executions (agent, status, started_at, (execution_id COLLATE "C"))
+        """,
+        """
+        CREATE INDEX open_runs ON {s}.executions (started_at, (execution_id COLLATE "C"))
+        WHERE status IN ('PENDING', 'RUNNING')
+        """,
+    ),
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -183,6 +216,31 @@ class Statements:
     delete_nodes: str  # parameters: the execution id, its node ids (an array)
     drop_checkpoints: str  # parameters: the execution id, how many checkpoints to keep, the
     # execution id again
+    open_runs: str
+    unindexed: str  # is any execution from before the index left to backfill?
+    backfill: str  # fills a chunk of them; how many
+    reindex_execution: str  # parameter: the execution id (after retention removed rows)
+
+    def page(self, status: bool, agent: bool, since: bool, until: bool, after: bool) -> str:
+        """A page of the listing, newest first; parameters, in order: the status, the
+        agent, the lower and upper bounds of started_at, the cursor's key (started_at,
+        execution id), when each is asked for; then the limit + 1."""
+        where = ["started_at IS NOT NULL"]
+        if status:
+            where.append("status = %s")
+        if agent:
+            where.append("agent = %s")
+        if since:
+            where.append("started_at >= %s")
+        if until:
+            where.append("started_at < %s")
+        if after:
+            where.append('(started_at, execution_id COLLATE "C") < (%s, %s)')
+        return f"""
+            SELECT execution_id, started_at, agent, status
+            FROM {quote_ident(self.schema)}.executions WHERE {" AND ".join(where)}
+            ORDER BY started_at DESC, execution_id COLLATE "C" DESC LIMIT %s
+        """
 
     def usage(self, by: str, executions: bool, since: bool, until: bool) -> str:
         """Sums grouped `by`; parameters, in order: the execution ids (an array, when
@@ -238,12 +296,19 @@ def statements(schema: str) -> Statements:
                 {"WHERE NOT EXISTS (SELECT 1 FROM lost)" if fenced else ""}
                 ORDER BY position
                 ON CONFLICT (version_id) DO NOTHING
-                RETURNING execution_id, seq
+                RETURNING execution_id, seq, created_at, {_RUN_STATUS}, {_RUN_AGENT}
             ), listed AS (
-                INSERT INTO {s}.executions (execution_id, first_seq)
-                SELECT execution_id, min(seq) FROM stored GROUP BY execution_id
+                INSERT INTO {s}.executions AS e (execution_id, first_seq, started_at, status, agent)
+                SELECT execution_id, min(seq), (array_agg(created_at ORDER BY seq))[1],
+                    (array_agg(run_status ORDER BY seq DESC)
+                        FILTER (WHERE run_status IS NOT NULL))[1],
+                    coalesce((array_agg(run_agent ORDER BY seq DESC)
+                        FILTER (WHERE run_status IS NOT NULL))[1], '')
+                FROM stored GROUP BY execution_id
                 ORDER BY execution_id  -- the same lock order in every process: no deadlock
-                ON CONFLICT (execution_id) DO NOTHING
+                ON CONFLICT (execution_id) DO UPDATE
+                SET status = excluded.status, agent = excluded.agent
+                WHERE excluded.status IS NOT NULL  -- the batch holds a run record
             )
             {"SELECT execution_id FROM lost" if fenced else "SELECT 1 WHERE false"}
         """
@@ -382,8 +447,49 @@ def statements(schema: str) -> Statements:
             )
             SELECT count(*) FROM dropped
         """,
+        open_runs=f"""
+            SELECT execution_id, started_at, agent, status FROM {s}.executions
+            WHERE status IN ('PENDING', 'RUNNING')
+            ORDER BY started_at, execution_id COLLATE "C"
+        """,
+        unindexed=f"SELECT EXISTS (SELECT 1 FROM {s}.executions WHERE started_at IS NULL)",
+        backfill=_entry(
+            s,
+            f"execution_id IN (SELECT execution_id FROM {s}.executions "
+            f"WHERE started_at IS NULL LIMIT {BACKFILL_CHUNK})",
+        ),
+        reindex_execution=_entry(s, "execution_id = %s"),
     )
 
+
+BACKFILL_CHUNK = 1000  # executions a backfill statement fills
+
+
+def _entry(s: str, target: str) -> str:
+    """An UPDATE setting the index columns of the executions `target` names from their
+    rows: the first version's created_at, the newest run record's status and agent."""
+    run = f"""
+        FROM {s}.nodes AS n WHERE n.execution_id = e.execution_id
+        AND n.node_id = e.execution_id || '/run' ORDER BY n.seq DESC LIMIT 1
+    """
+    return f"""
+        UPDATE {s}.executions AS e SET
+            started_at = (SELECT n.created_at FROM {s}.nodes AS n
+                          WHERE n.execution_id = e.execution_id ORDER BY n.seq LIMIT 1),
+            status = (SELECT n.status {run}),
+            agent = coalesce((SELECT CASE WHEN jsonb_typeof(n.body->'metadata'->'agent')
+                              = 'string' THEN n.body->'metadata'->>'agent' END {run}), '')
+        WHERE {target}
+    """
+
+
+# A stored row's run record status and agent (NULL, NULL when it is not a run record).
+_RUN = "node_id = execution_id || '/run'"
+_RUN_STATUS = f"CASE WHEN {_RUN} THEN status END AS run_status"
+_RUN_AGENT = (
+    f"CASE WHEN {_RUN} AND jsonb_typeof(body->'metadata'->'agent') = 'string' "
+    "THEN body->'metadata'->>'agent' END AS run_agent"
+)
 
 _HAS_USAGE = (
     "(model IS NOT NULL OR prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL "

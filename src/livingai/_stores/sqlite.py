@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .._core.errors import (
     ConfigError,
@@ -35,6 +35,7 @@ from .._core.errors import (
 )
 from .._core.leases import fenced, next_lease, still_held
 from .._core.lifecycle import Closable
+from .._core.listing import ExecutionEntry, ExecutionPage, PageQuery, agent_of, is_run_record
 from .._core.model import NodeRecord
 from .._core.retention import check_keep, execution_ids_to_delete, node_ids_to_delete
 from .._core.store import Fences, Lease, StoreLimits
@@ -135,6 +136,7 @@ class SQLiteStore(Closable):
                     conn.execute("PRAGMA wal_autocheckpoint = 0")
                 conn.execute(f"PRAGMA synchronous = {self.synchronous}")
                 _migrate(conn, self.path)
+                _backfill(conn, self.path)
             except BaseException:
                 conn.close()  # not kept (the next call opens a new one), so not left open
                 raise
@@ -205,7 +207,13 @@ class SQLiteStore(Closable):
     async def append(self, records: Sequence[NodeRecord], *, fences: Fences | None = None) -> None:
         rows = [record.as_row() for record in records]
         size = sum(record.size for record in records)
-        executions = list(dict.fromkeys(r.execution_id for r in records))
+        started: dict[str, str] = {}  # each execution's first version here: when it started
+        runs: dict[str, tuple[str, str, str]] = {}  # its newest run record's status, agent
+        for record in records:
+            started.setdefault(record.execution_id, record.created_at)
+            if is_run_record(record):
+                runs[record.execution_id] = (record.status, agent_of(record), record.execution_id)
+        executions = list(started.items())
 
         def insert(conn: sqlite3.Connection) -> None:
             if fences:
@@ -218,8 +226,12 @@ class SQLiteStore(Closable):
                     raise fenced(self, lost)
             for chunk in schema.chunked(rows):
                 conn.execute(schema.insert_nodes(len(chunk)), [v for row in chunk for v in row])
-            for ids in schema.chunked(executions):
-                conn.execute(schema.insert_executions(len(ids)), ids)
+            for pairs in schema.chunked(executions, schema.ROWS_PER_INSERT_EXECUTIONS):
+                conn.execute(
+                    schema.insert_executions(len(pairs)), [v for pair in pairs for v in pair]
+                )
+            if runs:
+                conn.executemany(schema.INDEX_RUN, list(runs.values()))
 
         def write() -> None:
             conn = self._writer_conn()
@@ -279,6 +291,7 @@ class SQLiteStore(Closable):
             deleted = conn.execute(schema.DELETE_NAMED_NODES, (execution_id, named)).rowcount
             if deleted:
                 conn.execute(schema.DELETE_EMPTY_EXECUTION, (execution_id, execution_id))
+                conn.execute(schema.REINDEX_EXECUTION, (execution_id,))  # what is left says
             return int(deleted)
 
         return await self._write(delete)
@@ -377,6 +390,37 @@ class SQLiteStore(Closable):
         )
         return [str(row[0]) for row in rows]
 
+    async def open_runs(self) -> list[ExecutionEntry]:
+        await self._ensure_schema()
+        rows = await self._run(
+            self._reader, lambda: self._reader_conn().execute(schema.OPEN_RUNS).fetchall()
+        )
+        return [_entry(row) for row in rows]
+
+    async def list_page(self, query: PageQuery) -> ExecutionPage:
+        after = query.after
+        sql = schema.page_sql(
+            query.status is not None,
+            query.agent is not None,
+            query.since is not None,
+            query.until is not None,
+            after is not None,
+        )
+        args = {
+            "status": query.status,
+            "agent": query.agent,
+            "since": query.since,
+            "until": query.until,
+            "after_at": None if after is None else after[0],
+            "after_id": None if after is None else after[1],
+            "n": query.limit + 1,
+        }
+        await self._ensure_schema()
+        rows = await self._run(
+            self._reader, lambda: self._reader_conn().execute(sql, args).fetchall()
+        )
+        return ExecutionPage.newest_first([_entry(row) for row in rows], query.limit)
+
     async def history(self, node_id: str) -> list[NodeRecord]:
         return await self._query(schema.NODE_HISTORY, (node_id,))
 
@@ -460,3 +504,23 @@ def _migrate(conn: sqlite3.Connection, path: str) -> None:
         if conn.in_transaction:
             conn.execute("ROLLBACK")
         raise
+
+
+def _backfill(conn: sqlite3.Connection, path: str) -> None:
+    """Fill the index rows of executions stored before it existed (migration 5), a chunk
+    a transaction, so that writers in other processes wait at most one chunk; what is
+    filled stays filled, so a process stopped half-way leaves the rest to the next."""
+    filled = 0
+    while True:
+        cursor = _in_transaction(conn, lambda: conn.execute(schema.BACKFILL))
+        if cursor.rowcount <= 0:
+            break
+        filled += cursor.rowcount
+    if filled:
+        logger.info("SQLiteStore(%r): indexed %d executions stored before the index", path, filled)
+
+
+def _entry(row: Sequence[Any]) -> ExecutionEntry:
+    """An index row (execution id, started_at, agent, status) as an entry."""
+    execution_id, started_at, agent, status = row
+    return ExecutionEntry(str(execution_id), str(started_at), str(agent), status)

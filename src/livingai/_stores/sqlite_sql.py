@@ -5,6 +5,13 @@ order. `executions` holds one row per execution, its rowid giving first-seen ord
 `leases` holds one row per execution ever leased: who holds it, until when (seconds
 since the epoch, by this machine's clock: every process on one file shares it), and the
 fencing token, which only grows.
+
+The executions' index (migration 5, listing.py): each `executions` row also holds when
+the execution started (its first version's created_at) and its run record's agent and
+status, written in the transaction that appends the versions; partial and composite
+indexes answer the open runs and each page of the listing without a scan. Rows from
+before migration 5 have started_at NULL until BACKFILL fills them, a chunk a transaction,
+when the store first opens the file (resumable: what is filled stays filled).
 """
 
 from __future__ import annotations
@@ -68,6 +75,19 @@ MIGRATIONS: list[str] = [
         prompt_tokens, completion_tokens, cost) WHERE model IS NOT NULL
         OR prompt_tokens IS NOT NULL OR completion_tokens IS NOT NULL OR cost IS NOT NULL;
     """,
+    # 5: the executions' index: when each started, its run's agent and status.
+    """
+    ALTER TABLE executions ADD COLUMN started_at TEXT;
+    ALTER TABLE executions ADD COLUMN agent TEXT NOT NULL DEFAULT '';
+    ALTER TABLE executions ADD COLUMN status TEXT;
+    CREATE INDEX executions_by_start ON executions(started_at, execution_id);
+    CREATE INDEX executions_by_status ON executions(status, started_at, execution_id);
+    CREATE INDEX executions_by_agent ON executions(agent, started_at, execution_id);
+    CREATE INDEX executions_by_agent_status
+        ON executions(agent, status, started_at, execution_id);
+    CREATE INDEX open_runs ON executions(started_at, execution_id)
+        WHERE status IN ('PENDING', 'RUNNING');
+    """,
 ]
 
 SCHEMA_VERSION = len(MIGRATIONS)
@@ -78,6 +98,7 @@ _COLUMNS = ", ".join(RECORD_COLUMNS)
 # steps (and hands the GIL back and forth) once per row; within SQLite's oldest limit of
 # 999 variables per statement.
 ROWS_PER_INSERT = 999 // len(RECORD_COLUMNS)
+ROWS_PER_INSERT_EXECUTIONS = 999 // 2
 
 
 @functools.cache
@@ -90,7 +111,63 @@ def insert_nodes(rows: int) -> str:
 
 @functools.cache
 def insert_executions(rows: int) -> str:
-    return f"INSERT OR IGNORE INTO executions (execution_id) VALUES {', '.join(['(?)'] * rows)}"
+    """Parameters: each new execution's id and when it started."""
+    values = ", ".join(["(?, ?)"] * rows)
+    return f"INSERT OR IGNORE INTO executions (execution_id, started_at) VALUES {values}"
+
+
+# Parameters: the run record's status and agent, the execution id.
+INDEX_RUN = "UPDATE executions SET status = ?, agent = ? WHERE execution_id = ?"
+
+# An execution's entry worked out from its rows (for the backfill, and after retention
+# removed some of them), for the executions `_TARGET` names.
+_ENTRY = """
+    UPDATE executions SET
+        started_at = (SELECT created_at FROM nodes AS n
+                      WHERE n.execution_id = executions.execution_id ORDER BY seq LIMIT 1),
+        status = (SELECT status FROM nodes AS n
+                  WHERE n.node_id = executions.execution_id || '/run'
+                  AND n.execution_id = executions.execution_id ORDER BY seq DESC LIMIT 1),
+        agent = coalesce((SELECT CASE json_type(body, '$.metadata.agent')
+                          WHEN 'text' THEN json_extract(body, '$.metadata.agent') END
+                          FROM nodes AS n
+                          WHERE n.node_id = executions.execution_id || '/run'
+                          AND n.execution_id = executions.execution_id
+                          ORDER BY seq DESC LIMIT 1), '')
+    WHERE {target}
+"""
+BACKFILL_CHUNK = 1000  # executions a backfill transaction fills
+BACKFILL = _ENTRY.format(
+    target=f"rowid IN (SELECT rowid FROM executions WHERE started_at IS NULL "
+    f"LIMIT {BACKFILL_CHUNK})"
+)
+REINDEX_EXECUTION = _ENTRY.format(target="execution_id = ?")  # parameter: the execution id
+
+OPEN_RUNS = (
+    "SELECT execution_id, started_at, agent, status FROM executions "
+    "WHERE status IN ('PENDING', 'RUNNING') "
+    "ORDER BY started_at, execution_id"
+)
+
+
+def page_sql(status: bool, agent: bool, since: bool, until: bool, after: bool) -> str:
+    """A page of the listing, newest first; named parameters :status, :agent, :since,
+    :until, :after_at and :after_id (the cursor's key), :n (the limit + 1)."""
+    where = ["started_at IS NOT NULL"]
+    if status:
+        where.append("status = :status")
+    if agent:
+        where.append("agent = :agent")
+    if since:
+        where.append("started_at >= :since")
+    if until:
+        where.append("started_at < :until")
+    if after:
+        where.append("(started_at, execution_id) < (:after_at, :after_id)")
+    return (
+        "SELECT execution_id, started_at, agent, status FROM executions "
+        f"WHERE {' AND '.join(where)} ORDER BY started_at DESC, execution_id DESC LIMIT :n"
+    )
 
 
 def chunked(rows: Sequence[T], size: int = ROWS_PER_INSERT) -> Iterator[Sequence[T]]:
