@@ -7,7 +7,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-from livingai import CheckpointStore, NodeRecord, RecordRejectedError, StoreError
+from livingai import (
+    CheckpointStore,
+    ExecutionEntry,
+    ExecutionPage,
+    IndexStore,
+    NodeRecord,
+    PageQuery,
+    RecordRejectedError,
+    StoreError,
+)
 
 
 class FaultyStore:
@@ -71,3 +80,17 @@ class FaultyStore:
 
     async def close(self) -> None:
         await self.inner.close()
+
+
+class IndexedFaultyStore(FaultyStore):
+    """A FaultyStore that passes the executions' index on too (an IndexStore)."""
+
+    async def open_runs(self) -> list[ExecutionEntry]:
+        return await self._indexed().open_runs()
+
+    async def list_page(self, query: PageQuery) -> ExecutionPage:
+        return await self._indexed().list_page(query)
+
+    def _indexed(self) -> IndexStore:
+        assert isinstance(self.inner, IndexStore)
+        return self.inner

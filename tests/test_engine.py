@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,6 +19,7 @@ from livingai import (
     Codec,
     ConfigError,
     ExecutionNode,
+    IndexStore,
     InvalidNodeError,
     MemoryStore,
     NodeType,
@@ -27,6 +29,7 @@ from livingai import (
     WrongLoopError,
 )
 from livingai.testing import make_record
+from livingai.testing.index_checks import T0, run_record, step_record
 from tests.conftest import StoreFactory
 from tests.faults import FaultyStore
 from tests.services import until
@@ -465,3 +468,40 @@ async def test_a_save_that_does_not_wait_returns_at_once_and_still_commits() -> 
         with pytest.raises(StoreError):
             await engine.flush()
         assert engine.stats().rejected == 1
+
+
+async def test_a_store_without_an_index_is_listed_from_its_logs() -> None:
+    """A store of one's own with only the CheckpointStore methods (no IndexStore): the
+    engine works the open runs and the pages out from every log, the same answers an
+    indexed store gives; queued run records count for the open runs."""
+    plain, indexed = FaultyStore(MemoryStore()), MemoryStore()
+    assert not isinstance(plain, IndexStore)
+    records = [
+        run_record(f"r{n}", status, agent=f"a{n % 2}", at=T0 + timedelta(seconds=n))
+        for n, status in enumerate([Status.RUNNING, Status.SUCCESS, Status.PENDING, Status.FAILED])
+    ]
+    records.append(step_record("thread", "c", at=T0))
+    for store in (plain, indexed):
+        await store.append(records)
+    async with CheckpointEngine(plain) as engine, CheckpointEngine(indexed) as reference:
+        assert await engine.open_runs() == await reference.open_runs()
+        assert [e.execution_id for e in await engine.open_runs()] == ["r0", "r2"]
+        for query in ({"limit": 2}, {"status": "RUNNING"}, {"agent": "a1", "limit": 1}):
+            assert await engine.list_page(**query) == await reference.list_page(**query)  # type: ignore[arg-type]
+        page = await engine.list_page(limit=2)
+        rest = await engine.list_page(limit=2, cursor=page.cursor)
+        assert [e.execution_id for e in page.entries + rest.entries] == ["r3", "r2", "r1", "thread"]
+        plain.gate.clear()  # the store holds the next commit up
+        finishing = asyncio.create_task(
+            engine.save(ExecutionNode(id="r0/run", execution_id="r0", type=NodeType.MEMORY))
+        )
+        await until(lambda: engine.stats().backlog_writes == 1, "the save queued")
+        assert [e.execution_id for e in await engine.open_runs()] == ["r0", "r2"]  # PENDING
+        plain.gate.set()
+        await finishing
+        with pytest.raises(ConfigError, match="limit must be"):
+            await engine.list_page(limit=0)
+        with pytest.raises(ConfigError, match="is not one a page of executions gave"):
+            await engine.list_page(cursor="nonsense")
+        with pytest.raises(ConfigError, match="status must be one of"):
+            await engine.list_page(status="DONE")

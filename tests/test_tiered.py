@@ -13,6 +13,7 @@ import logging
 import random
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,7 @@ from livingai import (
     MemoryStore,
     NodeRecord,
     NodeType,
+    PageQuery,
     PostgresStore,
     RecordRejectedError,
     RecoveryEngine,
@@ -35,8 +37,9 @@ from livingai import (
     TieredStore,
 )
 from livingai.testing import CONFORMANCE_TESTS, Check, assert_same, make_record
+from livingai.testing.index_checks import T0, run_record
 from tests.conftest import StoreFactory
-from tests.faults import FaultyStore
+from tests.faults import FaultyStore, IndexedFaultyStore
 from tests.services import (
     POSTGRES_DSN,
     REDIS_URL,
@@ -782,3 +785,39 @@ async def test_retention_needs_both_stores_able_to_delete() -> None:
             with pytest.raises(ConfigError, match=named):
                 await store.drop_checkpoints("x", 1)
             assert len(await store.list_versions("x")) == 1
+
+
+async def test_the_index_holds_while_the_cold_store_lags_and_after_the_hot_one_is_lost(
+    tmp_path: Path,
+) -> None:
+    """The cold store has copied a run's start, not its end: the run is not open, and a
+    page of running runs leaves it out; an entry only the cold store has is checked
+    against the newest run record. A hot store that lost everything: the cold one answers."""
+    cold = IndexedFaultyStore(SQLiteStore(tmp_path / "cold.db"))
+    store = TieredStore(MemoryStore(), cold, flush_interval_seconds=0)
+    try:
+        await store.append([run_record("r1", Status.RUNNING, at=T0)])
+        await store.drain()
+        cold.gate.clear()  # the cold store stops taking copies
+        await store.append([run_record("r1", Status.SUCCESS, at=T0)])
+        await store.append([run_record("r2", Status.RUNNING, at=T0 + timedelta(seconds=1))])
+        lagging = await cold.inner.list_page(PageQuery())
+        assert [e.status for e in lagging.entries] == ["RUNNING"]
+        assert [e.execution_id for e in await store.open_runs()] == ["r2"]
+        running = await store.list_page(PageQuery(status="RUNNING"))
+        assert [e.execution_id for e in running.entries] == ["r2"]
+        done = await store.list_page(PageQuery(status="SUCCESS"))
+        assert [(e.execution_id, e.status) for e in done.entries] == [("r1", "SUCCESS")]
+    finally:
+        cold.gate.set()  # the copies land (also when an assertion above failed)
+        await store.close()
+    restarted = TieredStore(MemoryStore(), SQLiteStore(tmp_path / "cold.db"))  # hot: empty
+    try:
+        page = await restarted.list_page(PageQuery(limit=1))
+        assert [(e.execution_id, e.status) for e in page.entries] == [("r2", "RUNNING")]
+        assert page.cursor is not None
+        rest = await restarted.list_page(PageQuery(limit=1, cursor=page.cursor))
+        assert [(e.execution_id, e.status) for e in rest.entries] == [("r1", "SUCCESS")]
+        assert [e.execution_id for e in await restarted.open_runs()] == ["r2"]
+    finally:
+        await restarted.close()

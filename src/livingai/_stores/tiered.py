@@ -25,6 +25,9 @@ old versions of nodes saved since, and `read()` returns such a stale version unt
 node is saved again (the lists and `latest_checkpoint` stay exact: they merge in the
 cold store).
 
+The executions' index (open runs, pages of the listing) is put together from both
+stores' indexes, as tiered_index.py says.
+
 Reads. The cold store holds the oldest part of the log, this process's queue the records
 on their way there, the hot store the recent part (everything, or only what was written
 since it lost data: a flush, a restart, expiry). Lists are merged in that order, without
@@ -61,11 +64,20 @@ from .._core.errors import (
     check_setting,
 )
 from .._core.lifecycle import Closable
+from .._core.listing import (
+    OPEN,
+    ExecutionEntry,
+    ExecutionPage,
+    PageQuery,
+    is_run_record,
+    run_record_id,
+)
 from .._core.model import NodeRecord
 from .._core.retention import check_keep, execution_ids_to_delete, node_ids_to_delete
 from .._core.store import (
     CheckpointStore,
     Fences,
+    IndexStore,
     Lease,
     LeaseStore,
     RetentionStore,
@@ -74,6 +86,7 @@ from .._core.store import (
     limits_of,
 )
 from .._core.usage import UsageBy, UsageRow, add_up, check_grouping, merge
+from . import tiered_index
 
 logger = logging.getLogger("livingai")
 
@@ -391,6 +404,44 @@ class TieredStore(Closable):
         )
         stored = await self.cold.usage(by, execution_ids=execution_ids, since=since, until=until)
         return merge(stored, queued)
+
+    # -- the executions' index (tiered_index.py) ------------------------------------
+
+    async def open_runs(self) -> list[ExecutionEntry]:
+        """The runs either store or the queue holds as open, each checked against its
+        newest run record: the cold store lags by the queue, the hot one may have lost
+        what it held. Costs what is open, and what the cold store has not caught up on."""
+        self._check_open()
+        hot, cold = await self._both(
+            self._index(self.hot).open_runs, self._index(self.cold).open_runs
+        )
+        found = tiered_index.union(cold or [], hot)
+        for write in list(self._queue.pending):
+            record = write.record
+            if is_run_record(record) and record.execution_id not in found:
+                found[record.execution_id] = ExecutionEntry(record.execution_id, record.created_at)
+        checked = [await tiered_index.checked(entry, self.read_run) for entry in found.values()]
+        return sorted((e for e in checked if e.status in OPEN), key=lambda e: e.key)
+
+    async def list_page(self, query: PageQuery) -> ExecutionPage:
+        self._check_open()
+
+        async def pages(asked: PageQuery) -> tuple[ExecutionPage, ExecutionPage | None]:
+            return await self._both(
+                lambda: self._index(self.hot).list_page(asked),
+                lambda: self._index(self.cold).list_page(asked),
+            )
+
+        return await tiered_index.page(query, pages, self.read_run)
+
+    async def read_run(self, execution_id: str) -> NodeRecord | None:
+        """The newest version of the execution's run record (as `read` finds it)."""
+        return await self.read(run_record_id(execution_id))
+
+    def _index(self, store: CheckpointStore) -> IndexStore:
+        if not isinstance(store, IndexStore):
+            raise ConfigError(f"{self!r}: {store!r} keeps no index of its executions")
+        return store
 
     async def history(self, node_id: str) -> list[NodeRecord]:
         self._check_open()
