@@ -487,7 +487,7 @@ async def test_a_store_without_an_index_is_listed_from_its_logs() -> None:
         assert await engine.open_runs() == await reference.open_runs()
         assert [e.execution_id for e in await engine.open_runs()] == ["r0", "r2"]
         for query in ({"limit": 2}, {"status": "RUNNING"}, {"agent": "a1", "limit": 1}):
-            assert await engine.list_page(**query) == await reference.list_page(**query)  # type: ignore[arg-type]
+            assert await engine.list_page(**query) == await reference.list_page(**query)
         page = await engine.list_page(limit=2)
         rest = await engine.list_page(limit=2, cursor=page.cursor)
         assert [e.execution_id for e in page.entries + rest.entries] == ["r3", "r2", "r1", "thread"]

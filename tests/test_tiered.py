@@ -801,7 +801,7 @@ async def test_the_index_holds_while_the_cold_store_lags_and_after_the_hot_one_i
         cold.gate.clear()  # the cold store stops taking copies
         await store.append([run_record("r1", Status.SUCCESS, at=T0)])
         await store.append([run_record("r2", Status.RUNNING, at=T0 + timedelta(seconds=1))])
-        lagging = await cold.inner.list_page(PageQuery())
+        lagging = await cold.list_page(PageQuery())  # what the cold store has copied
         assert [e.status for e in lagging.entries] == ["RUNNING"]
         assert [e.execution_id for e in await store.open_runs()] == ["r2"]
         running = await store.list_page(PageQuery(status="RUNNING"))
