@@ -48,13 +48,14 @@ from .shutdown import handle_sigterm
 from .store import (
     CheckpointStore,
     Fences,
-    IndexStore,
     Lease,
     LeaseStore,
     RetentionStore,
     StoreLimits,
     UsageStore,
     limits_of,
+    open_runs_of,
+    page_of,
 )
 from .usage import UsageBy, UsageRow, add_up, check_grouping, merge
 
@@ -695,15 +696,7 @@ class CheckpointEngine(Closable):
         RUNNING), oldest first, queued saves included: from the store's index when it is
         an IndexStore (the cost of what it returns), else from every execution's log."""
         self._enter()
-        if isinstance(self.store, IndexStore):
-            stored = await self.store.open_runs()
-        else:
-            stored = []
-            for execution_id in await self.store.list_executions():
-                versions = await self.store.list_versions(execution_id)
-                entry = ExecutionEntry.of(execution_id, versions)
-                if entry is not None and entry.status in OPEN:
-                    stored.append(entry)
+        stored = await open_runs_of(self.store)
         found = {entry.execution_id: entry for entry in stored}
         for write in list(self._queue.pending):  # newer than anything stored
             record = write.record
@@ -735,14 +728,7 @@ class CheckpointEngine(Closable):
         query = page_query(
             limit=limit, cursor=cursor, status=status, agent=agent, since=since, until=until
         )
-        if isinstance(self.store, IndexStore):
-            return await self.store.list_page(query)
-        entries = []
-        for execution_id in await self.store.list_executions():
-            entry = ExecutionEntry.of(execution_id, await self.store.list_versions(execution_id))
-            if entry is not None:
-                entries.append(entry)
-        return ExecutionPage.of(entries, query)
+        return await page_of(self.store, query)
 
     async def history(self, node_id: str) -> list[ExecutionNode]:
         """Every committed version of a node, oldest first."""

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from .listing import ExecutionEntry, ExecutionPage, PageQuery
+from .listing import OPEN, ExecutionEntry, ExecutionPage, PageQuery
 from .model import NodeRecord
 from .usage import UsageBy, UsageRow
 
@@ -197,3 +197,29 @@ class IndexStore(CheckpointStore, Protocol):
         """The page `query` asks for: executions newest first (by started_at, then id),
         after its cursor, filtered by status and agent (a run record's) and by
         started_at; `query.limit` of them at most."""
+
+
+async def open_runs_of(store: CheckpointStore) -> list[ExecutionEntry]:
+    """The open runs of `store`: from its index when it is an IndexStore, else from
+    every execution's log."""
+    if isinstance(store, IndexStore):
+        return await store.open_runs()
+    found = [entry for entry in await _scan(store) if entry.status in OPEN]
+    return sorted(found, key=lambda entry: entry.key)
+
+
+async def page_of(store: CheckpointStore, query: PageQuery) -> ExecutionPage:
+    """The page `query` asks for of `store`: from its index when it is an IndexStore,
+    else from every execution's log."""
+    if isinstance(store, IndexStore):
+        return await store.list_page(query)
+    return ExecutionPage.of(await _scan(store), query)
+
+
+async def _scan(store: CheckpointStore) -> list[ExecutionEntry]:
+    entries = []
+    for execution_id in await store.list_executions():
+        entry = ExecutionEntry.of(execution_id, await store.list_versions(execution_id))
+        if entry is not None:
+            entries.append(entry)
+    return entries

@@ -766,7 +766,9 @@ class Runtime(Closable):
     # -- pending executions -----------------------------------------------------------
 
     async def pending(self) -> list[PendingRun]:
-        """Runs that are unfinished and that no live lease owns: crashed, or given up."""
+        """Runs that are unfinished and that no live lease owns: crashed, or given up,
+        oldest first. From the store's index of open runs: it costs what it returns, not
+        what was ever run."""
         self._check_open()
         leases = [  # this worker's own, on runs not running here, it takes back at once
             lease
@@ -775,7 +777,8 @@ class Runtime(Closable):
         ]
         owned = owned_executions(leases)
         found = []
-        for execution_id in await self.engine.list_executions():
+        for entry in await self.engine.open_runs():  # from the store's index
+            execution_id = entry.execution_id
             if execution_id in owned:
                 continue
             loaded = await self.engine.load(run_node_id(execution_id))

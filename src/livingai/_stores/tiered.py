@@ -77,13 +77,14 @@ from .._core.retention import check_keep, execution_ids_to_delete, node_ids_to_d
 from .._core.store import (
     CheckpointStore,
     Fences,
-    IndexStore,
     Lease,
     LeaseStore,
     RetentionStore,
     StoreLimits,
     UsageStore,
     limits_of,
+    open_runs_of,
+    page_of,
 )
 from .._core.usage import UsageBy, UsageRow, add_up, check_grouping, merge
 from . import tiered_index
@@ -413,7 +414,7 @@ class TieredStore(Closable):
         what it held. Costs what is open, and what the cold store has not caught up on."""
         self._check_open()
         hot, cold = await self._both(
-            self._index(self.hot).open_runs, self._index(self.cold).open_runs
+            lambda: open_runs_of(self.hot), lambda: open_runs_of(self.cold)
         )
         found = tiered_index.union(cold or [], hot)
         for write in list(self._queue.pending):
@@ -428,8 +429,7 @@ class TieredStore(Closable):
 
         async def pages(asked: PageQuery) -> tuple[ExecutionPage, ExecutionPage | None]:
             return await self._both(
-                lambda: self._index(self.hot).list_page(asked),
-                lambda: self._index(self.cold).list_page(asked),
+                lambda: page_of(self.hot, asked), lambda: page_of(self.cold, asked)
             )
 
         return await tiered_index.page(query, pages, self.read_run)
@@ -437,11 +437,6 @@ class TieredStore(Closable):
     async def read_run(self, execution_id: str) -> NodeRecord | None:
         """The newest version of the execution's run record (as `read` finds it)."""
         return await self.read(run_record_id(execution_id))
-
-    def _index(self, store: CheckpointStore) -> IndexStore:
-        if not isinstance(store, IndexStore):
-            raise ConfigError(f"{self!r}: {store!r} keeps no index of its executions")
-        return store
 
     async def history(self, node_id: str) -> list[NodeRecord]:
         self._check_open()
