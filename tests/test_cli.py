@@ -166,6 +166,14 @@ def python(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
     )
 
 
+def listed(store: Store, *args: str) -> list[dict[str, Any]]:
+    """The executions `livingai list --json` prints (one page)."""
+    page = ok_json(store, "list", *args)
+    assert set(page) == {"executions", "cursor"}
+    rows: list[dict[str, Any]] = page["executions"]
+    return rows
+
+
 def by_id(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {row["execution_id"]: row for row in rows}
 
@@ -174,7 +182,7 @@ def by_id(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 
 
 def test_list_shows_every_execution_and_filters(recorded: Store) -> None:
-    everything = by_id(ok_json(recorded, "list"))
+    everything = by_id(listed(recorded))
     assert set(IDS.values()) <= set(everything)
     assert everything[OK]["status"] == "SUCCESS"
     assert everything[OK]["steps"] == 4
@@ -183,22 +191,45 @@ def test_list_shows_every_execution_and_filters(recorded: Store) -> None:
     assert everything[CRASH_BOOK]["in_doubt"] == 1
     assert everything[NOTES]["agent"] == ""
 
-    failed = ok_json(recorded, "list", "--status", "failed")
+    failed = listed(recorded, "--status", "failed")
     assert FAILED in by_id(failed)
     assert {row["status"] for row in failed} == {"FAILED"}
-    runs = by_id(ok_json(recorded, "list", "--agent", "book_trip"))
+    runs = by_id(listed(recorded, "--agent", "book_trip"))
     assert OK in runs
     assert NOTES not in runs
-    costly = by_id(ok_json(recorded, "list", "--min-cost", "0.000001"))
+    costly = by_id(listed(recorded, "--min-cost", "0.000001"))
     assert OK in costly
     assert FAILED not in costly
-    assert ok_json(recorded, "list", "--since", "2999-01-01") == []
-    assert OK in by_id(ok_json(recorded, "list", "--since", "1h", "--until", "2999-01-01T00:00Z"))
+    assert listed(recorded, "--since", "2999-01-01") == []
+    assert OK in by_id(listed(recorded, "--since", "1h", "--until", "2999-01-01T00:00Z"))
 
     table = ok(recorded, "list").stdout
     assert OK in table
     assert "1 in doubt" in table
     assert "FAILED" in table
+    assert "more:" not in table  # one page holds them all
+
+
+def test_list_goes_page_by_page_newest_first(recorded: Store) -> None:
+    everything = listed(recorded)
+    newest_first = [row["started_at"] for row in everything]
+    assert newest_first == sorted(newest_first, reverse=True)
+    first = ok_json(recorded, "list", "--limit", "2")
+    assert [row["execution_id"] for row in first["executions"]] == [
+        row["execution_id"] for row in everything[:2]
+    ]
+    rest = listed(recorded, "--cursor", first["cursor"], "--limit", str(len(everything)))
+    assert [row["execution_id"] for row in first["executions"] + rest] == [
+        row["execution_id"] for row in everything
+    ]
+    table = ok(recorded, "list", "--limit", "1").stdout
+    assert (
+        f"more: livingai list --cursor {ok_json(recorded, 'list', '--limit', '1')['cursor']}"
+        in table
+    )
+    line = one_error(RUNNER.invoke(cli, ["--store", recorded.url, "list", "--cursor", "x"]), 1)
+    assert "cursor 'x' is not one a page of executions gave" in line
+    assert one_error(RUNNER.invoke(cli, ["--store", recorded.url, "list", "--limit", "0"]), 2)
 
 
 def test_show_draws_the_step_tree(recorded: Store) -> None:
@@ -326,7 +357,7 @@ def test_replay_in_every_mode(recorded: Store) -> None:
     assert "the real tool was not called" in diverged["error"]
     assert f"replay {diverged['execution_id']} of {OK} diverged" in line
     assert recorded.calls() - calls == Counter({"choose": 1})
-    failed_replay = by_id(ok_json(recorded, "list", "--status", "FAILED"))
+    failed_replay = by_id(listed(recorded, "--status", "FAILED"))
     assert failed_replay[diverged["execution_id"]]["replay_of"] == OK
 
     text = ok(recorded, "replay", OK, "--agent", AGENT, "--mode", "mock_tools").stdout
@@ -524,7 +555,7 @@ def test_gc_dry_run_then_for_real(kind: str, tmp_path: Path) -> None:
         assert sorted(would["deleted"]) == sorted([OK, FAILED, NOTES])
         assert would["versions_deleted"] > 0
         assert set(would["kept"]) == {CRASH_BOOK, CRASH_CHOOSE}  # unfinished
-        assert set(IDS.values()) <= set(by_id(ok_json(store, "list")))  # nothing went
+        assert set(IDS.values()) <= set(by_id(listed(store)))  # nothing went
 
         dropped = ok_json(store, "gc", "--keep-checkpoints", "1")
         assert dropped["checkpoints_dropped"] == 2
@@ -535,7 +566,7 @@ def test_gc_dry_run_then_for_real(kind: str, tmp_path: Path) -> None:
         gone = ok_json(store, "gc", "--finished-before", tomorrow)
         assert not gone["dry_run"]
         assert sorted(gone["deleted"]) == sorted([OK, FAILED, NOTES])
-        assert sorted(by_id(ok_json(store, "list"))) == sorted([CRASH_BOOK, CRASH_CHOOSE])
+        assert sorted(by_id(listed(store))) == sorted([CRASH_BOOK, CRASH_CHOOSE])
         text = ok(store, "gc", "--finished-before", tomorrow, "--dry-run").stdout
         assert "would delete 0 executions" in text
         assert "dry run" in text

@@ -15,6 +15,7 @@ import pytest
 import livingai
 
 EXPECTED_ALL = [
+    "MAX_PAGE",
     "NOT_DONE",
     "BacklogFullError",
     "CheckpointCorruptError",
@@ -77,6 +78,7 @@ EXPECTED_ALL = [
     "StoreLimits",
     "StoreOutageError",
     "StoreUnusableError",
+    "SummaryPage",
     "TieredStats",
     "TieredStore",
     "UsageBy",

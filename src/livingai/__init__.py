@@ -38,7 +38,7 @@ from ._core.errors import (
     StoreUnusableError,
     WrongLoopError,
 )
-from ._core.listing import ExecutionEntry, ExecutionPage, PageQuery
+from ._core.listing import MAX_PAGE, ExecutionEntry, ExecutionPage, PageQuery
 from ._core.model import (
     ErrorInfo,
     ExecutionNode,
@@ -57,7 +57,7 @@ from ._core.store import (
 )
 from ._core.urls import scrub_url
 from ._core.usage import UsageBy, UsageRow
-from ._runtime.catalog import ExecutionSummary
+from ._runtime.catalog import ExecutionSummary, SummaryPage
 from ._runtime.costs import Price, PriceTable
 from ._runtime.diff import ExecutionDiff, StepDiff
 from ._runtime.layout import (
@@ -93,6 +93,7 @@ from ._stores.url import open_store
 __version__ = "0.5.0"
 
 __all__ = [
+    "MAX_PAGE",
     "NOT_DONE",
     "BacklogFullError",
     "CheckpointCorruptError",
@@ -155,6 +156,7 @@ __all__ = [
     "StoreLimits",
     "StoreOutageError",
     "StoreUnusableError",
+    "SummaryPage",
     "TieredStats",
     "TieredStore",
     "UsageBy",

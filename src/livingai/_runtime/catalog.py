@@ -97,6 +97,39 @@ async def summaries(
     return found
 
 
+@dataclass(frozen=True)
+class SummaryPage:
+    """A page of executions, newest first; `cursor` asks for the next (None: none)."""
+
+    summaries: list[ExecutionSummary]
+    cursor: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"executions": [s.to_dict() for s in self.summaries], "cursor": self.cursor}
+
+
+async def page(
+    engine: CheckpointEngine,
+    *,
+    limit: int = 50,
+    cursor: str | None = None,
+    status: Status | str | None = None,
+    agent: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+    min_cost: float | None = None,
+) -> SummaryPage:
+    """A page of the store's index of executions (engine.list_page: status and agent
+    are a run's, filtered by the store), each summarised; `min_cost` filters within
+    the page, so a page may hold fewer than `limit` and still have a next one."""
+    found = await engine.list_page(
+        limit=limit, cursor=cursor, status=status, agent=agent, since=since, until=until
+    )
+    ids = [entry.execution_id for entry in found.entries]
+    summarised = {s.execution_id: s for s in await summaries(engine, ids=ids, min_cost=min_cost)}
+    return SummaryPage([summarised[x] for x in ids if x in summarised], found.cursor)
+
+
 def _status(status: Status | str) -> Status:
     try:
         return Status(str(status).upper())

@@ -59,7 +59,7 @@ from .._core.errors import (
 from .._core.lifecycle import Closable
 from .._core.model import ExecutionNode, NodeRecord, NodeType, Status, new_id, utcnow
 from .._core.store import Lease
-from .catalog import ExecutionSummary, summaries
+from .catalog import ExecutionSummary, SummaryPage, page, summaries
 from .costs import PriceTable, record_usage
 from .diff import ExecutionDiff, diff_executions
 from .layout import (
@@ -911,6 +911,34 @@ class Runtime(Closable):
             until=until,
             min_cost=min_cost,
             ids=ids,
+        )
+
+    async def executions_page(
+        self,
+        *,
+        limit: int = 50,
+        cursor: str | None = None,
+        status: Status | str | None = None,
+        agent: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        min_cost: float | None = None,
+    ) -> SummaryPage:
+        """A page of executions, newest first (`limit`, 1 to 1000, after `cursor`: a
+        page's own `cursor`), each summarised: of runs with this status and agent (from
+        the store's index: an execution that is not a run has neither), started in
+        [since, until) (naive: UTC), costing at least `min_cost` (within the page). It
+        reads the page's executions only, however many are stored."""
+        self._check_open()
+        return await page(
+            self.engine,
+            limit=limit,
+            cursor=cursor,
+            status=status,
+            agent=agent,
+            since=since,
+            until=until,
+            min_cost=min_cost,
         )
 
     async def diff(self, a: str, b: str) -> ExecutionDiff:

@@ -14,12 +14,13 @@ from typing import Any, TextIO, cast
 import click
 
 from livingai import (
+    MAX_PAGE,
     CheckpointCorruptError,
     ExecutionNode,
     ExecutionNotFoundError,
-    ExecutionSummary,
     Runtime,
     Status,
+    SummaryPage,
     UsageBy,
     UsageRow,
     step_tree,
@@ -34,7 +35,7 @@ from .session import Settings, json_option
 @click.option(
     "--status",
     type=click.Choice([status.value for status in Status], case_sensitive=False),
-    help="Only executions with this status (a run's own: RUNNING while unfinished).",
+    help="Only runs with this status (RUNNING while unfinished).",
 )
 @click.option("--agent", metavar="NAME", help="Only runs of this agent (its function's name).")
 @click.option("--since", type=Moment(), help="Only executions started at or after this time.")
@@ -43,8 +44,16 @@ from .session import Settings, json_option
     "--min-cost",
     type=click.FloatRange(min=0),
     metavar="DOLLARS",
-    help="Only executions whose model calls cost at least this much.",
+    help="Only executions whose model calls cost at least this much (within the page).",
 )
+@click.option(
+    "--limit",
+    type=click.IntRange(1, MAX_PAGE),
+    default=50,
+    show_default=True,
+    help=f"At most this many executions (1-{MAX_PAGE}).",
+)
+@click.option("--cursor", metavar="CURSOR", help="The page after the one that printed it.")
 @json_option
 @click.pass_obj
 def list_executions(
@@ -54,25 +63,37 @@ def list_executions(
     since: datetime | None,
     until: datetime | None,
     min_cost: float | None,
+    limit: int,
+    cursor: str | None,
     as_json: bool,
 ) -> None:
-    """List executions, oldest first.
+    """List executions, newest first, a page at a time.
 
     One line each: agent, status, steps, tokens, cost, and what needs attention (tools
-    in doubt, runs that need a human), replays and forks."""
+    in doubt, runs that need a human), replays and forks. Only the page is read, from
+    the store's index, however many executions it holds; when more follow, the last
+    line gives the --cursor of the next page (--json: its "cursor")."""
     io = settings.io(as_json)
 
-    async def body(runtime: Runtime) -> list[ExecutionSummary]:
+    async def body(runtime: Runtime) -> SummaryPage:
         with io.working("reading executions"):
-            return await runtime.executions(
-                status=status, agent=agent, since=since, until=until, min_cost=min_cost
+            return await runtime.executions_page(
+                limit=limit,
+                cursor=cursor,
+                status=status,
+                agent=agent,
+                since=since,
+                until=until,
+                min_cost=min_cost,
             )
 
     found = settings.run(io, body)
     if as_json:
-        io.data([summary.to_dict() for summary in found])
-    else:
-        io.show(render.executions_table(found))
+        io.data(found.to_dict())
+        return
+    io.show(render.executions_table(found.summaries))
+    if found.cursor is not None:
+        io.line(f"more: livingai list --cursor {found.cursor} (with the same filters)")
 
 
 @click.command()
