@@ -182,9 +182,9 @@ def needle(executions: int) -> str:
     return f"{max(executions - 10, 0):07d}"
 
 
-def requests(executions: int, deep_cursor: int) -> list[Request]:
-    """What is timed, with what each must answer. Position k holds execution k: the
-    store lists executions in first-seen order, and the fill appends them in order."""
+def requests(executions: int, deep_cursor: str | None) -> list[Request]:
+    """What is timed, with what each must answer. Position k holds execution k, which
+    the fill starts k * EVERY_SECONDS after BASE: newest first is from the last."""
     ids = [execution_id(k) for k in range(executions)]
     first = tuple(newest(ids, lambda _: True))
     part = needle(executions)
@@ -204,8 +204,8 @@ def requests(executions: int, deep_cursor: int) -> list[Request]:
         ),
         Request(
             f"api-page-{deep_page(executions)}",
-            f"/api/executions?before={deep_cursor}",
-            tuple(newest(ids, lambda _: True, deep_cursor)),
+            "/api/executions" + ("" if deep_cursor is None else f"?cursor={deep_cursor}"),
+            tuple(newest(ids, lambda _: True, executions - PAGE * (deep_page(executions) - 1))),
         ),
         Request("html-execution", f"/executions/{quote(shown, safe='')}", None, html=True),
     ]
@@ -331,11 +331,11 @@ def vacuum_analyze(schema: str) -> None:
 # -- timing ------------------------------------------------------------------------------------
 
 
-async def find_deep_cursor(client: Any, pages: int) -> int:
-    """The `before` cursor of page `pages`, by following the `next` links from the first
-    page as a person paging would (not timed)."""
+async def find_deep_cursor(client: Any, pages: int) -> str | None:
+    """The cursor of page `pages` (None: the first), by following the `next` links from
+    the first page as a person paging would (not timed)."""
     path: str = "/api/executions"
-    cursor = 0
+    cursor = None
     for _ in range(pages - 1):
         answer = await client.get(path)
         answer.raise_for_status()
@@ -343,7 +343,7 @@ async def find_deep_cursor(client: Any, pages: int) -> int:
         if link is None:
             raise RuntimeError(f"the list ended before page {pages} (no next link)")
         path = link
-        cursor = int(dict(parse_qsl(urlsplit(link).query))["before"])
+        cursor = dict(parse_qsl(urlsplit(link).query))["cursor"]
     return cursor
 
 
@@ -361,7 +361,7 @@ async def time_requests(place: Place, executions: int, repeat: int) -> list[dict
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             (await client.get("/api/executions")).raise_for_status()  # warm-up
             pages = deep_page(executions)
-            cursor = await find_deep_cursor(client, pages) if pages > 1 else executions
+            cursor = await find_deep_cursor(client, pages)
             for request in requests(executions, cursor):
                 samples: list[float] = []
                 status, body = 0, ""

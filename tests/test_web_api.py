@@ -11,6 +11,7 @@ import re
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,15 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from httpx2 import Response  # what Starlette's TestClient answers with
 
-from livingai import CheckpointEngine, ExecutionNode, NodeType, Runtime, Status, open_store
+from livingai import (
+    CheckpointEngine,
+    ExecutionEntry,
+    ExecutionNode,
+    NodeType,
+    Runtime,
+    Status,
+    open_store,
+)
 from livingai.cli import cli
 from livingai.web import create_app, data
 from tests import web_support
@@ -165,34 +174,43 @@ def test_100k_executions_are_paged_on_the_server(tmp_path: Path) -> None:
         assert [item["execution_id"] for item in body["items"]] == [
             web_support.bulk_id(k) for k in range(total - 1, total - 51, -1)
         ]
-        assert body["prev"] is None
-        assert body["total"] == total
+        assert body["newest"] is None
         second = client.get(body["next"]).json()
         assert second["items"][0]["execution_id"] == web_support.bulk_id(total - 51)
         assert len(second["items"]) == 50
-        back = client.get(second["prev"]).json()
+        back = client.get(second["newest"]).json()
         assert back["items"] == body["items"]
-        last = client.get("/api/executions", params={"before": 30}).json()
-        assert len(last["items"]) == 30
+        base = datetime(2026, 1, 1, tzinfo=UTC)
+        cursor = ExecutionEntry(web_support.bulk_id(30), (base + timedelta(seconds=30)).isoformat())
+        last = client.get("/api/executions", params={"cursor": cursor.cursor}).json()
+        assert [item["execution_id"] for item in last["items"]] == [
+            web_support.bulk_id(k) for k in range(29, -1, -1)
+        ]
         assert last["next"] is None
         page = client.get("/")
         assert len(execution_ids(page.text, "executions")) == 50
         assert 'rel="next"' in page.text
-        assert 'rel="prev"' not in page.text
+        assert 'rel="first"' not in page.text
         failed = client.get("/api/executions", params={"status": "FAILED"}).json()
         assert [item["execution_id"] for item in failed["items"][:2]] == [
             web_support.bulk_id(total - 2),
             web_support.bulk_id(total - 4),
         ]
         assert len(failed["items"]) == 50
+        nobody = client.get("/api/executions", params={"agent": "nobody"}).json()
+        assert (nobody["items"], nobody["next"], nobody["stopped"]) == ([], None, False)
+        assert nobody["scanned"] == 0  # the store's index answered: nothing was read
         matched = client.get("/api/executions", params={"q": "bulk-09999"}).json()
         assert len(matched["items"]) == 10
         assert matched["next"] is None
-        nobody = client.get("/api/executions", params={"agent": "nobody"}).json()
-        assert nobody["items"] == []
-        assert nobody["stopped"] is True  # the time bound: it says so, and goes on later
-        assert nobody["next"] is not None
-        assert 0 < nobody["scanned"] < total
+        none = client.get("/api/executions", params={"min_cost": "1000"}).json()
+        assert none["items"] == []
+        assert none["stopped"] is True  # the time bound: it says so, and goes on later
+        assert none["next"] is not None
+        assert 0 < none["scanned"] < total
+        bad = client.get("/api/executions", params={"cursor": "not-a-cursor"})
+        assert bad.status_code == 422
+        assert "is not one a page of executions gave" in detail(bad)
 
 
 # -- reading: one execution ------------------------------------------------------------------
@@ -456,7 +474,7 @@ def test_read_only_refuses_every_action(reader: TestClient, recorded: Recorded) 
     assert 'id="replay"' not in page
     assert 'id="fork"' not in page
     assert 'name="csrf"' not in page
-    assert reader.get("/api/executions").json()["total"] == len(recorded.ids)  # nothing ran
+    assert len(reader.get("/api/executions").json()["items"]) == len(recorded.ids)  # none ran
 
 
 def test_actions_need_the_token(actor: TestClient, recorded: Recorded) -> None:
@@ -469,7 +487,7 @@ def test_actions_need_the_token(actor: TestClient, recorded: Recorded) -> None:
     assert detail(wrong) == "the bearer token is wrong"
     assert actor.post(f"/executions/{ok}/replay", data=body).status_code == 403
     assert actor.post("/login", data={"token": "guess"}).status_code == 403
-    assert actor.get("/api/executions").json()["total"] == len(recorded.ids)  # nothing ran
+    assert len(actor.get("/api/executions").json()["items"]) == len(recorded.ids)  # none ran
 
     replayed = actor.post(path, json=body, headers=bearer())
     assert replayed.status_code == 200, replayed.text
@@ -671,8 +689,9 @@ def test_mounted_in_another_app_every_link_has_the_mount_path(recorded: Recorded
         pending = client.get(f"/ui/executions/{recorded.ids['pending']}").text
         assert 'data-events-url="/ui/api/executions/trip-pending/events?after=' in pending
         assert 'data-root="/ui"' in pending
-        listed = client.get("/ui/api/executions", params={"before": 3}).json()
-        assert listed["prev"].startswith("/ui/api/executions?")
+        below = ExecutionEntry("any", "2999-01-01T00:00:00+00:00").cursor  # from the top
+        listed = client.get("/ui/api/executions", params={"cursor": below}).json()
+        assert listed["newest"] == "/ui/api/executions"
 
 
 # -- live updates ----------------------------------------------------------------------------

@@ -64,6 +64,11 @@ class ExecutionEntry:
     def key(self) -> tuple[str, str]:
         return (self.started_at, self.execution_id)
 
+    @property
+    def cursor(self) -> str:
+        """The cursor of the page that starts after this entry."""
+        return encode_cursor(self)
+
     @classmethod
     def of(cls, execution_id: str, versions: Sequence[NodeRecord]) -> ExecutionEntry | None:
         """The entry of an execution from its versions in append order (None: it has

@@ -33,11 +33,11 @@ def guarded(request: Request) -> None:
 async def list_executions(
     request: Request, query: Annotated[data.ListQuery, Depends()]
 ) -> dict[str, Any]:
-    """A page of executions, newest first, with the links to the next (older) and
-    previous (newer) pages; `stopped` when a filter ran out of time looking."""
+    """A page of executions, newest first, with the links to the next (older) page
+    and to the newest; `stopped` when a filter ran out of time looking."""
     ui = ui_of(request)
     filters = data.Filters.of(**query.given())
-    found = await data.page(ui.open_runtime(), filters, before=query.before, after=query.after)
+    found = await data.page(ui.open_runtime(), filters, cursor=query.cursor)
     return found.to_dict(filters, root_of(request) + "/api/executions")
 
 

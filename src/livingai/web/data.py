@@ -10,7 +10,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -85,8 +85,7 @@ class ListQuery:
     until: str | None = None
     min_cost: str | None = None
     q: str | None = None
-    before: int | None = None  # paging cursors: see page()
-    after: int | None = None
+    cursor: str | None = None  # where the page starts: a page's `next` link holds it
 
     def given(self) -> dict[str, str | None]:
         """The filters as typed, for Filters.of and to show in the form again."""
@@ -139,14 +138,6 @@ class Filters:
             )
         return value
 
-    @property
-    def reads_summaries(self) -> bool:
-        """Whether a filter needs each execution's summary (q needs its id only)."""
-        return any(
-            value is not None
-            for value in (self.status, self.agent, self.since, self.until, self.min_cost)
-        )
-
     def query(self) -> dict[str, str]:
         return {
             name: value
@@ -161,41 +152,37 @@ class Filters:
             if value is not None
         }
 
-    def link(self, path: str, **cursor: int) -> str:
-        return f"{path}?{urlencode({**self.query(), **cursor})}"
+    def link(self, path: str, **cursor: str) -> str:
+        query = urlencode({**self.query(), **cursor})
+        return f"{path}?{query}" if query else path
 
-    async def summaries(self, runtime: Runtime, ids: Sequence[str]) -> list[ExecutionSummary]:
-        return await runtime.executions(
-            ids=ids,
-            status=self.status,
-            agent=self.agent,
-            since=moment("since", self.since),
-            until=moment("until", self.until),
-            min_cost=self.cost(),
-        )
+    @property
+    def looks(self) -> bool:
+        """Whether a filter is applied here, to the summaries of the store's pages (the
+        store filters by status, agent and time itself)."""
+        return self.q is not None or self.min_cost is not None
 
 
 @dataclass(frozen=True)
 class Page:
-    """One page of the executions list, newest first. `before` and `after` are the
-    cursors of the next (older) and previous (newer) pages: positions in the store's
-    first-seen order of executions. `stopped` says the filtered scan ran out of time."""
+    """One page of the executions list, newest first: (cursor, summary) pairs, the
+    cursor being the one of the page after that execution. `next` is the cursor of the
+    next (older) page, `first` whether this is the newest page; `stopped` says a filter
+    looked for matches until its time ran out, at `scanned` executions."""
 
-    items: list[tuple[int, ExecutionSummary]]
-    before: int | None
-    after: int | None
+    items: list[tuple[str, ExecutionSummary]]
+    next: str | None
+    first: bool
     stopped: bool
     scanned: int
-    total: int
 
     def to_dict(self, filters: Filters, path: str) -> dict[str, Any]:
         return {
             "items": [summary_dict(summary) for _, summary in self.items],
-            "next": None if self.before is None else filters.link(path, before=self.before),
-            "prev": None if self.after is None else filters.link(path, after=self.after),
+            "next": None if self.next is None else filters.link(path, cursor=self.next),
+            "newest": None if self.first else filters.link(path),
             "stopped": self.stopped,
             "scanned": self.scanned,
-            "total": self.total,
         }
 
 
@@ -203,74 +190,47 @@ async def page(
     runtime: Runtime,
     filters: Filters,
     *,
-    before: int | None = None,
-    after: int | None = None,
+    cursor: str | None = None,
     size: int = PAGE_SIZE,
     seconds: float = SCAN_SECONDS,
 ) -> Page:
-    """A page of executions, newest first (the reverse of first-seen order): older than
-    position `before`, or newer than `after`. Only the executions the page shows are
-    summarised when nothing but `q` filters; other filters summarise executions a chunk
-    at a time, walking away from the cursor, until the page is full or `seconds` pass."""
-    ids = await runtime.engine.list_executions()
-    total = len(ids)
-    if after is not None:
-        after = min(max(after, -1), total)
-        walk: Iterator[int] = iter(range(after + 1, total))
-    else:
-        top = total if before is None else min(max(before, 0), total)
-        walk = iter(range(top - 1, -1, -1))
-    if filters.q is not None:
-        needle = filters.q.lower()
-        walk = (at for at in walk if needle in ids[at].lower())
-    found, last, more, stopped, scanned = await scan(runtime, filters, ids, walk, size, seconds)
-    shown = found[:size]
-    if after is not None:  # walked up from the cursor: the page is the nearest `size`
-        newer = shown[-1][0] if len(found) > size else last if (more or stopped) else None
-        oldest = shown[0][0] if shown else after + 1
-        return Page(shown[::-1], oldest if oldest > 0 else None, newer, stopped, scanned, total)
-    older = shown[-1][0] if len(found) > size else last if (more or stopped) else None
-    newest = shown[0][0] if shown else top - 1
-    newer = newest if before is not None and newest < total - 1 else None
-    return Page(shown, older, newer, stopped, scanned, total)
-
-
-async def scan(
-    runtime: Runtime,
-    filters: Filters,
-    ids: Sequence[str],
-    walk: Iterator[int],
-    size: int,
-    seconds: float,
-) -> tuple[list[tuple[int, ExecutionSummary]], int | None, bool, bool, int]:
-    """Walk the positions, summarising and filtering, until `size` + 1 match (so that
-    the page knows another follows), the walk ends, or `seconds` pass. Returns what
-    matched, the last position looked at, whether more positions are left (unfiltered),
-    whether time ran out with the walk unfinished, and how many were looked at."""
+    """A page of executions, newest first, from the store's index (which filters by
+    status, agent and time): the page's own executions are summarised, and no more. A
+    part of the id (q) or a minimum cost is looked for a chunk of the index at a time,
+    walking older, until the page is full or `seconds` pass."""
     deadline = time.monotonic() + seconds
-    found: list[tuple[int, ExecutionSummary]] = []
-    last: int | None = None
+    found: list[tuple[str, ExecutionSummary]] = []
     scanned = 0
-    while len(found) <= size:
-        want = SCAN_CHUNK if filters.reads_summaries else size
-        chunk = [at for _, at in zip(range(want), walk, strict=False)]
-        if not chunk:
-            return found, last, False, False, scanned
-        scanned += len(chunk)
-        last = chunk[-1]
+    at = cursor
+    while True:
+        chunk = await runtime.engine.list_page(
+            limit=SCAN_CHUNK if filters.looks else size + 1 - len(found),
+            cursor=at,
+            status=filters.status,
+            agent=filters.agent,
+            since=moment("since", filters.since),
+            until=moment("until", filters.until),
+        )
+        scanned += len(chunk.entries)
+        needle = None if filters.q is None else filters.q.lower()
+        entries = [e for e in chunk.entries if needle is None or needle in e.execution_id.lower()]
         summaries = {
-            s.execution_id: s for s in await filters.summaries(runtime, ids_at(ids, chunk))
+            s.execution_id: s
+            for s in await runtime.executions(
+                ids=[e.execution_id for e in entries], min_cost=filters.cost()
+            )
         }
-        found.extend((at, summaries[ids[at]]) for at in chunk if ids[at] in summaries)
-        if not filters.reads_summaries:  # the page's own executions only
-            return found, last, next(walk, None) is not None, False, scanned
-        if len(found) <= size and time.monotonic() > deadline:
-            return found, last, True, True, scanned
-    return found, last, True, False, scanned
-
-
-def ids_at(ids: Sequence[str], positions: Sequence[int]) -> list[str]:
-    return [ids[at] for at in positions]
+        for entry in entries:
+            summary = summaries.get(entry.execution_id)
+            if summary is not None:
+                found.append((entry.cursor, summary))
+            if len(found) > size:  # one more than the page: another page follows
+                return Page(found[:size], found[size - 1][0], cursor is None, False, scanned)
+        if chunk.cursor is None:
+            return Page(found, None, cursor is None, False, scanned)
+        at = chunk.cursor
+        if filters.looks and time.monotonic() > deadline:  # say so; go on from here later
+            return Page(found, at, cursor is None, True, scanned)
 
 
 def summary_dict(summary: ExecutionSummary) -> dict[str, Any]:

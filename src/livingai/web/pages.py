@@ -42,7 +42,7 @@ async def executions(request: Request, query: Annotated[data.ListQuery, Depends(
         return render(
             request, "executions.html", 422, page=None, filters=shown, error=str(exc), links={}
         )
-    found = await data.page(ui.open_runtime(), filters, before=query.before, after=query.after)
+    found = await data.page(ui.open_runtime(), filters, cursor=query.cursor)
     links = found.to_dict(filters, root_of(request) + "/")
     return render(
         request,
@@ -50,7 +50,7 @@ async def executions(request: Request, query: Annotated[data.ListQuery, Depends(
         page=found,
         filters={name: value or "" for name, value in given.items()},
         error=None,
-        links={"next": links["next"], "prev": links["prev"]},
+        links={"next": links["next"], "newest": links["newest"]},
     )
 
 
