@@ -47,7 +47,7 @@ def test_a_quick_sqlite_run_checks_every_request_and_leaves_nothing(tmp_path: Pa
 
 
 def test_the_right_answers_and_the_check() -> None:
-    wanted = {r.name: r for r in web.requests(QUICK, 50)}
+    wanted = {r.name: r for r in web.requests(QUICK, "a-cursor")}
     first = wanted["api-first"].expected
     assert first is not None
     assert first[:2] == ("exec-0001999", "exec-0001998")
