@@ -703,3 +703,18 @@ def test_a_long_chain_of_parents_is_drawn_without_recursion() -> None:
     assert len(lines) == 3000 + 2  # the execution, each node, the count
     assert "n2999" in lines[-2]
     assert lines[-1] == "3000 nodes"
+
+
+def test_the_store_may_follow_the_command(recorded: Store) -> None:
+    """`livingai list --store URL`, as a new user typed it: the same as before the
+    command; after it, it wins over the one before, and its password stays masked."""
+    before = RUNNER.invoke(cli, ["--store", recorded.url, "list", "--json"])
+    after = RUNNER.invoke(cli, ["list", "--store", recorded.url, "--json"])
+    assert after.exit_code == 0, after.output
+    assert json.loads(after.stdout) == json.loads(before.stdout)
+    elsewhere = "sqlite:////nonexistent/where.db"
+    wins = RUNNER.invoke(cli, ["--store", elsewhere, "show", IDS["ok"], "--store", recorded.url])
+    assert wins.exit_code == 0, wins.output
+    masked = RUNNER.invoke(cli, ["list", "--store", "redis://:s3cret@127.0.0.1:1/0"])
+    assert "s3cret" not in masked.output
+    assert "--store URL" in RUNNER.invoke(cli, ["costs", "--help"]).output

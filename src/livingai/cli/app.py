@@ -4,6 +4,7 @@ error and 1 for any other, never a traceback (LIVINGAI_DEBUG=1 shows it)."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
@@ -119,6 +120,15 @@ def cli(ctx: click.Context, store_url: str, quiet: bool, verbose: bool) -> None:
     ctx.obj = Settings(store_url, level, Secrets([store_url]))
 
 
+def _store_here(ctx: click.Context, _: click.Parameter, url: str | None) -> None:
+    """`--store` given after the command: the store it works on."""
+    if url is not None:
+        settings: Settings = ctx.obj
+        ctx.obj = dataclasses.replace(
+            settings, store_url=url, secrets=Secrets([*settings.secrets.urls, url])
+        )
+
+
 for command in (
     browse.list_executions,
     browse.show,
@@ -133,6 +143,16 @@ for command in (
     browse.stats,
     serve.ui,
 ):
+    command.params.append(
+        click.Option(
+            ["--store", "store_url"],
+            metavar="URL",
+            expose_value=False,
+            callback=_store_here,
+            help="Where the executions are stored: as `livingai --store URL ...`, given "
+            "after the command (it wins over the one before).",
+        )
+    )
     cli.add_command(command)
 
 
