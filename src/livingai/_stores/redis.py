@@ -1,19 +1,21 @@
-"""RedisStore: checkpoints in Redis, for a hot tier shared by many processes.
+"""RedisStore: checkpoints in Redis, for a hot tier shared by many processes; on one
+server (or a replicated one) or on a Redis Cluster (`cluster=True`, or a
+`redis+cluster://` URL in open_store).
 
-`pip install "livingai[redis]"`. The key layout, the Lua scripts and the record encoding
-are in `_redis_keys` (no I/O there); this module only moves bytes:
+`pip install "livingai[redis]"`. The key layout and the record encoding are in
+redis_keys, the Lua in redis_lua, redis_retain and redis_index, the cluster's buckets in
+redis_buckets, the connections in redis_wire (no I/O but there); this module only says
+what to call:
 
-- a batch is appended by ONE Lua script call (EVALSHA, falling back to EVAL once the
-  server has forgotten the script, after a restart or SCRIPT FLUSH), atomic and
-  idempotent per version id; order within an execution comes from a server-side counter;
-- every read, `latest_checkpoint` included, is one script call: one round trip;
-- a call goes to the socket in pieces of at most 256 KiB, so a batch of large
-  checkpoints never holds the event loop for long while it is copied out;
-- connections come from a `BlockingConnectionPool`: past `max_connections`, callers
-  wait for a free connection (up to POOL_WAIT_SECONDS) instead of failing;
-- a call whose connection breaks is sent again once on a fresh connection (every script
-  is safe to repeat); anything that still fails raises StoreError naming the server, with
-  the password masked, and the engine retries it;
+- a batch is appended by ONE Lua script call (on a cluster one per bucket it touches,
+  at once), atomic and idempotent per version id; order within an execution comes from
+  a server-side counter;
+- every read, `latest_checkpoint` included, is one script call: one round trip (on a
+  cluster, a node id's read or history asks every bucket at once);
+- pages of executions and the open runs come from an index kept by the same scripts
+  (redis_index), with a one-time backfill for stores written before it existed;
+- anything that fails raises StoreError naming the server, with the password masked,
+  and the engine retries it;
 - the first call checks the server's persistence: with neither RDB snapshots nor an
   append-only file, one WARNING (once per store) says every checkpoint is lost when Redis
   restarts. Without permission to run CONFIG the check is skipped.
@@ -22,21 +24,31 @@ Durability is the server's: with `appendonly yes` and `appendfsync always` every
 acknowledged append survives a crash of Redis; with `everysec` (Redis's default) up to
 about a second of them may be lost; without persistence, all of them.
 
-The store binds its connection pool to the event loop that first uses it, and opens a
-new one when it is used from another loop (asyncio.run called twice, the engine's exit
-flush). A client passed as `client=` is used as is and never closed by the store.
+Replication is asynchronous: a primary acknowledges a write before its replicas have it,
+so when a primary fails and a replica takes over (Sentinel, or a cluster's failover),
+the appends of the last moments before the failure may be missing on the new primary,
+though they were acknowledged. With `wait_replicas=N` an append returns only once N
+replicas hold the whole batch (CONFIRM, then WAIT N wait_timeout_ms, on the primary that
+serves it then): a save that returned True then survives the loss of the primary, as
+long as one of those replicas takes over (Redis promotes the most up-to-date one). When
+fewer replicas answer within wait_timeout_ms the append raises StoreError and the engine
+sends the batch again (stored once: versions are deduplicated by id).
+
+On a cluster, a batch is one APPEND per bucket it touches, each atomic on its own slot:
+a batch cut short (a primary failing, a timeout) may be stored in some buckets and not
+in others, which a retry of the batch completes, storing nothing twice. The versions of
+one execution are always in one bucket, so each execution's part of a batch is all or
+nothing, fences included.
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
-from collections.abc import Sequence
-from datetime import datetime, timedelta
-from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from .._core.errors import (
     CheckpointCorruptError,
@@ -48,65 +60,55 @@ from .._core.errors import (
     StoreUnusableError,
     check_setting,
 )
-from .._core.extras import require
 from .._core.leases import fenced
 from .._core.leases import held as held_error
 from .._core.lifecycle import Closable
+from .._core.listing import ExecutionEntry, ExecutionPage, PageQuery
 from .._core.model import NodeRecord
 from .._core.retention import check_keep, execution_ids_to_delete, node_ids_to_delete
 from .._core.store import Fences, Lease, StoreLimits
 from .._core.urls import mask_url, redact, url_secrets
-from .._core.usage import UsageBy, UsageRow, check_grouping, utc_text
+from .._core.usage import UsageBy, UsageRow, check_grouping
+from . import redis_index as index
 from . import redis_keys as keys
+from . import redis_lua as lua
+from . import redis_usage as usage
+from .redis_buckets import Stamps, bucket_of, bucket_prefixes
+from .redis_retain import RETAIN, RETAIN_EXECUTIONS_PER_CALL, RETAIN_NODES_PER_CALL
+from .redis_wire import (
+    CONNECT_TIMEOUT_SECONDS,
+    SOCKET_TIMEOUT_SECONDS,
+    Cluster,
+    Standalone,
+    Wire,
+    redis_py,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
 logger = logging.getLogger("livingai")
 
-POOL_WAIT_SECONDS = 30.0  # a caller waits this long for a free connection
-CONNECT_TIMEOUT_SECONDS = 3.0  # these two can be overridden in the URL:
-SOCKET_TIMEOUT_SECONDS = 5.0  # ?socket_connect_timeout=..&socket_timeout=.. (each read
-# or write on the socket, not a whole call)
-RECONNECT_RETRIES = 1  # a call on a dropped connection is sent again once
 CLOSE_WAIT_SECONDS = 10.0  # close() lets calls in flight finish for this long
 DEFAULT_MAX_BULK = 512 * 1024 * 1024  # Redis's proto-max-bulk-len unless set otherwise
 BULK_HEADROOM = 64 * 1024  # the packed record holds the ids and times besides the body
+INDEX = keys.Script("index", index.INDEX_TEXT)
 
 _UNCHECKED, _CHECKING, _CHECKED = 0, 1, 2
 
 
-class _Client(Protocol):
-    """What the store uses of a redis.asyncio.Redis."""
-
-    connection_pool: Any
-
-    async def execute_command(self, *args: Any, **options: Any) -> Any: ...
-
-    async def aclose(self, close_connection_pool: bool | None = None) -> None: ...
-
-
-@functools.cache
-def _redis() -> SimpleNamespace:
-    """redis-py, imported on first use: the core never imports it."""
-    asyncio_redis = require("redis.asyncio", "redis")
-    return SimpleNamespace(
-        Redis=asyncio_redis.Redis,
-        BlockingConnectionPool=asyncio_redis.BlockingConnectionPool,
-        Retry=require("redis.asyncio.retry", "redis").Retry,
-        Backoff=require("redis.backoff", "redis").ExponentialWithJitterBackoff,
-        errors=require("redis.exceptions", "redis"),
-    )
-
-
 class RedisStore(Closable):
-    """A store in Redis: every key starts with `{prefix}:` (see _redis_keys for the layout).
+    """A store in Redis: every key starts with `{prefix}:` (see redis_keys for the layout).
 
     `url` is a redis-py URL (redis://, rediss://, unix://; ?socket_timeout= and the like
     are honoured); `self.url` keeps it with the password masked, for messages. Or pass
     `client=`, a redis.asyncio.Redis with decode_responses=False, which the store uses
-    and never closes. With `ttl_seconds`, an execution's keys expire that long after its
-    last append (the hot tier of a TieredStore). `max_connections` bounds the pool.
+    and never closes. With `cluster=True`, `url` names one node of a Redis Cluster
+    (redis:// or rediss://): the client finds the others. With `ttl_seconds`, an
+    execution's keys expire that long after its last append (the hot tier of a
+    TieredStore). `max_connections` bounds the pool (on a cluster, each node's). With
+    `wait_replicas`, an append waits up to `wait_timeout_ms` for that many replicas to
+    hold it (see the module's docstring).
     """
 
     def __init__(
@@ -117,139 +119,121 @@ class RedisStore(Closable):
         prefix: str = "livingai",
         ttl_seconds: int | None = None,
         max_connections: int = 64,
+        cluster: bool = False,
+        wait_replicas: int = 0,
+        wait_timeout_ms: int = 1000,
     ) -> None:
         if not isinstance(prefix, str) or not prefix:
             raise ConfigError(f"prefix must be a non-empty string; got {prefix!r}")
         if ttl_seconds is not None:
             check_setting("ttl_seconds", ttl_seconds, minimum=1, whole=True)
         check_setting("max_connections", max_connections, minimum=1, whole=True)
+        check_setting("wait_replicas", wait_replicas, minimum=0, whole=True)
+        check_setting("wait_timeout_ms", wait_timeout_ms, minimum=1, whole=True)
+        if not isinstance(cluster, bool):
+            raise ConfigError(f"cluster must be True or False; got {cluster!r}")
         self.prefix = prefix
         self.ttl_seconds = ttl_seconds
         self.max_connections = max_connections
-        self._given = client
+        self.cluster = cluster
+        self.wait_replicas = wait_replicas
+        self.wait_timeout_ms = wait_timeout_ms
+        if cluster and ("{" in prefix or "}" in prefix):
+            raise ConfigError(
+                f"prefix {prefix!r}: on a Redis Cluster a prefix holds no braces (the "
+                "store's keys carry hash tags of their own)"
+            )
+        if cluster and client is not None:
+            raise ConfigError("RedisStore(cluster=True) takes a URL, not a client")
+        if url.lower().startswith(("redis+cluster:", "rediss+cluster:")):
+            raise ConfigError(
+                f"{mask_url(url)!r}: RedisStore takes a redis:// URL of one node with "
+                "cluster=True (open_store takes redis+cluster:// URLs)"
+            )
         if client is None:
-            _redis()  # fail here, naming the extra, not at the first call
+            redis_py()  # fail here, naming the extra, not at the first call
             self.url = mask_url(url)
             self._secrets = url_secrets(url)
         else:
-            options = client.connection_pool.connection_kwargs
-            if options.get("decode_responses"):
+            given = client.connection_pool.connection_kwargs
+            if given.get("decode_responses"):
                 raise ConfigError(
                     "RedisStore needs a client with decode_responses=False: checkpoints are bytes"
                 )
-            self.url = f"redis://{options.get('host', '?')}:{options.get('port', '?')}"
-            self.url += f"/{options.get('db', 0)}"
-            password = options.get("password")
+            self.url = f"redis://{given.get('host', '?')}:{given.get('port', '?')}"
+            self.url += f"/{given.get('db', 0)}"
+            password = given.get("password")
             self._secrets = [password] if isinstance(password, str) and password else []
         self._secret_url = url  # with the password: only ever handed to redis-py
-        if client is None:
-            self._pool()  # a bad URL or option fails here, not at the first save
-        self._client: _Client | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        socket_timeout = max(SOCKET_TIMEOUT_SECONDS, wait_timeout_ms / 1000 + 2.0)
+        options: dict[str, Any] = {
+            "socket_connect_timeout": CONNECT_TIMEOUT_SECONDS,
+            "socket_timeout": socket_timeout if wait_replicas else SOCKET_TIMEOUT_SECONDS,
+            "client_name": keys.client_name(prefix),
+            "decode_responses": False,
+        }
+        self._prefixes = bucket_prefixes(prefix) if cluster else (prefix,)
+        self._stamps = Stamps() if cluster else None
+        self._wire: Wire = (
+            Cluster(url, options, max_connections)
+            if cluster
+            else Standalone(url, options, client, max_connections)
+        )
+        try:
+            self._wire.check()  # a bad URL or option fails here, not at the first save
+        except (TypeError, ValueError) as exc:
+            detail = redact(str(exc), self._secret_url, self.url, self._secrets)
+            raise ConfigError(f"invalid Redis URL {self.url!r}: {detail}") from None
         self._persistence = _UNCHECKED
         self._max_bulk = DEFAULT_MAX_BULK
+        self._indexed = False
         self._inflight = 0
         self._drained: asyncio.Event | None = None
         self._closed = False
 
     def __repr__(self) -> str:
-        return f"RedisStore({self.url!r}, prefix={self.prefix!r})"
+        kind = ", cluster=True" if self.cluster else ""
+        return f"RedisStore({self.url!r}, prefix={self.prefix!r}{kind})"
 
-    # -- connections --------------------------------------------------------------------
+    # -- calls --------------------------------------------------------------------------
 
-    def _connection(self) -> _Client:
+    def _bucket(self, execution_id: str) -> int:
+        return bucket_of(execution_id) if self.cluster else 0
+
+    async def _call(self, bucket: int, script: keys.Script, *args: keys.Arg) -> Any:
+        """One script call on a bucket's layout (its prefix first); StoreError when Redis
+        cannot be reached or fails."""
+        prefix = self._prefixes[bucket]
+        key = prefix if self.cluster else None
+        return await self._guarded(lambda: self._wire.call(key, script, (prefix, *args)))
+
+    async def _everywhere(self, script: keys.Script, *args: keys.Arg) -> list[Any]:
+        """The same call on every bucket, at once; their replies in bucket order."""
+        if not self.cluster:
+            return [await self._call(0, script, *args)]
+        return await _gather([self._call(b, script, *args) for b in range(len(self._prefixes))])
+
+    async def _guarded(self, call: Callable[[], Awaitable[Any]]) -> Any:
         self._check_open()
-        if self._given is not None:
-            return cast(_Client, self._given)
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:
-            # A pool's connections belong to one event loop: a new loop gets a new pool.
-            # One left on a closed loop cannot be closed any more; its sockets go with it.
-            self._client = self._open()
-            self._loop = loop
-        return self._client
-
-    def _pool(self) -> Any:
-        """A connection pool for the URL (nothing connects yet); ConfigError naming the
-        URL, password masked, when redis-py refuses it or one of its options."""
-        redis = _redis()
-        try:
-            pool = redis.BlockingConnectionPool.from_url(
-                self._secret_url,
-                max_connections=self.max_connections,
-                timeout=POOL_WAIT_SECONDS,
-                socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
-                socket_timeout=SOCKET_TIMEOUT_SECONDS,
-                retry=redis.Retry(redis.Backoff(cap=0.2, base=0.02), RECONNECT_RETRIES),
-                client_name=keys.client_name(self.prefix),
-                decode_responses=False,
-            )
-            pool.connection_class(**pool.connection_kwargs)  # unknown options fail here
-        except (TypeError, ValueError) as exc:
-            detail = redact(str(exc), self._secret_url, self.url, self._secrets)
-            raise ConfigError(f"invalid Redis URL {self.url!r}: {detail}") from None
-        if pool.connection_kwargs.get("decode_responses") not in (None, False):
-            raise ConfigError(f"invalid Redis URL {self.url!r}: it must not set decode_responses")
-        return pool
-
-    def _open(self) -> _Client:
-        return cast(_Client, _redis().Redis.from_pool(self._pool()))
-
-    async def _call(self, script: keys.Script, *args: keys.Arg) -> Any:
-        """One script call; StoreError when Redis cannot be reached or fails."""
-        client = self._connection()
-        errors = _redis().errors
+        errors = redis_py().errors
         task = asyncio.current_task()
         cancels = task.cancelling() if task is not None else 0
         self._inflight += 1
         try:
             if self._persistence == _UNCHECKED:
-                await self._check_server(client)
-            for attempt in range(RECONNECT_RETRIES + 1):
-                try:
-                    reply = await self._script(client.connection_pool, script, args)
-                    if task is not None and task.cancelling() > cancels:
-                        # On Python 3.11 redis-py's asyncio.wait_for can swallow a cancel
-                        # that lands as the reply arrives; deliver it, as the caller asked.
-                        raise asyncio.CancelledError
-                    return reply
-                except _Dropped as dropped:
-                    # The connection broke (server restarted, CLIENT KILL, idle timeout):
-                    # send the call again on a fresh one. Every script is safe to repeat.
-                    if attempt == RECONNECT_RETRIES:
-                        raise dropped.error from None
-            raise AssertionError("unreachable")
-        except (errors.RedisError, OSError) as exc:
+                await self._check_server()
+            reply = await call()
+            if task is not None and task.cancelling() > cancels:
+                # On Python 3.11 redis-py's asyncio.wait_for can swallow a cancel that
+                # lands as the reply arrives; deliver it, as the caller asked.
+                raise asyncio.CancelledError
+            return reply
+        except (errors.RedisError, errors.RedisClusterException, OSError) as exc:
             raise self._failure(exc) from exc
         finally:
             self._inflight -= 1
             if self._inflight == 0 and self._drained is not None:
                 self._drained.set()
-
-    async def _script(self, pool: Any, script: keys.Script, args: tuple[keys.Arg, ...]) -> Any:
-        """EVALSHA on a connection of `pool`, or EVAL when the server lacks the script.
-
-        The command goes out in pieces of at most keys.PIECE_BYTES: a batch of large
-        checkpoints is megabytes, and handing it to the transport at once copies it all
-        on the event loop (twice, on Python 3.11), stalling every other agent.
-        """
-        errors = _redis().errors
-        connection = await pool.get_connection()  # connects, or waits for a free one
-        try:
-            try:
-                return await _roundtrip(connection, "EVALSHA", script.sha, args)
-            except errors.NoScriptError:  # a restarted server, or SCRIPT FLUSH
-                return await _roundtrip(connection, "EVAL", script.text, args)
-        except errors.ResponseError:
-            raise  # the reply was read: the connection is in step
-        except (errors.ConnectionError, errors.TimeoutError, OSError) as exc:
-            await connection.disconnect(nowait=True)
-            raise _Dropped(exc) from exc
-        except BaseException:
-            await connection.disconnect(nowait=True)  # a command or reply may be half done
-            raise
-        finally:
-            await pool.release(connection)
 
     def _failure(self, exc: BaseException) -> Exception:
         """The store's error for a redis-py one: what no retry can fix is told apart."""
@@ -257,7 +241,7 @@ class RedisStore(Closable):
             return ClosedError(f"{self!r} was closed while a call was in flight")
         message = redact(str(exc), self._secret_url, self.url, self._secrets)
         text = f"{self!r}: {type(exc).__name__}: {message}"
-        errors = _redis().errors
+        errors = redis_py().errors
         if isinstance(exc, errors.AuthenticationError | errors.NoPermissionError):
             return StoreUnusableError(
                 f"{text}; check the user and password in the URL and what that user may do"
@@ -270,15 +254,15 @@ class RedisStore(Closable):
             return StoreUnusableError(f"{text}; the keys under prefix {self.prefix!r} are damaged")
         return StoreError(text)
 
-    async def _check_server(self, client: _Client) -> None:
+    async def _check_server(self) -> None:
         """Once per store: learn the largest argument the server takes, and warn when
         Redis keeps nothing across a restart."""
         self._persistence = _CHECKING  # concurrent first calls do not check again
         try:
-            save = await client.execute_command("CONFIG GET", "save")
-            appendonly = await client.execute_command("CONFIG GET", "appendonly")
-            bulk = await client.execute_command("CONFIG GET", "proto-max-bulk-len")
-        except _redis().errors.ResponseError:  # CONFIG renamed or not permitted: skip
+            save = await self._wire.config("save")
+            appendonly = await self._wire.config("appendonly")
+            bulk = await self._wire.config("proto-max-bulk-len")
+        except redis_py().errors.ResponseError:  # CONFIG renamed or not permitted: skip
             self._persistence = _CHECKED
             return
         except BaseException:
@@ -324,8 +308,17 @@ class RedisStore(Closable):
                     records.append(exc.record)
         return records
 
-    async def _one(self, operation: str, argument: str) -> NodeRecord | None:
-        reply = await self._call(keys.READ, self.prefix, operation, argument)
+    async def _stamped(self, operation: str, node_id: str) -> list[Any]:
+        """A node's versions from every bucket, oldest first: [packed, checkpoint, ...]."""
+        found: list[tuple[float, int, list[Any]]] = []
+        for reply in await self._everywhere(lua.READ, operation, node_id):
+            for n in range(0, len(reply or []), 3):
+                found.append((float(reply[n]), len(found), reply[n + 1 : n + 3]))
+        found.sort(key=lambda item: item[:2])
+        return [part for _, _, pair in found for part in pair]
+
+    async def _one(self, operation: str, execution_id: str) -> NodeRecord | None:
+        reply = await self._call(self._bucket(execution_id), lua.READ, operation, execution_id)
         records = self._records(reply, listing=False)
         return records[-1] if records else None
 
@@ -342,7 +335,29 @@ class RedisStore(Closable):
         self._check_open()
         if not records:
             return
-        args = keys.append_args(self.prefix, self.ttl_seconds, records, fences)
+        groups: dict[int, list[int]] = {}  # bucket -> the positions of its records
+        for position, record in enumerate(records):
+            groups.setdefault(self._bucket(record.execution_id), []).append(position)
+        fenced_by: dict[int, dict[str, int]] = {}
+        for execution_id, token in (fences or {}).items():
+            fenced_by.setdefault(self._bucket(execution_id), {})[execution_id] = token
+            groups.setdefault(self._bucket(execution_id), [])
+        first = None if self._stamps is None else self._stamps.take(len(records))
+        calls = []
+        for bucket, positions in groups.items():
+            part = [records[n] for n in positions]
+            stamps = None if first is None else [first + n for n in positions]
+            args = keys.append_args(
+                self._prefixes[bucket], self.ttl_seconds, part, fenced_by.get(bucket), stamps
+            )
+            self._check_sizes(args)
+            calls.append(self._append_part(bucket, args[1:], part))
+        try:
+            await (calls[0] if len(calls) == 1 else _gather(calls))
+        except FencedError:
+            raise fenced(self, fences or {}) from None
+
+    def _check_sizes(self, args: list[keys.Arg]) -> None:
         for arg in args:
             # An argument over the limit makes Redis drop the connection, which looks
             # like an outage and would be retried for ever: refuse the record instead.
@@ -352,31 +367,72 @@ class RedisStore(Closable):
                     f"{self!r}: node {owner} needs a {len(arg)}-byte argument; this Redis "
                     f"takes at most {self._max_bulk} (proto-max-bulk-len)"
                 )
-        try:
-            await self._call(keys.APPEND, *args)
-        except FencedError:
-            raise fenced(self, fences or {}) from None
+
+    async def _append_part(
+        self, bucket: int, args: list[keys.Arg], records: list[NodeRecord]
+    ) -> None:
+        await self._call(bucket, lua.APPEND, *args)
+        if self.wait_replicas and records:
+            await self._acknowledge(bucket, records)
+
+    async def _acknowledge(self, bucket: int, records: list[NodeRecord]) -> None:
+        """Wait until wait_replicas replicas hold these records; StoreError when they do
+        not within wait_timeout_ms, or when the primary serving them now lacks one (it
+        took over without it): the engine then sends the batch again."""
+        prefix = self._prefixes[bucket]
+        args: list[keys.Arg] = [prefix]
+        for record in records:
+            args += (record.execution_id, record.version_id)
+        key = prefix if self.cluster else None
+        stored, replicas = await self._guarded(
+            lambda: self._wire.acknowledge(key, args, self.wait_replicas, self.wait_timeout_ms)
+        )
+        if not stored:
+            raise StoreError(
+                f"{self!r}: a version of the batch is missing on the primary that serves it "
+                "now (a failover lost it); the batch must be sent again"
+            )
+        if replicas < self.wait_replicas:
+            raise StoreError(
+                f"{self!r}: {replicas} of {self.wait_replicas} replicas acknowledged the batch "
+                f"within {self.wait_timeout_ms} ms (wait_replicas); it may be lost if the "
+                "primary fails before they have it"
+            )
 
     async def read(self, node_id: str) -> NodeRecord | None:
-        return await self._one("read", node_id)
+        if not self.cluster:
+            records = self._records(await self._call(0, lua.READ, "read", node_id), listing=False)
+        else:
+            records = self._records(await self._stamped("latest", node_id), listing=False)
+        return records[-1] if records else None
 
     async def list_nodes(self, execution_id: str) -> list[NodeRecord]:
-        return self._records(await self._call(keys.READ, self.prefix, "nodes", execution_id))
+        bucket = self._bucket(execution_id)
+        return self._records(await self._call(bucket, lua.READ, "nodes", execution_id))
 
     async def list_versions(self, execution_id: str) -> list[NodeRecord]:
-        return self._records(await self._call(keys.READ, self.prefix, "versions", execution_id))
+        bucket = self._bucket(execution_id)
+        return self._records(await self._call(bucket, lua.READ, "versions", execution_id))
 
     async def latest_checkpoint(self, execution_id: str) -> NodeRecord | None:
         return await self._one("checkpoint", execution_id)
 
     async def list_executions(self) -> list[str]:
-        reply = await self._call(keys.READ, self.prefix, "executions", "")
-        if not isinstance(reply, list) or not all(isinstance(n, bytes) for n in reply):
-            raise StoreError(f"{self!r}: unexpected reply {type(reply).__name__} from Redis")
-        return [name.decode() for name in reply]
+        if not self.cluster:
+            reply = await self._call(0, lua.READ, "executions", "")
+            if not isinstance(reply, list) or not all(isinstance(n, bytes) for n in reply):
+                raise StoreError(f"{self!r}: unexpected reply {type(reply).__name__} from Redis")
+            return [name.decode() for name in reply]
+        found = []
+        for reply in await self._everywhere(lua.READ, "first_seen", ""):
+            pairs = zip(reply[::2], reply[1::2], strict=True)
+            found += [(float(seq), name.decode()) for name, seq in pairs]
+        return [name for _, name in sorted(found)]
 
     async def history(self, node_id: str) -> list[NodeRecord]:
-        return self._records(await self._call(keys.READ, self.prefix, "history", node_id))
+        if not self.cluster:
+            return self._records(await self._call(0, lua.READ, "history", node_id))
+        return self._records(await self._stamped("stamped", node_id))
 
     async def usage(
         self,
@@ -389,27 +445,67 @@ class RedisStore(Closable):
         """From the counters kept as versions are stored; a day counts whole when it
         overlaps [since, until)."""
         by = check_grouping(by)
-        first, last = _day_number(since), _day_number(until, before=True)
-        sums: dict[str, list[float]] = {}
+        first, last = usage.day_number(since), usage.day_number(until, before=True)
+        sums = usage.Sums()
         if execution_ids is None and by != "execution":
-            reply = await self._call(keys.USAGE, self.prefix, "days", first, last)
-            for day, fields in zip(reply[::2], reply[1::2], strict=True):
-                for (model, counter), value in _counters(fields, 2):
-                    group = model if by == "model" else day.decode() if by == "day" else "total"
-                    _add(sums, group, counter, value)
+            for reply in await self._everywhere(lua.USAGE, "days", first, last):
+                sums.add_days(reply, by)
         else:
             ids = await self.list_executions() if execution_ids is None else execution_ids
-            reply = await self._call(keys.USAGE, self.prefix, "executions", *ids)
-            for execution, fields in zip(reply[::2], reply[1::2], strict=True):
-                for (day, model, counter), value in _counters(fields, 3):
-                    if not first <= int(day.replace("-", "")) <= last:
-                        continue
-                    group = {"execution": execution.decode(), "model": model, "day": day}
-                    _add(sums, group.get(by, "total"), counter, value)
-        return [
-            UsageRow(key, int(calls), int(prompt), int(completion), cost)
-            for key, (calls, prompt, completion, cost) in sorted(sums.items())
-        ]
+            by_bucket: dict[int, list[str]] = {}
+            for execution_id in ids:
+                by_bucket.setdefault(self._bucket(execution_id), []).append(execution_id)
+            calls = [
+                self._call(b, lua.USAGE, "executions", *named) for b, named in by_bucket.items()
+            ]
+            for reply in await _gather(calls):
+                sums.add_executions(reply, by, first, last)
+        return sums.rows()
+
+    # -- the index ----------------------------------------------------------------------
+
+    async def _ensure_index(self) -> None:
+        """Before the first index read: index what was stored before the index existed
+        (redis_index: bounded calls, resumable), once per store object."""
+        if self._indexed:
+            return
+        for bucket in range(len(self._prefixes)):
+            chunk = str(index.BACKFILL_CHUNK)
+            while True:
+                done, _ = await self._call(bucket, INDEX, "backfill", self._hide, chunk)
+                if int(done):
+                    break
+        self._indexed = True
+
+    @property
+    def _hide(self) -> str:
+        return "1" if self.ttl_seconds else ""
+
+    async def open_runs(self) -> list[ExecutionEntry]:
+        await self._ensure_index()
+        entries = self._entries(await self._everywhere(INDEX, "open", self._hide))
+        return sorted(entries, key=lambda e: e.key)
+
+    async def list_page(self, query: PageQuery) -> ExecutionPage:
+        await self._ensure_index()
+        high, low = index.bounds(query)
+        want = str(query.limit + 1)
+        found = await self._everywhere(
+            INDEX, "page", self._hide, index.zset_of(query), high, low, want
+        )
+        entries = sorted(self._entries(found), key=lambda e: e.key, reverse=True)
+        return ExecutionPage.newest_first(entries[: query.limit + 1], query.limit)
+
+    def _entries(self, replies: list[Any]) -> list[ExecutionEntry]:
+        """Entries from INDEX replies: execution id and entry pairs."""
+        entries = []
+        for reply in replies:
+            for name, text in zip(reply[::2], reply[1::2], strict=True):
+                try:
+                    entries.append(index.entry(name, text))
+                except (ValueError, UnicodeDecodeError):
+                    logger.error("%r: the index entry of %r is damaged: %r", self, name, text)
+        return entries
 
     # -- retention ----------------------------------------------------------------------
 
@@ -418,36 +514,39 @@ class RedisStore(Closable):
         server for long, and one cut short is finished by calling again."""
         self._check_open()
         ids = execution_ids_to_delete(execution_ids)
+        by_bucket: dict[int, list[str]] = {}
+        for execution_id in ids:
+            by_bucket.setdefault(self._bucket(execution_id), []).append(execution_id)
         deleted = 0
-        for start in range(0, len(ids), keys.RETAIN_EXECUTIONS_PER_CALL):
-            bite = ids[start : start + keys.RETAIN_EXECUTIONS_PER_CALL]
-            deleted += int(await self._call(keys.RETAIN, self.prefix, "delete", *bite))
+        for bucket, named in by_bucket.items():
+            for start in range(0, len(named), RETAIN_EXECUTIONS_PER_CALL):
+                bite = named[start : start + RETAIN_EXECUTIONS_PER_CALL]
+                deleted += int(await self._call(bucket, RETAIN, "delete", *bite))
         return deleted
 
     async def delete_nodes(self, execution_id: str, node_ids: Sequence[str]) -> int:
         """A few nodes a script call, each call atomic, as delete_executions."""
         self._check_open()
         ids = node_ids_to_delete(execution_id, node_ids)
+        bucket = self._bucket(execution_id)
         deleted = 0
-        for start in range(0, len(ids), keys.RETAIN_NODES_PER_CALL):
-            bite = ids[start : start + keys.RETAIN_NODES_PER_CALL]
-            reply = await self._call(keys.RETAIN, self.prefix, "nodes", execution_id, *bite)
-            deleted += int(reply)
+        for start in range(0, len(ids), RETAIN_NODES_PER_CALL):
+            bite = ids[start : start + RETAIN_NODES_PER_CALL]
+            deleted += int(await self._call(bucket, RETAIN, "nodes", execution_id, *bite))
         return deleted
 
     async def drop_checkpoints(self, execution_id: str, keep: int) -> int:
         self._check_open()
-        reply = await self._call(keys.RETAIN, self.prefix, "drop", execution_id, check_keep(keep))
-        return int(reply)
+        bucket = self._bucket(execution_id)
+        return int(await self._call(bucket, RETAIN, "drop", execution_id, check_keep(keep)))
 
     # -- leases -------------------------------------------------------------------------
 
     async def _lease(
         self, op: str, execution_id: str, worker: str, token: int, ms: int, extra: str = ""
     ) -> Any:
-        ttl = self.ttl_seconds or 0
-        args = (self.prefix, op, execution_id, worker, token, ms, ttl, extra)
-        return await self._call(keys.LEASE, *args)
+        args = (op, execution_id, worker, token, ms, self.ttl_seconds or 0, extra)
+        return await self._call(self._bucket(execution_id), lua.LEASE, *args)
 
     async def acquire_lease(
         self, execution_id: str, worker_id: str, seconds: float, *, take_over: str | None = None
@@ -470,9 +569,13 @@ class RedisStore(Closable):
         await self._lease("release", lease.execution_id, lease.worker_id, lease.token, 0)
 
     async def leases(self) -> list[Lease]:
-        reply = await self._lease("list", "", "", 0, 0, keys.scan_pattern(self.prefix, "lease:"))
+        calls = [
+            self._call(b, lua.LEASE, "list", "", "", 0, 0, 0, keys.scan_pattern(p, "lease:"))
+            for b, p in enumerate(self._prefixes)
+        ]
         found = [
             _held_lease(name.decode(), held, expires_ms)
+            for reply in await _gather(calls)
             for name, held, expires_ms in zip(reply[::3], reply[1::3], reply[2::3], strict=True)
         ]
         return sorted(found, key=lambda lease: lease.execution_id)
@@ -488,55 +591,19 @@ class RedisStore(Closable):
                 await asyncio.wait_for(self._drained.wait(), CLOSE_WAIT_SECONDS)
             except TimeoutError:
                 logger.warning("%r: closing with %d calls in flight", self, self._inflight)
-        client, loop = self._client, self._loop
-        self._client = self._loop = None
-        if client is not None and loop is asyncio.get_running_loop():
-            try:
-                await client.aclose(close_connection_pool=True)
-            except (_redis().errors.RedisError, OSError) as exc:
-                logger.warning("%r: closing the connection pool failed: %s", self, exc)
+        try:
+            await self._wire.close()
+        except (redis_py().errors.RedisError, OSError) as exc:
+            logger.warning("%r: closing the connection pool failed: %s", self, exc)
 
 
-class _Dropped(Exception):
-    """A connection broke during a call (not while connecting): worth one more try."""
-
-    def __init__(self, error: Exception) -> None:
-        super().__init__(str(error))
-        self.error = error
-
-
-async def _roundtrip(connection: Any, command: str, script: str, args: tuple[keys.Arg, ...]) -> Any:
-    first = True
-    for piece in keys.pieces(connection.pack_command(command, script, 0, *args)):
-        await connection.send_packed_command(piece, check_health=first)
-        first = False
-    return await connection.read_response()
-
-
-_COUNTERS = {"calls": 0, "prompt": 1, "completion": 2, "cost": 3}
-
-
-def _counters(fields: list[bytes], parts: int) -> list[tuple[list[str], float]]:
-    """(group parts + counter name, value) from an HGETALL reply of usage counters."""
-    found = []
-    for name, value in zip(fields[::2], fields[1::2], strict=True):
-        split = name.decode().split("\0")
-        if len(split) == parts and split[-1] in _COUNTERS:
-            found.append((split, float(value)))
-    return found
-
-
-def _add(sums: dict[str, list[float]], group: str, counter: str, value: float) -> None:
-    sums.setdefault(group, [0.0, 0.0, 0.0, 0.0])[_COUNTERS[counter]] += value
-
-
-def _day_number(moment: datetime | None, *, before: bool = False) -> int:
-    """The UTC day of a bound as YYYYMMDD; an open bound is the widest."""
-    if moment is None:
-        return 99991231 if before else 0
-    text = utc_text(moment - timedelta(microseconds=1) if before else moment)
-    assert text is not None
-    return int(text[:10].replace("-", ""))
+async def _gather(calls: Sequence[Awaitable[Any]]) -> list[Any]:
+    """Every call at once; the first error once all have ended (none left running)."""
+    replies = await asyncio.gather(*calls, return_exceptions=True)
+    for reply in replies:
+        if isinstance(reply, BaseException):
+            raise reply
+    return list(replies)
 
 
 def _milliseconds(seconds: float) -> int:
