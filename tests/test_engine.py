@@ -501,7 +501,9 @@ async def test_a_store_without_an_index_is_listed_from_its_logs() -> None:
         await finishing
         with pytest.raises(ConfigError, match="limit must be"):
             await engine.list_page(limit=0)
-        with pytest.raises(ConfigError, match="is not one a page of executions gave"):
-            await engine.list_page(cursor="nonsense")
+        with pytest.raises(ConfigError, match="cursor must be a page's cursor"):
+            await engine.list_page(cursor=42)  # type: ignore[arg-type]
+        late = await engine.list_page(cursor=(T0 + timedelta(seconds=2)).isoformat())
+        assert [e.execution_id for e in late.entries] == ["r1", "thread", "r0"]  # below it
         with pytest.raises(ConfigError, match="status must be one of"):
             await engine.list_page(status="DONE")

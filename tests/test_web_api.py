@@ -208,9 +208,8 @@ def test_100k_executions_are_paged_on_the_server(tmp_path: Path) -> None:
         assert none["stopped"] is True  # the time bound: it says so, and goes on later
         assert none["next"] is not None
         assert 0 < none["scanned"] < total
-        bad = client.get("/api/executions", params={"cursor": "not-a-cursor"})
-        assert bad.status_code == 422
-        assert "is not one a page of executions gave" in detail(bad)
+        before = client.get("/api/executions", params={"cursor": "2000-01-01"}).json()
+        assert (before["items"], before["next"]) == ([], None)  # nothing started before it
 
 
 # -- reading: one execution ------------------------------------------------------------------
