@@ -10,11 +10,15 @@ import importlib.util
 import os
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from livingai import CheckpointStore, MemoryStore, SQLiteStore
 from tests.services import POSTGRES_DSN, REDIS_URL, need_server, unique_name
+
+if TYPE_CHECKING:
+    from livingai.testing.redis_cluster import LocalRedisCluster
 
 StoreFactory = Callable[[], CheckpointStore]
 
@@ -36,6 +40,9 @@ collect_ignore = [
 ]
 
 STORE_KINDS = ["memory", "sqlite", "redis", "postgres", "tiered"]
+# Also "redis-cluster" (RedisStore on the session's Redis Cluster, see `redis_cluster`),
+# which tests ask for by name: the store suites run on it in tests/test_redis_cluster.py,
+# not every test of every store (the whole suite must stay under ten minutes).
 PERSISTENT_KINDS = ["sqlite", "redis", "postgres", "tiered"]  # a second store object sees
 # what the first one stored
 
@@ -56,6 +63,10 @@ def _factory(kind: str, tmp_path: Path) -> Iterator[StoreFactory]:
         from tests.redis_support import redis_factory
 
         yield from redis_factory(REDIS_URL, unique_name("livingai-test"))
+    elif kind == "redis-cluster":
+        from tests.redis_cluster_support import cluster_factory, session_cluster
+
+        yield from cluster_factory(session_cluster(), unique_name("livingai-test"))
     elif kind == "postgres":
         need_server("PostgreSQL", POSTGRES_DSN, 5432)
         from tests.postgres_support import postgres_factory
@@ -69,6 +80,16 @@ def _factory(kind: str, tmp_path: Path) -> Iterator[StoreFactory]:
         yield from tiered_factory(REDIS_URL, POSTGRES_DSN, unique_name("livingai_test"))
     else:
         raise AssertionError(f"unknown store kind {kind!r}")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[LocalRedisCluster]:
+    """A throwaway 3-primary Redis Cluster on loopback ports, one a test process, stopped
+    and removed when the session ends (skips without redis-server and redis-cli)."""
+    from tests.redis_cluster_support import session_cluster, stop_session_cluster
+
+    yield session_cluster()
+    stop_session_cluster()
 
 
 @pytest.fixture(params=STORE_KINDS)

@@ -343,7 +343,7 @@ class RedisStore(Closable):
             fenced_by.setdefault(self._bucket(execution_id), {})[execution_id] = token
             groups.setdefault(self._bucket(execution_id), [])
         first = None if self._stamps is None else self._stamps.take(len(records))
-        calls = []
+        parts = []
         for bucket, positions in groups.items():
             part = [records[n] for n in positions]
             stamps = None if first is None else [first + n for n in positions]
@@ -351,11 +351,20 @@ class RedisStore(Closable):
                 self._prefixes[bucket], self.ttl_seconds, part, fenced_by.get(bucket), stamps
             )
             self._check_sizes(args)
-            calls.append(self._append_part(bucket, args[1:], part))
+            parts.append((bucket, args[1:], part))
         try:
-            await (calls[0] if len(calls) == 1 else _gather(calls))
+            if fenced_by and len(parts) > 1:
+                # Each part checks its own fences as it is stored; first every fence is
+                # checked, so that a batch with one lost lease stores nothing.
+                await _gather([self._fences_hold(b, named) for b, named in fenced_by.items()])
+            await _gather([self._append_part(*part) for part in parts])
         except FencedError:
             raise fenced(self, fences or {}) from None
+
+    async def _fences_hold(self, bucket: int, fences: dict[str, int]) -> None:
+        """FencedError unless each of a bucket's fences still holds (an APPEND of none)."""
+        args = keys.append_args(self._prefixes[bucket], self.ttl_seconds, [], fences)
+        await self._call(bucket, lua.APPEND, *args[1:])
 
     def _check_sizes(self, args: list[keys.Arg]) -> None:
         for arg in args:
@@ -599,6 +608,8 @@ class RedisStore(Closable):
 
 async def _gather(calls: Sequence[Awaitable[Any]]) -> list[Any]:
     """Every call at once; the first error once all have ended (none left running)."""
+    if len(calls) == 1:
+        return [await calls[0]]
     replies = await asyncio.gather(*calls, return_exceptions=True)
     for reply in replies:
         if isinstance(reply, BaseException):

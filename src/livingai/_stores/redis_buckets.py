@@ -26,6 +26,7 @@ as the clients' clocks agree for several.
 
 from __future__ import annotations
 
+import binascii
 import time
 import zlib
 from dataclasses import dataclass
@@ -34,25 +35,9 @@ BUCKETS = 12  # fixed: it is where data lives (changing it would need a migratio
 SLOTS = 16384
 
 
-def _crc16_table() -> list[int]:
-    table = []
-    for byte in range(256):
-        crc = byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
-        table.append(crc & 0xFFFF)
-    return table
-
-
-_CRC16 = _crc16_table()
-
-
 def crc16(data: bytes) -> int:
     """CRC-16/XMODEM, the checksum Redis Cluster maps keys to slots with."""
-    crc = 0
-    for byte in data:
-        crc = ((crc << 8) & 0xFFFF) ^ _CRC16[((crc >> 8) ^ byte) & 0xFF]
-    return crc
+    return binascii.crc_hqx(data, 0)
 
 
 def key_slot(key: str) -> int:

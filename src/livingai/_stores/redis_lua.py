@@ -66,6 +66,9 @@ for i = 5, first - 1, 2 do
     return redis.error_reply('livingai: fenced')
   end
 end
+if first > #ARGV then
+  return 0  -- no records: the fences hold (a cluster checks a batch's before its parts)
+end
 -- Check every key, and plan: which records are new, and each execution's entry.
 local checked, planned, new, plans, order = {}, {}, {}, {}, {}
 for i = first, #ARGV, 14 do

@@ -40,7 +40,9 @@ SOCKET_TIMEOUT_SECONDS = 5.0  # ?socket_connect_timeout=..&socket_timeout=.. (ea
 # or write on the socket, not a whole call)
 RECONNECT_RETRIES = 1  # a call on a dropped connection is sent again once
 MIGRATION_WAIT_SECONDS = 30.0  # a call on a slot being migrated is retried this long
-MIGRATING = ("non local key", "TRYAGAIN", "ASK ", "MOVED ")  # what such a call fails with
+# What such a call fails with: the script's first read refused (redis_index.PROBE), or
+# redis-py's redirections going round (an ASKING that reached another connection)
+MIGRATING = ("non local key", "TRYAGAIN", "TTL exhausted")
 
 
 @functools.cache
@@ -237,6 +239,7 @@ class Cluster(_PerLoop):
         self.url = url
         self.options = options
         self.max_connections = max_connections
+        self.waited = 0  # calls sent again because their slot was being migrated
 
     def check(self) -> None:
         self._open()
@@ -258,9 +261,10 @@ class Cluster(_PerLoop):
                     return await client.execute_command("EVALSHA", script.sha, 1, bucket, *args)
                 except errors.NoScriptError:  # a new or restarted node, or SCRIPT FLUSH
                     return await client.execute_command("EVAL", script.text, 1, bucket, *args)
-            except errors.ResponseError as exc:
+            except (errors.ResponseError, errors.ClusterError) as exc:
                 if not migrating(exc) or loop.time() > deadline:
                     raise
+            self.waited += 1
             await asyncio.sleep(delay)  # the slot is being migrated: wait for the end
             delay = min(delay * 2, 0.2)
 
@@ -282,9 +286,7 @@ class Cluster(_PerLoop):
 
     async def config(self, name: str) -> object:
         client = self._current()
-        return await client.execute_command(
-            "CONFIG GET", name, target_nodes=client.get_random_node()
-        )
+        return await client.execute_command("CONFIG GET", name, target_nodes=client.RANDOM)
 
     async def close(self) -> None:
         client = self._taken()

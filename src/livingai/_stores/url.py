@@ -19,7 +19,11 @@ ACCEPTED = """accepted store URLs:
       options: ?synchronous=NORMAL|FULL
   memory://
   redis://[user:password@]host[:port][/db][?prefix=livingai&ttl_seconds=N&max_connections=N]
-      (rediss:// for TLS; other options go to redis-py, e.g. socket_timeout=5)
+      (rediss:// for TLS; &wait_replicas=N&wait_timeout_ms=N to wait for replicas;
+      other options go to redis-py, e.g. socket_timeout=5)
+  redis+cluster://[user:password@]host[:port][?prefix=livingai&...]
+      a Redis Cluster, from any one of its nodes (rediss+cluster:// for TLS; the
+      options of redis://)
   postgresql://[user[:password]@]host[:port]/database[?schema=livingai&max_size=N]
       (postgres:// too; other options go to libpq, e.g. sslmode=require)
   tiered:<hot store URL>|<cold store URL>
@@ -59,7 +63,13 @@ def _text(value: str) -> str:
 
 Parsers = dict[str, Callable[[str], object]]  # our own options of a scheme, each parsed
 _SQLITE: Parsers = {"synchronous": _text}
-_REDIS: Parsers = {"prefix": _text, "ttl_seconds": int, "max_connections": int}
+_REDIS: Parsers = {
+    "prefix": _text,
+    "ttl_seconds": int,
+    "max_connections": int,
+    "wait_replicas": int,
+    "wait_timeout_ms": int,
+}
 _POSTGRES: Parsers = {"schema": _text, "max_size": int}
 
 
@@ -69,7 +79,7 @@ def open_store(url: str) -> CheckpointStore:
         raise ConfigError(f"a store URL must be a non-empty string; got {url!r}\n{ACCEPTED}")
     scheme, colon, rest = url.partition(":")
     scheme = scheme.lower()
-    if not colon or not scheme.isidentifier():
+    if not colon or not scheme.replace("+", "_").isidentifier():
         raise _fail(url, "it has no scheme (a file path? write sqlite:///path.db)")
     if scheme == "tiered":
         return _tiered(url, rest)
@@ -89,12 +99,17 @@ def open_store(url: str) -> CheckpointStore:
         return MemoryStore()
     if scheme == "sqlite":
         return _sqlite(url, parts.netloc, parts.path, parts.query)
-    if scheme in ("redis", "rediss"):
+    if scheme in ("redis", "rediss", "redis+cluster", "rediss+cluster"):
         from .redis import RedisStore
 
         options = _options(url, parts.query, _REDIS)
-        plain = parts._replace(query=_without(parts.query, _REDIS)).geturl()
-        return RedisStore(plain, **options)  # type: ignore[arg-type]
+        cluster = scheme.endswith("+cluster")
+        if cluster and parts.path not in ("", "/"):
+            raise _fail(url, "a Redis Cluster has no database number: nothing after host:port")
+        plain = parts._replace(
+            scheme=scheme.removesuffix("+cluster"), query=_without(parts.query, _REDIS)
+        ).geturl()
+        return RedisStore(plain, cluster=cluster, **options)  # type: ignore[arg-type]
     if scheme in ("postgresql", "postgres"):
         from .postgres import PostgresStore
 
