@@ -12,15 +12,29 @@ from tests.redis_support import delete_prefix
 from tests.services import POSTGRES_DSN, REDIS_URL, need_server, unique_name
 
 KINDS = ("sqlite", "redis", "postgres", "tiered")
+CLUSTER = "redis-cluster"  # the session's Redis Cluster: a test asks for it by name
 
 
 @contextmanager
 def fresh_store_url(kind: str, directory: Path, prefix: str) -> Iterator[str]:
-    """`kind` is one of KINDS; an SQLite file goes in `directory`, a Redis prefix and a
-    PostgreSQL schema are named from `prefix`. Skips (or fails, under
+    """`kind` is one of KINDS, or CLUSTER; an SQLite file goes in `directory`, a Redis
+    prefix and a PostgreSQL schema are named from `prefix`. Skips (or fails, under
     LIVINGAI_REQUIRE_SERVICES) without the server."""
+    if kind == CLUSTER:
+        from tests.redis_cluster_support import (
+            cluster_url,
+            delete_cluster_prefix,
+            session_cluster,
+        )
+
+        cluster, name = session_cluster(), unique_name(prefix)
+        try:
+            yield cluster_url(cluster, name)
+        finally:
+            delete_cluster_prefix(cluster, name)
+        return
     if kind not in KINDS:
-        raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
+        raise ValueError(f"kind must be one of {KINDS} or {CLUSTER!r}; got {kind!r}")
     if kind == "sqlite":
         yield f"sqlite:///{directory / 'runs.db'}"
         return

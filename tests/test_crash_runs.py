@@ -1,6 +1,7 @@
 """Crash torture: a worker running 20 orders is killed with SIGKILL at random moments and
-started again until every order is done, on SQLite, Redis and PostgreSQL, under both
-tool policies. What must hold, from the store (never from the killed process's memory):
+started again until every order is done, on SQLite, Redis, a Redis Cluster (the
+session's, tests/redis_cluster_support.py) and PostgreSQL, under both tool policies.
+What must hold, from the store (never from the killed process's memory):
 
 - retry_with_key: exactly one charge per order at the provider, and each order's result
   carries that charge's receipt;
@@ -33,7 +34,7 @@ from tests.store_urls import fresh_store_url
 
 MAX_KILLS = 6
 SECONDS = 90.0  # the whole case, kills and restarts included
-STORES = ["sqlite", "redis", "postgres"]
+STORES = ["sqlite", "redis", "redis-cluster", "postgres"]
 POLICIES = ["retry_with_key", "default"]
 
 
