@@ -480,11 +480,13 @@ def test_actions_need_the_token(actor: TestClient, recorded: Recorded) -> None:
     ok = recorded.ids["ok"]
     path = f"/api/executions/{ok}/replay"
     body = {"mode": "mock_tools"}
-    assert actor.post(path, json=body).status_code == 403
+    missing = actor.post(path, json=body)
+    assert missing.status_code == 401  # no token shown: say how to show one
+    assert missing.headers["www-authenticate"] == "Bearer"
     wrong = actor.post(path, json=body, headers=bearer("not-the-token"))
-    assert wrong.status_code == 403
+    assert wrong.status_code == 401
     assert detail(wrong) == "the bearer token is wrong"
-    assert actor.post(f"/executions/{ok}/replay", data=body).status_code == 403
+    assert actor.post(f"/executions/{ok}/replay", data=body).status_code == 401
     assert actor.post("/login", data={"token": "guess"}).status_code == 403
     assert len(actor.get("/api/executions").json()["items"]) == len(recorded.ids)  # none ran
 
@@ -532,8 +534,8 @@ def test_forms_need_a_session_and_its_csrf_token(actor: TestClient, recorded: Re
     out = actor.post("/logout", data={"csrf": csrf})
     assert out.status_code == 303
     assert (
-        actor.post(api, json={"step": "choose"}, headers={"X-CSRF-Token": csrf}).status_code == 403
-    )
+        actor.post(api, json={"step": "choose"}, headers={"X-CSRF-Token": csrf}).status_code == 401
+    )  # logged out: no session
 
 
 def test_login_goes_back_only_to_this_app(actor: TestClient) -> None:
@@ -574,11 +576,14 @@ def test_replay_modes_and_their_validation(actor: TestClient, recorded: Recorded
         ({"mode": "full"}, "mode"),
         ({"mode": "from_node"}, "step"),
         ({"mode": "counterfactual", "step": "search"}, "value"),
-        ({"mode": "from_node", "step": "nope"}, "step"),
+        ({"mode": "from_node", "step": " "}, "step"),
     ):
         answer = replay(**body)
         assert answer.status_code == 422, body
         assert detail(answer).startswith(f"{named}: "), (body, detail(answer))
+    missing = replay(mode="from_node", step="nope")
+    assert missing.status_code == 404  # no such step in the recording
+    assert detail(missing).startswith("step: ")
     assert replay().status_code == 422  # no mode at all: FastAPI names the field
     cheap = [{"id": "BA-731", "price": 180}]
     what_if = replay(mode="counterfactual", step="search", value=cheap)
@@ -627,7 +632,7 @@ def test_fork_and_resume(actor: TestClient, recorded: Recorded) -> None:
         actor.post(
             f"/api/executions/{ok}/fork", json={"step": "nope"}, headers=bearer()
         ).status_code
-        == 422
+        == 404
     )
 
     resumed = actor.post(f"/api/executions/{pending}/resume", headers=bearer()).json()

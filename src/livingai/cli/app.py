@@ -143,6 +143,9 @@ for command in (
     browse.stats,
     serve.ui,
 ):
+    if any("--store" in param.opts for param in command.params):  # `ui` has its own
+        cli.add_command(command)
+        continue
     command.params.append(
         click.Option(
             ["--store", "store_url"],

@@ -68,8 +68,9 @@ async def agent_for(ui: Ui, execution_id: str) -> tuple[str, Any]:
         raise ExecutionNotFoundError(f"no execution {execution_id!r} is stored")
     name = found[0].agent
     if not name:
-        raise BadInput(
-            f"execution {execution_id!r} is not a run of an agent: there is nothing to run again"
+        raise HTTPException(
+            409,
+            f"execution {execution_id!r} is not a run of an agent: there is nothing to run again",
         )
     agent = ui.agents.get(name)
     if agent is None:
@@ -125,7 +126,7 @@ async def replay(
     try:
         replayed = task.result()
     except StepNotFoundError as exc:
-        raise BadInput(f"step: {exc}") from None
+        raise StepNotFoundError(f"step: {exc}") from None
     except ReplayDivergedError as exc:
         if not exc.execution_id:
             raise
@@ -143,7 +144,7 @@ async def fork(ui: Ui, execution_id: str, step: int | str | None, run: bool) -> 
     try:
         fork_id = await runtime.fork(execution_id, step)
     except StepNotFoundError as exc:
-        raise BadInput(f"step: {exc}") from None
+        raise StepNotFoundError(f"step: {exc}") from None
     outcome: dict[str, Any] = {"execution_id": fork_id, "forked_from": execution_id, "step": step}
     if run:
         outcome.update(await resume(ui, fork_id))

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Iterator
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Header, Request
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import StreamingResponse
-from pydantic import BaseModel, Field
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, Field, StringConstraints
 
 from livingai import ExecutionNode, ExecutionNotFoundError
 
@@ -20,16 +21,45 @@ from .templates import root_of
 
 router = APIRouter(prefix="/api", tags=["api"])
 
+
+class ErrorBody(BaseModel):
+    """What every error answers: one line naming what was wrong."""
+
+    detail: str = Field(description="what was wrong, in one line")
+
+
+_WHY = {
+    400: "the body is not JSON (UTF-8)",
+    401: "no token shown (or a wrong one): send Authorization: Bearer <token>",
+    403: "not allowed: this UI is read-only (started without --allow-actions)",
+    404: "no such execution, node or step",
+    409: "the execution's state does not allow it (not pending, not a run, its agent not "
+    "registered, taken over)",
+    422: "a parameter or the body is not what the schema says, or cannot be used: the "
+    "message names it",
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers an operation documents (each an ErrorBody)."""
+    return {code: {"model": ErrorBody, "description": _WHY[code]} for code in codes}
+
+
+bearer = HTTPBearer(auto_error=False, description="the token the UI was started with")
+Text = Annotated[str, Path(min_length=1, pattern=data.NO_NUL)]  # a path part
+
 POLL_SECONDS = 0.3  # how often a live stream looks for new versions
 KEEPALIVE_POLLS = 50  # a comment line every so many polls keeps proxies from hanging up
 
 
-def guarded(request: Request) -> None:
+def guarded(
+    request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+) -> None:
     """Actions only with the token: see auth.Guard.check."""
     ui_of(request).guard.check(request)
 
 
-@router.get("/executions")
+@router.get("/executions", responses=errors(422))
 async def list_executions(
     request: Request, query: Annotated[data.ListQuery, Depends()]
 ) -> dict[str, Any]:
@@ -41,8 +71,8 @@ async def list_executions(
     return found.to_dict(filters, root_of(request) + "/api/executions")
 
 
-@router.get("/executions/{execution_id}")
-async def show_execution(request: Request, execution_id: str) -> dict[str, Any]:
+@router.get("/executions/{execution_id}", responses=errors(404, 422))
+async def show_execution(request: Request, execution_id: Text) -> dict[str, Any]:
     """An execution: its summary, the run's record, its nodes (depth first), and its
     replays and forks."""
     runtime = ui_of(request).open_runtime()
@@ -51,16 +81,16 @@ async def show_execution(request: Request, execution_id: str) -> dict[str, Any]:
     return shown
 
 
-@router.get("/executions/{execution_id}/nodes/{node_id:path}/state")
-async def node_state(request: Request, execution_id: str, node_id: str) -> dict[str, Any]:
+@router.get("/executions/{execution_id}/nodes/{node_id:path}/state", responses=errors(404, 422))
+async def node_state(request: Request, execution_id: Text, node_id: Text) -> dict[str, Any]:
     """A node's newest state, decoded: JSON, text, or base64 with its size."""
     return await data.state(ui_of(request).open_runtime(), execution_id, node_id)
 
 
-@router.get("/executions/{execution_id}/events")
+@router.get("/executions/{execution_id}/events", responses=errors(404, 422))
 async def execution_events(
     request: Request,
-    execution_id: str,
+    execution_id: Text,
     after: int | None = None,
     last_event_id: str | None = Header(default=None),
 ) -> StreamingResponse:
@@ -158,15 +188,22 @@ def ui_safe(ui: Ui, value: dict[str, Any]) -> Any:
     return json.loads(ui.scrub(json.dumps(value, default=str)))
 
 
-@router.get("/diff")
-async def diff(request: Request, a: str, b: str) -> dict[str, Any]:
+@router.get("/diff", responses=errors(404, 422))
+async def diff(
+    request: Request,
+    a: Annotated[str, Query(min_length=1, pattern=data.NO_NUL)],
+    b: Annotated[str, Query(min_length=1, pattern=data.NO_NUL)],
+) -> dict[str, Any]:
     """Executions `a` and `b` step by step, with the first divergence."""
     return await data.diff(ui_of(request).open_runtime(), a, b)
 
 
-@router.get("/costs")
+@router.get("/costs", responses=errors(422))
 async def costs(
-    request: Request, by: str = "day", since: str | None = None, until: str | None = None
+    request: Request,
+    by: Literal["day", "model", "agent"] = "day",
+    since: Annotated[str | None, Query(json_schema_extra=data.MOMENT_SCHEMA)] = None,
+    until: Annotated[str | None, Query(json_schema_extra=data.MOMENT_SCHEMA)] = None,
 ) -> dict[str, Any]:
     """Tokens and dollars of model calls by day (UTC), model or agent."""
     rows = await data.costs(
@@ -185,20 +222,54 @@ async def pending(request: Request) -> dict[str, Any]:
     return {"items": await data.pending(ui.open_runtime(), list(ui.agents))}
 
 
-class ReplayBody(BaseModel):
-    mode: str = Field(description="mock_tools, from_node or counterfactual")
-    step: int | str | None = Field(default=None, description="a position, a name or a node id")
-    value: Any = Field(default=None, description="counterfactual: the step's new value")
+Step = Annotated[
+    int | Annotated[str, StringConstraints(pattern=r"\S")],
+    Field(description="a position, a name or a node id"),
+]
+
+
+class MockTools(BaseModel):
+    """Every tool served from the recording, the model run again."""
+
+    mode: Literal["mock_tools"]
+    step: Step | None = Field(default=None, description="ignored by this mode")
+    value: Any = Field(default=None, description="ignored by this mode")
     mock_llm: bool = Field(default=False, description="serve the recorded model calls too")
 
 
+class FromNode(BaseModel):
+    """The recording served before `step`, everything run again from it."""
+
+    mode: Literal["from_node"]
+    step: Step
+    value: Any = Field(default=None, description="ignored by this mode")
+    mock_llm: bool = Field(default=False, description="serve the recorded model calls too")
+
+
+class Counterfactual(BaseModel):
+    """The recording with `step`'s result (a tool's) or input (a step's) replaced."""
+
+    mode: Literal["counterfactual"]
+    step: Step
+    value: Any = Field(description="the step's new value, as JSON")
+    mock_llm: bool = Field(default=False, description="serve the recorded model calls too")
+
+
+ReplayBody = Annotated[MockTools | FromNode | Counterfactual, Field(discriminator="mode")]
+BODY_TAGS = frozenset({"mock_tools", "from_node", "counterfactual"})  # where errors say
+
+
 class ForkBody(BaseModel):
-    step: int | str = Field(description="the step to fork before: a position or a name")
+    step: Step = Field(description="the step to fork before: a position or a name")
     run: bool = Field(default=False, description="resume the fork with its agent at once")
 
 
-@router.post("/executions/{execution_id}/replay", dependencies=[Depends(guarded)])
-async def replay(request: Request, execution_id: str, body: ReplayBody) -> dict[str, Any]:
+@router.post(
+    "/executions/{execution_id}/replay",
+    dependencies=[Depends(guarded)],
+    responses=errors(400, 401, 403, 404, 409, 422),
+)
+async def replay(request: Request, execution_id: Text, body: ReplayBody) -> dict[str, Any]:
     """Replay with the registered agent: a new execution; how it ended."""
     return await actions.replay(
         ui_of(request),
@@ -206,18 +277,26 @@ async def replay(request: Request, execution_id: str, body: ReplayBody) -> dict[
         body.mode,
         actions.step_of(body.step),
         body.value,
-        "value" in body.model_fields_set,
+        isinstance(body, Counterfactual),
         body.mock_llm,
     )
 
 
-@router.post("/executions/{execution_id}/fork", dependencies=[Depends(guarded)])
-async def fork(request: Request, execution_id: str, body: ForkBody) -> dict[str, Any]:
+@router.post(
+    "/executions/{execution_id}/fork",
+    dependencies=[Depends(guarded)],
+    responses=errors(400, 401, 403, 404, 409, 422),
+)
+async def fork(request: Request, execution_id: Text, body: ForkBody) -> dict[str, Any]:
     """A new execution with the steps before `step` copied; run at once with `run`."""
     return await actions.fork(ui_of(request), execution_id, actions.step_of(body.step), body.run)
 
 
-@router.post("/executions/{execution_id}/resume", dependencies=[Depends(guarded)])
-async def resume(request: Request, execution_id: str) -> dict[str, Any]:
+@router.post(
+    "/executions/{execution_id}/resume",
+    dependencies=[Depends(guarded)],
+    responses=errors(401, 403, 404, 409, 422),
+)
+async def resume(request: Request, execution_id: Text) -> dict[str, Any]:
     """Resume a pending run with its agent; its outcome, or "running"."""
     return await actions.resume(ui_of(request), execution_id)

@@ -121,7 +121,7 @@ def create_app(
 
 STATUS_OF: list[tuple[type[Exception], int]] = [
     (ExecutionNotFoundError, 404),
-    (StepNotFoundError, 422),
+    (StepNotFoundError, 404),
     (BadInput, 422),
     (ConfigError, 422),
     (InDoubtError, 409),
@@ -132,17 +132,41 @@ STATUS_OF: list[tuple[type[Exception], int]] = [
 ]
 
 
+_WHERE = {"query", "path", "header", "body"}  # where FastAPI says a field is
+_BRANCHES = {"int", "str", "float", "bool", "none", "list", "dict"}  # a union's members
+
+
+def invalid(errors: Sequence[Mapping[str, Any]]) -> str:
+    """FastAPI's validation errors as "<field>: <what is wrong>", one part a field: the
+    field named by its own name, not by where it is, the union member that was tried or a
+    tagged body's tag (`tags`); a wrong tag names the tag's field."""
+    said: dict[str, list[str]] = {}
+    for error in errors:
+        context = error.get("ctx") or {}
+        if error.get("type") in ("union_tag_invalid", "union_tag_not_found"):
+            names = [str(context.get("discriminator", "'body'")).strip("'")]
+        else:
+            names = [
+                part
+                for part in error.get("loc", ())
+                if isinstance(part, str)
+                and part not in _WHERE
+                and part not in _BRANCHES
+                and "-" not in part
+                and part not in api.BODY_TAGS
+            ]
+        field = names[-1] if names else "body"
+        said.setdefault(field, []).append(str(error.get("msg", "is not valid")))
+    return "; ".join(f"{field}: {' / '.join(why)}" for field, why in said.items())
+
+
 def error_response(request: Request, ui: Ui, exc: Exception) -> Response:
     """One message naming what was wrong: JSON for the API, a page for a person."""
     detail: Any
     if isinstance(exc, HTTPException):
         status, detail = exc.status_code, exc.detail
     elif isinstance(exc, RequestValidationError):
-        status = 422
-        detail = [
-            {"loc": list(error.get("loc", ())), "msg": error.get("msg", "")}
-            for error in exc.errors()
-        ]
+        status, detail = 422, invalid(exc.errors())
     else:
         status = next((code for kind, code in STATUS_OF if isinstance(exc, kind)), 500)
         detail = str(exc) if status != 500 or isinstance(exc, LivingAIError) else None
@@ -152,16 +176,11 @@ def error_response(request: Request, ui: Ui, exc: Exception) -> Response:
     if isinstance(detail, str):
         detail = ui.scrub(detail)
     headers = dict(SECURITY_HEADERS)  # a 500 leaves by the outermost middleware, not ours
+    if isinstance(exc, HTTPException) and exc.headers:
+        headers.update(exc.headers)  # WWW-Authenticate on a 401
     if request.url.path.startswith("/api/") or request.url.path == "/openapi.json":
         return JSONResponse({"detail": detail}, status_code=status, headers=headers)
-    message = (
-        detail
-        if isinstance(detail, str)
-        else "; ".join(
-            f"{'.'.join(str(part) for part in error['loc'])}: {error['msg']}" for error in detail
-        )
-    )
-    response = render(request, "error.html", status, status=status, message=message)
+    response = render(request, "error.html", status, status=status, message=str(detail))
     response.headers.update(headers)
     return response
 

@@ -60,9 +60,9 @@ class Guard:
         return self.allow_actions and self.session_nonce(request) is not None
 
     def check(self, request: Request, csrf: str | None = None) -> None:
-        """403 unless the app allows actions and the request shows the token: as a
-        bearer token, or as a session with its CSRF token (`csrf` from a form, else the
-        header)."""
+        """Nothing unless the app allows actions (403) and the request shows the token
+        (401): as a bearer token, or as a session with its CSRF token (`csrf` from a
+        form, else the header; 403 when it is wrong)."""
         if not self.allow_actions:
             raise HTTPException(
                 403, "read-only: this UI was started without --allow-actions, so nothing can change"
@@ -71,14 +71,19 @@ class Guard:
         if scheme.lower() == "bearer" and given:
             if self.token_matches(given.strip()):
                 return
-            raise HTTPException(403, "the bearer token is wrong")
+            raise unauthorized("the bearer token is wrong")
         nonce = self.session_nonce(request)
         if nonce is None:
-            raise HTTPException(
-                403, "not logged in: log in at /login with the token, or send it as a bearer token"
+            raise unauthorized(
+                "not logged in: log in at /login with the token, or send it as a bearer token"
             )
         shown = csrf if csrf is not None else request.headers.get(CSRF_HEADER, "")
         if not shown or not hmac.compare_digest(shown, self._sign("csrf", nonce)):
             raise HTTPException(
                 403, "the CSRF token is missing or wrong: reload the page and try again"
             )
+
+
+def unauthorized(why: str) -> HTTPException:
+    """401: the request shows no token, or a wrong one (RFC 6750: say how to show it)."""
+    return HTTPException(401, why, headers={"WWW-Authenticate": "Bearer"})

@@ -7,14 +7,15 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode
+
+from fastapi import Query
 
 from livingai import (
     CheckpointCorruptError,
@@ -46,46 +47,96 @@ class BadInput(ValueError):
     """A query or form value that cannot be used; the message names it."""
 
 
+STATUSES = [member.value for member in Status] + [member.value.lower() for member in Status]
+StatusText = Literal[
+    "", "PENDING", "RUNNING", "SUCCESS", "FAILED", "pending", "running", "success", "failed"
+]
+NO_NUL = "^[^\\x00]*$"  # text a store can hold (PostgreSQL's cannot hold NUL)
+
+
 # -- filters and pages of the executions list ------------------------------------------------
 
-_AGE = re.compile(r"(?P<amount>\d+(?:\.\d+)?)\s*(?P<unit>[smhdw])")
+# What a time filter takes, as the API's schema says it (MOMENT_SCHEMA): nothing (blank),
+# an age before now, an RFC 3339 date, or an RFC 3339 date-time ("T" or a space).
+_AGE = re.compile(r"(?P<amount>[0-9]+(?:\.[0-9]+)?)(?P<unit>[smhdw])")
+_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_DATE_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]+)?"
+    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
 _SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+_FIRST = datetime.min.replace(tzinfo=UTC)
+_LAST = datetime.max.replace(tzinfo=UTC)
+AGE_PATTERN = f"^{_AGE.pattern}$"
+MOMENT_SCHEMA: dict[str, Any] = {
+    "anyOf": [
+        {"type": "string", "pattern": r"^\s*$"},
+        {"type": "string", "pattern": AGE_PATTERN},
+        {"type": "string", "format": "date"},
+        {"type": "string", "format": "date-time"},
+    ],
+    "description": "blank (no filter), an age before now (30m, 12h, 7d, 2w), or an RFC "
+    "3339 date or date-time (UTC when it has no offset)",
+}
+COST_PATTERN = r"^(\s*|[0-9]{1,12}(\.[0-9]{1,12})?)$"
 
 
 def moment(name: str, text: str | None) -> datetime | None:
-    """An ISO 8601 date or time (naive: UTC), or an age before now (30m, 12h, 7d, 2w)."""
+    """A time filter's value (see MOMENT_SCHEMA); BadInput naming `name` otherwise."""
     if text is None or not text.strip():
         return None
-    text = text.strip()
     age = _AGE.fullmatch(text)
     if age is not None:
-        return datetime.now(UTC) - timedelta(seconds=float(age["amount"]) * _SECONDS[age["unit"]])
+        now = datetime.now(UTC)
+        seconds = float(age["amount"]) * _SECONDS[age["unit"]]
+        if seconds >= (now - _FIRST).total_seconds():
+            return _FIRST  # older than any time
+        return now - timedelta(seconds=seconds)
     try:
-        found = datetime.fromisoformat(text)
+        if _DATE.fullmatch(text):
+            return datetime.fromisoformat(text).replace(tzinfo=UTC)
+        if _DATE_TIME.fullmatch(text):
+            found = datetime.fromisoformat(text.upper().replace(":60", ":59", 1))
+            try:
+                return found.astimezone(UTC)
+            except OverflowError:  # within a day of the first or the last time there is
+                return _FIRST if found.year == 1 else _LAST
     except ValueError:
-        raise BadInput(
-            f"{name}: {text!r} is not a time; write ISO 8601 (2026-01-31, 2026-01-31T09:30) "
-            "or an age before now (30m, 12h, 7d, 2w)"
-        ) from None
-    return found if found.tzinfo else found.replace(tzinfo=UTC)
+        pass
+    raise BadInput(
+        f"{name}: {text!r} is not a time; write an RFC 3339 date or date-time (2026-01-31, "
+        "2026-01-31T09:30:00Z) or an age before now (30m, 12h, 7d, 2w)"
+    )
 
 
 def blank(text: str | None) -> str | None:
     """A form's empty field is no filter at all."""
-    return None if text is None or not text.strip() else text.strip()
+    return None if text is None or not text.strip() else text
 
 
 @dataclass
 class ListQuery:
     """The executions list's query string, which the page and the API take alike."""
 
-    status: str | None = None
-    agent: str | None = None
-    since: str | None = None
-    until: str | None = None
-    min_cost: str | None = None
-    q: str | None = None
-    cursor: str | None = None  # where the page starts: a page's `next` link holds it
+    status: Annotated[
+        StatusText | None, Query(description="only runs with this status ('': any)")
+    ] = None
+    agent: Annotated[
+        str | None, Query(pattern=NO_NUL, description="only runs of this agent ('': any)")
+    ] = None
+    since: Annotated[str | None, Query(json_schema_extra=MOMENT_SCHEMA)] = None
+    until: Annotated[str | None, Query(json_schema_extra=MOMENT_SCHEMA)] = None
+    min_cost: Annotated[
+        str | None,
+        Query(pattern=COST_PATTERN, description="only executions costing this many dollars"),
+    ] = None
+    q: Annotated[
+        str | None, Query(pattern=NO_NUL, description="only executions whose id holds this")
+    ] = None
+    cursor: Annotated[
+        str | None,
+        Query(pattern=NO_NUL, description="where the page starts: the `next` link's cursor"),
+    ] = None
 
     def given(self) -> dict[str, str | None]:
         """The filters as typed, for Filters.of and to show in the form again."""
@@ -118,9 +169,11 @@ class Filters:
 
     def check(self) -> None:
         """BadInput naming the first filter that cannot be used."""
-        if self.status is not None and self.status.upper() not in Status.__members__:
+        if self.status is not None and self.status not in STATUSES:
             names = ", ".join(member.value for member in Status)
-            raise BadInput(f"status: must be one of {names}; got {self.status!r}")
+            raise BadInput(
+                f"status: must be one of {names} (or in lower case); got {self.status!r}"
+            )
         moment("since", self.since)
         moment("until", self.until)
         self.cost()
@@ -128,15 +181,11 @@ class Filters:
     def cost(self) -> float | None:
         if self.min_cost is None:
             return None
-        try:
-            value = float(self.min_cost)
-        except ValueError:
-            value = math.nan
-        if not math.isfinite(value) or value < 0:
+        if not re.fullmatch(COST_PATTERN, self.min_cost):
             raise BadInput(
-                f"min_cost: must be a number of dollars, 0 or more; got {self.min_cost!r}"
+                f"min_cost: must be a number of dollars, 0 or more (as 0.5); got {self.min_cost!r}"
             )
-        return value
+        return float(self.min_cost)
 
     def query(self) -> dict[str, str]:
         return {
