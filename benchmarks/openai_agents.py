@@ -54,8 +54,7 @@ NO_STORE = "-"  # the bare SDK's rows: it keeps nothing
 ADDED_P50_MS = 1.0
 ADDED_STORES = ("sqlite",)
 TARGET_STORES = ("sqlite", "postgres")
-RUNS_RATIO = 5.0
-P99_RATIO = 10.0
+RUNS_RATIO, P99_RATIO = runner.DBOS_RUNS_RATIO, runner.DBOS_P99_RATIO
 
 
 # The same scenarios as the durable-runs benchmark's: 50 runs at once, 10 one after another.
@@ -260,18 +259,14 @@ def _line(cells: Sequence[str]) -> str:
     return runner.padded(_COLUMNS, cells)
 
 
-def _measured(row: Mapping[str, Any]) -> bool:
-    return "error" not in row and "skipped" not in row
-
-
 def bare_rows(rows: Sequence[Mapping[str, Any]]) -> dict[str, Mapping[str, Any]]:
     """The measured bare row of each scenario."""
-    return {r["scenario"]: r for r in rows if r["system"] == "bare" and _measured(r)}
+    return {r["scenario"]: r for r in rows if r["system"] == "bare" and runner.measured(r)}
 
 
 def added_p50(row: Mapping[str, Any], bare: Mapping[str, Any] | None) -> float | None:
     """Per-turn p50 added over the bare SDK in the same scenario (ms), if it ran."""
-    if bare is None or row["system"] == "bare" or not _measured(row):
+    if bare is None or row["system"] == "bare" or not runner.measured(row):
         return None
     return float(row["turn_ms"]["p50"] - bare["turn_ms"]["p50"])
 
@@ -280,7 +275,7 @@ def added_per_turn(row: Mapping[str, Any], bare: Mapping[str, Any] | None) -> fl
     """The run's time added over the bare SDK's in the same scenario, per turn (ms): what
     a turn costs the system, which under concurrency the p50 counts once for every run
     waiting on the same event loop."""
-    if bare is None or row["system"] == "bare" or not _measured(row):
+    if bare is None or row["system"] == "bare" or not runner.measured(row):
         return None
     return float((row["total_s"] - bare["total_s"]) * 1000.0 / row["turns"])
 
@@ -326,7 +321,7 @@ def ratios(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     ours/dbos, per-turn p99 and p50 dbos/ours (above 1: ours is better)."""
     found: dict[tuple[str, str], dict[str, Mapping[str, Any]]] = {}
     for row in rows:
-        if _measured(row):
+        if runner.measured(row):
             found.setdefault((row["scenario"], row["store"]), {})[row["system"]] = row
     out = []
     for (scenario, store), systems in found.items():
@@ -347,10 +342,6 @@ def ratios(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
 
 def _verdict(ok: bool | None) -> str:
     return "SKIP" if ok is None else "PASS" if ok else "FAIL"
-
-
-def _why(row: Mapping[str, Any]) -> str:
-    return str(row.get("skipped") or row.get("error") or "")
 
 
 def _checks(
@@ -379,10 +370,7 @@ def _checks(
             )
     if row["store"] not in TARGET_STORES or row["scenario"] != "concurrent":
         return checks
-    if dbos is None or not _measured(dbos):
-        why = "no DBOS row" if dbos is None else f"DBOS did not run: {_why(dbos)}"
-        checks.append((f"vs DBOS: {why}", None))
-        return checks
+    return checks + runner.against_dbos(row, dbos)
     ours_ms, dbos_ms = row["turn_ms"], dbos["turn_ms"]
     runs_ratio = row["runs_per_s"] / max(dbos["runs_per_s"], 1e-9)
     p99_ratio = dbos_ms["p99"] / max(ours_ms["p99"], 1e-9)

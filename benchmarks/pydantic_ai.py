@@ -77,8 +77,7 @@ SECONDS = 300.0  # a child's timeout
 ADDED_P50_MS = 1.0
 ADDED_STORES = ("sqlite",)
 TARGET_STORES = ("sqlite", "postgres")
-RUNS_RATIO = 5.0
-P99_RATIO = 10.0
+RUNS_RATIO, P99_RATIO = runner.DBOS_RUNS_RATIO, runner.DBOS_P99_RATIO
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -291,24 +290,20 @@ def _line(cells: Sequence[str]) -> str:
     return runner.padded(_COLUMNS, cells)
 
 
-def _measured(row: Mapping[str, Any]) -> bool:
-    return "error" not in row and "skipped" not in row
-
-
 def bare_row(rows: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    return next((r for r in rows if r["system"] == "bare" and _measured(r)), None)
+    return next((r for r in rows if r["system"] == "bare" and runner.measured(r)), None)
 
 
 def added(row: Mapping[str, Any], bare: Mapping[str, Any] | None, pct: str) -> float | None:
     """The turn's percentile `pct` ("p50", "p99") over the bare agent's (ms), if both ran."""
-    if bare is None or row["system"] == "bare" or not _measured(row):
+    if bare is None or row["system"] == "bare" or not runner.measured(row):
         return None
     return float(row["turn_ms"][pct] - bare["turn_ms"][pct])
 
 
 def added_per_turn(row: Mapping[str, Any], bare: Mapping[str, Any] | None) -> float | None:
     """The total time over the bare agent's, per turn of every run (ms)."""
-    if bare is None or row["system"] == "bare" or not _measured(row):
+    if bare is None or row["system"] == "bare" or not runner.measured(row):
         return None
     return float((row["total_s"] - bare["total_s"]) * 1000.0 / max(row["turns"], 1))
 
@@ -366,7 +361,7 @@ def ratios(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     p99 and p50 dbos/ours (above 1: ours is better)."""
     found: dict[str, dict[str, Mapping[str, Any]]] = {}
     for row in rows:
-        if _measured(row):
+        if runner.measured(row):
             found.setdefault(row["store"], {})[row["system"]] = row
     out = []
     for store, systems in found.items():
@@ -421,10 +416,7 @@ def _checks(
             )
     if row["store"] not in TARGET_STORES:
         return checks
-    if dbos is None or not _measured(dbos):
-        why = "no DBOS row" if dbos is None else f"DBOS did not run: {_why(dbos)}"
-        checks.append((f"vs DBOS: {why}", None))
-        return checks
+    return checks + runner.against_dbos(row, dbos)
     ours_ms, dbos_ms = row["turn_ms"], dbos["turn_ms"]
     runs_ratio = row["runs_per_s"] / max(dbos["runs_per_s"], 1e-9)
     p99_ratio = dbos_ms["p99"] / max(ours_ms["p99"], 1e-9)
@@ -441,10 +433,6 @@ def _checks(
         ),
     ]
     return checks
-
-
-def _why(row: Mapping[str, Any]) -> str:
-    return str(row.get("skipped") or row.get("error") or "")
 
 
 def targets(rows: Sequence[Mapping[str, Any]]) -> list[str]:

@@ -938,3 +938,42 @@ def add_stores_option(parser: argparse.ArgumentParser, whose: str = "") -> None:
         help=f"{whose}comma-separated: sqlite,redis,postgres,tiered (default: every one "
         "available; the others get a 'not available' row)",
     )
+
+
+# -- the targets against DBOS (benchmarks.openai_agents, benchmarks.pydantic_ai) ---------------
+
+DBOS_RUNS_RATIO = 5.0  # at least this many times DBOS's runs per second
+DBOS_P99_RATIO = 10.0  # at most this fraction (1/x) of DBOS's per-turn p99
+
+
+def measured(row: Mapping[str, Any]) -> bool:
+    return "error" not in row and "skipped" not in row
+
+
+def why_not(row: Mapping[str, Any]) -> str:
+    return str(row.get("skipped") or row.get("error") or "")
+
+
+def against_dbos(
+    row: Mapping[str, Any], dbos: Mapping[str, Any] | None
+) -> list[tuple[str, bool | None]]:
+    """Ours (`row`: runs_per_s, turn_ms p99) against DBOS's row on the same store: the
+    runs/s and p99 targets, each (what was measured, met?; None: not measured)."""
+    if dbos is None or not measured(dbos):
+        why = "no DBOS row" if dbos is None else f"DBOS did not run: {why_not(dbos)}"
+        return [(f"vs DBOS: {why}", None)]
+    ours_ms, dbos_ms = row["turn_ms"], dbos["turn_ms"]
+    runs_ratio = row["runs_per_s"] / max(dbos["runs_per_s"], 1e-9)
+    p99_ratio = dbos_ms["p99"] / max(ours_ms["p99"], 1e-9)
+    return [
+        (
+            f"runs/s {row['runs_per_s']:.1f} = {runs_ratio:.2f}x DBOS's "
+            f"{dbos['runs_per_s']:.1f} (>= {DBOS_RUNS_RATIO:g}x)",
+            runs_ratio >= DBOS_RUNS_RATIO,
+        ),
+        (
+            f"p99 {ours_ms['p99']:.3f} ms = DBOS's {dbos_ms['p99']:.3f} / {p99_ratio:.2f} "
+            f"(<= 1/{DBOS_P99_RATIO:g})",
+            p99_ratio >= DBOS_P99_RATIO,
+        ),
+    ]
