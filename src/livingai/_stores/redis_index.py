@@ -143,13 +143,28 @@ local function ix_of_log(p, exec)
   end
   return e
 end
-local function ix_wrong(p, e, wrong)
-  -- the first of the entry's zsets that holds another type, or false
-  if e then
-    for _, key in ipairs(ix_zsets(p, e)) do
-      local problem = wrong(key, 'zset')
-      if problem then
-        return problem
+local function ix_wrong(p, old, new, wrong, seen)
+  -- the first zset ix_set(p, exec, old, new) writes that holds another type, or false;
+  -- `seen` holds the keys already checked (a batch's executions share most of them)
+  if ix_same(old, new) then
+    return false
+  end
+  local olds, news = {}, {}
+  for _, key in ipairs(old and ix_zsets(p, old) or {}) do
+    olds[key] = true
+  end
+  for _, key in ipairs(new and ix_zsets(p, new) or {}) do
+    news[key] = true
+  end
+  local moved = not (old and new and old.started == new.started)
+  for _, keys in ipairs({{olds, news}, {news, olds}}) do
+    for key in pairs(keys[1]) do
+      if (moved or not keys[2][key]) and not seen[key] then
+        seen[key] = true
+        local problem = wrong(key, 'zset')
+        if problem then
+          return problem
+        end
       end
     end
   end

@@ -69,8 +69,16 @@ end
 if first > #ARGV then
   return 0  -- no records: the fences hold (a cluster checks a batch's before its parts)
 end
--- Check every key, and plan: which records are new, and each execution's entry.
-local checked, planned, new, plans, order = {}, {}, {}, {}, {}
+-- Check every key, and plan: which records are new, and the entry of each execution a
+-- run record of the batch changes. Once the index holds every execution (or the store
+-- holds none yet), an execution first seen in this batch is simply indexed with its
+-- first version's time, and one seen before already has its entry; until then (and on
+-- a store with a TTL, whose keys expire) every execution's entry is looked at, since it
+-- may have been stored before the index existed.
+local complete = redis.call('GET', p .. ':ixv') == '1'
+local fresh = not complete and redis.call('EXISTS', p .. ':executions') == 0
+local quick = (complete or fresh) and ttl == 0
+local checked, planned, new, plans, order, firsts, zsets = {}, {}, {}, {}, {}, {}, {}
 for i = first, #ARGV, 14 do
   local vid, node, exec = ARGV[i], ARGV[i + 1], ARGV[i + 2]
   local x = ':' .. exec
@@ -95,21 +103,19 @@ for i = first, #ARGV, 14 do
   if not planned[vid] and redis.call('HEXISTS', p .. ':xr' .. x, vid) == 0 then
     planned[vid] = true
     new[i] = true
+    firsts[exec] = firsts[exec] or ARGV[i + 12]
+    local run = ARGV[i + 13]
     local plan = plans[exec]
-    if not plan then
+    if not plan and (run ~= '' or not quick) then
       local old = ix_decode(redis.call('HGET', p .. ':ie', exec))
       local now = old
-      if not now and redis.call('EXISTS', p .. ':xr' .. x) == 1 then
+      if not now and not complete and redis.call('EXISTS', p .. ':xr' .. x) == 1 then
         now = ix_of_log(p, exec)  -- stored before the index existed
       end
-      plan = {old = old, now = now}
+      plan = {old = old, now = now or {started = firsts[exec], status = '', agent = ''}}
       plans[exec] = plan
       order[#order + 1] = exec
     end
-    if not plan.now then
-      plan.now = {started = ARGV[i + 12], status = '', agent = ''}
-    end
-    local run = ARGV[i + 13]
     if run ~= '' then
       local cut = string.find(run, '\0', 1, true)
       plan.now = {started = plan.now.started, status = string.sub(run, 1, cut - 1),
@@ -117,8 +123,14 @@ for i = first, #ARGV, 14 do
     end
   end
 end
+if quick then  -- where an execution first seen is indexed
+  problem = wrong(p .. ':ix', 'zset') or wrong(p .. ':ia:', 'zset')
+  if problem then
+    return redis.error_reply('livingai: damaged: ' .. problem)
+  end
+end
 for _, exec in ipairs(order) do
-  problem = ix_wrong(p, plans[exec].old, wrong) or ix_wrong(p, plans[exec].now, wrong)
+  problem = ix_wrong(p, plans[exec].old, plans[exec].now, wrong, zsets)
   if problem then
     return redis.error_reply('livingai: rejected: execution ' .. exec .. ': ' .. problem)
   end
@@ -150,7 +162,10 @@ for i = first, #ARGV, 14 do
     else
       seq = redis.call('INCR', p .. ':seq')
     end
-    redis.call('ZADD', p .. ':executions', 'NX', seq, exec)
+    if redis.call('ZADD', p .. ':executions', 'NX', seq, exec) == 1 and not plans[exec] then
+      order[#order + 1] = exec  -- first seen now, and no run record in the batch
+      plans[exec] = {now = {started = firsts[exec], status = '', agent = ''}}
+    end
     redis.call('ZADD', p .. ':xv' .. x, seq, vid)
     redis.call('ZADD', p .. ':xn' .. x, 'NX', seq, node)
     redis.call('HSET', p .. ':xl' .. x, node, vid)
@@ -180,6 +195,9 @@ end
 for _, exec in ipairs(order) do
   ix_set(p, exec, plans[exec].old, plans[exec].now)
 end
+if fresh and stored > 0 then
+  redis.call('SET', p .. ':ixv', '1')  -- every execution of this store is indexed
+end
 if ttl > 0 then
   for _, exec in ipairs(touched) do
     local x = ':' .. exec
@@ -207,7 +225,7 @@ if ttl > 0 then
       ix_set(p, exec, old, nil)
     end
   end
-  for _, key in ipairs({'seq', 'executions', 'touched', 'ie'}) do
+  for _, key in ipairs({'seq', 'executions', 'touched', 'ie', 'ixv'}) do
     redis.call('EXPIRE', p .. ':' .. key, ttl)
   end
 end

@@ -131,7 +131,7 @@ if op == 'delete' then
     local plan = {exec = exec, lists = {}, usage = {}}
     if not problem then
       plan.entry = ix_decode(redis.call('HGET', p .. ':ie', exec))
-      problem = ix_wrong(p, plan.entry, wrong)
+      problem = ix_wrong(p, plan.entry, nil, wrong, {})
     end
     if not problem then
       for _, node in ipairs(redis.call('ZRANGE', p .. ':xn' .. x, 0, -1)) do
@@ -212,7 +212,7 @@ elseif op == 'nodes' then
     or wrong(xc, 'string') or wrong(p .. ':usage:x' .. x, 'hash') or wrong(p .. ':ie', 'hash')
     or wrong(p .. ':ia:', 'zset')
   local entry = not problem and ix_decode(redis.call('HGET', p .. ':ie', exec))
-  problem = problem or ix_wrong(p, entry, wrong)
+  problem = problem or ix_wrong(p, entry or nil, nil, wrong, {})
   if problem then
     return damaged(problem)
   end
