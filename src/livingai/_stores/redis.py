@@ -82,6 +82,7 @@ from .redis_wire import (
     Standalone,
     Wire,
     redis_py,
+    server_settings,
 )
 
 if TYPE_CHECKING:
@@ -259,20 +260,17 @@ class RedisStore(Closable):
         Redis keeps nothing across a restart."""
         self._persistence = _CHECKING  # concurrent first calls do not check again
         try:
-            save = await self._wire.config("save")
-            appendonly = await self._wire.config("appendonly")
-            bulk = await self._wire.config("proto-max-bulk-len")
-        except redis_py().errors.ResponseError:  # CONFIG renamed or not permitted: skip
-            self._persistence = _CHECKED
-            return
+            settings = await server_settings(self._wire)
         except BaseException:
             self._persistence = _UNCHECKED  # the next call checks again
             raise
         self._persistence = _CHECKED
-        max_bulk = _config(bulk, "proto-max-bulk-len")
-        if max_bulk is not None and max_bulk.isdigit():
-            self._max_bulk = int(max_bulk)
-        if _config(save, "save") == "" and _config(appendonly, "appendonly") == "no":
+        if settings is None:  # CONFIG renamed or not permitted: skip
+            return
+        max_bulk, persistent = settings
+        if max_bulk is not None:
+            self._max_bulk = max_bulk
+        if not persistent:
             logger.warning(
                 '%r: the Redis server has no persistence (save "" and appendonly no): '
                 "every checkpoint is lost when Redis restarts. Turn on the append-only file "
@@ -561,18 +559,18 @@ class RedisStore(Closable):
         self, execution_id: str, worker_id: str, seconds: float, *, take_over: str | None = None
     ) -> Lease:
         ok, held, expires_ms = await self._lease(
-            "acquire", execution_id, worker_id, 0, _milliseconds(seconds), take_over or ""
+            "acquire", execution_id, worker_id, 0, keys.milliseconds(seconds), take_over or ""
         )
-        lease = _held_lease(execution_id, held, expires_ms)
+        lease = keys.held_lease(execution_id, held, expires_ms)
         if not ok:
             raise held_error(lease, time.time())
         return lease
 
     async def renew_lease(self, lease: Lease, seconds: float) -> Lease | None:
         ok, held, expires_ms = await self._lease(
-            "renew", lease.execution_id, lease.worker_id, lease.token, _milliseconds(seconds)
+            "renew", lease.execution_id, lease.worker_id, lease.token, keys.milliseconds(seconds)
         )
-        return _held_lease(lease.execution_id, held, expires_ms) if ok else None
+        return keys.held_lease(lease.execution_id, held, expires_ms) if ok else None
 
     async def release_lease(self, lease: Lease) -> None:
         await self._lease("release", lease.execution_id, lease.worker_id, lease.token, 0)
@@ -583,7 +581,7 @@ class RedisStore(Closable):
             for b, p in enumerate(self._prefixes)
         ]
         found = [
-            _held_lease(name.decode(), held, expires_ms)
+            keys.held_lease(name.decode(), held, expires_ms)
             for reply in await _gather(calls)
             for name, held, expires_ms in zip(reply[::3], reply[1::3], reply[2::3], strict=True)
         ]
@@ -615,29 +613,3 @@ async def _gather(calls: Sequence[Awaitable[Any]]) -> list[Any]:
         if isinstance(reply, BaseException):
             raise reply
     return list(replies)
-
-
-def _milliseconds(seconds: float) -> int:
-    return max(1, round(seconds * 1000))
-
-
-def _held_lease(execution_id: str, held: bytes | str, expires_ms: int) -> Lease:
-    """A lease from its key's value, "<token>:<worker id>"."""
-    text = held.decode() if isinstance(held, bytes) else held
-    token, _, worker = text.partition(":")
-    return Lease(execution_id, worker, int(token), int(expires_ms) / 1000.0)
-
-
-def _config(reply: object, name: str) -> str | None:
-    """One value of a CONFIG GET reply (a dict, or the flat list of RESP2), as text."""
-    if isinstance(reply, dict):
-        items = list(reply.items())
-    elif isinstance(reply, list):
-        items = list(zip(reply[::2], reply[1::2], strict=False))
-    else:
-        return None
-    for key, value in items:
-        key = key.decode() if isinstance(key, bytes) else str(key)
-        if key == name:
-            return value.decode() if isinstance(value, bytes) else str(value)
-    return None

@@ -84,6 +84,7 @@ from dataclasses import dataclass
 
 from .._core.listing import agent_of, is_run_record
 from .._core.model import RECORD_COLUMNS, NodeRecord
+from .._core.store import Lease
 from .._core.usage import has_usage
 
 FORMAT = 2  # first byte of every packed record; format 1 (no usage columns) still reads
@@ -282,3 +283,17 @@ def client_name(prefix: str) -> str:
     """The CLIENT SETNAME of the store's connections: printable ASCII, no spaces."""
     name = "".join(c if "!" <= c <= "~" else "_" for c in prefix)
     return f"livingai:{name}"
+
+
+# -- leases ---------------------------------------------------------------------
+
+
+def milliseconds(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def held_lease(execution_id: str, held: bytes | str, expires_ms: int) -> Lease:
+    """A lease from its key's value, "<token>:<worker id>"."""
+    text = held.decode() if isinstance(held, bytes) else held
+    token, _, worker = text.partition(":")
+    return Lease(execution_id, worker, int(token), int(expires_ms) / 1000.0)

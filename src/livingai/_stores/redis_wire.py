@@ -306,3 +306,33 @@ async def _roundtrip(connection: Any, command: Sequence[keys.Arg]) -> Any:
         await connection.send_packed_command(piece, check_health=first)
         first = False
     return await connection.read_response()
+
+
+async def server_settings(wire: Wire) -> tuple[int | None, bool] | None:
+    """What the server says of itself: its proto-max-bulk-len, and whether it keeps
+    anything across a restart (RDB snapshots or an append-only file); None when it
+    refuses CONFIG GET (renamed, or not permitted)."""
+    try:
+        save = await wire.config("save")
+        appendonly = await wire.config("appendonly")
+        bulk = await wire.config("proto-max-bulk-len")
+    except redis_py().errors.ResponseError:
+        return None
+    max_bulk = _config(bulk, "proto-max-bulk-len")
+    persistent = not (_config(save, "save") == "" and _config(appendonly, "appendonly") == "no")
+    return (int(max_bulk) if max_bulk is not None and max_bulk.isdigit() else None), persistent
+
+
+def _config(reply: object, name: str) -> str | None:
+    """One value of a CONFIG GET reply (a dict, or the flat list of RESP2), as text."""
+    if isinstance(reply, dict):
+        items = list(reply.items())
+    elif isinstance(reply, list):
+        items = list(zip(reply[::2], reply[1::2], strict=False))
+    else:
+        return None
+    for key, value in items:
+        key = key.decode() if isinstance(key, bytes) else str(key)
+        if key == name:
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return None
