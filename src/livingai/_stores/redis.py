@@ -208,11 +208,21 @@ class RedisStore(Closable):
         key = prefix if self.cluster else None
         return await self._guarded(lambda: self._wire.call(key, script, (prefix, *args)))
 
+    async def _calls(
+        self, calls: Sequence[tuple[int, keys.Script, Sequence[keys.Arg]]]
+    ) -> list[Any]:
+        """Script calls at once, each on its bucket; their replies in order (on a cluster
+        a pipeline a primary, the calls redis-py had to redirect sent again alone)."""
+        if len(calls) == 1 or not self.cluster:
+            return [await self._call(bucket, script, *args) for bucket, script, args in calls]
+        sent = [
+            (self._prefixes[b], script, (self._prefixes[b], *args)) for b, script, args in calls
+        ]
+        return list(await self._guarded(lambda: self._wire.call_many(sent)))
+
     async def _everywhere(self, script: keys.Script, *args: keys.Arg) -> list[Any]:
         """The same call on every bucket, at once; their replies in bucket order."""
-        if not self.cluster:
-            return [await self._call(0, script, *args)]
-        return await _gather([self._call(b, script, *args) for b in range(len(self._prefixes))])
+        return await self._calls([(b, script, args) for b in range(len(self._prefixes))])
 
     async def _guarded(self, call: Callable[[], Awaitable[Any]]) -> Any:
         self._check_open()
@@ -354,15 +364,21 @@ class RedisStore(Closable):
             if fenced_by and len(parts) > 1:
                 # Each part checks its own fences as it is stored; first every fence is
                 # checked, so that a batch with one lost lease stores nothing.
-                await _gather([self._fences_hold(b, named) for b, named in fenced_by.items()])
-            await _gather([self._append_part(*part) for part in parts])
+                await self._calls([self._fence_check(b, named) for b, named in fenced_by.items()])
+            await self._calls([(bucket, lua.APPEND, args) for bucket, args, _ in parts])
+            if self.wait_replicas:
+                await _gather(
+                    [self._acknowledge(bucket, part) for bucket, _, part in parts if part]
+                )
         except FencedError:
             raise fenced(self, fences or {}) from None
 
-    async def _fences_hold(self, bucket: int, fences: dict[str, int]) -> None:
-        """FencedError unless each of a bucket's fences still holds (an APPEND of none)."""
+    def _fence_check(
+        self, bucket: int, fences: dict[str, int]
+    ) -> tuple[int, keys.Script, list[keys.Arg]]:
+        """An APPEND of no records: FencedError unless each of a bucket's fences holds."""
         args = keys.append_args(self._prefixes[bucket], self.ttl_seconds, [], fences)
-        await self._call(bucket, lua.APPEND, *args[1:])
+        return bucket, lua.APPEND, args[1:]
 
     def _check_sizes(self, args: list[keys.Arg]) -> None:
         for arg in args:
@@ -374,13 +390,6 @@ class RedisStore(Closable):
                     f"{self!r}: node {owner} needs a {len(arg)}-byte argument; this Redis "
                     f"takes at most {self._max_bulk} (proto-max-bulk-len)"
                 )
-
-    async def _append_part(
-        self, bucket: int, args: list[keys.Arg], records: list[NodeRecord]
-    ) -> None:
-        await self._call(bucket, lua.APPEND, *args)
-        if self.wait_replicas and records:
-            await self._acknowledge(bucket, records)
 
     async def _acknowledge(self, bucket: int, records: list[NodeRecord]) -> None:
         """Wait until wait_replicas replicas hold these records; StoreError when they do
@@ -462,10 +471,8 @@ class RedisStore(Closable):
             by_bucket: dict[int, list[str]] = {}
             for execution_id in ids:
                 by_bucket.setdefault(self._bucket(execution_id), []).append(execution_id)
-            calls = [
-                self._call(b, lua.USAGE, "executions", *named) for b, named in by_bucket.items()
-            ]
-            for reply in await _gather(calls):
+            calls = [(b, lua.USAGE, ("executions", *named)) for b, named in by_bucket.items()]
+            for reply in await self._calls(calls):
                 sums.add_executions(reply, by, first, last)
         return sums.rows()
 
@@ -576,13 +583,15 @@ class RedisStore(Closable):
         await self._lease("release", lease.execution_id, lease.worker_id, lease.token, 0)
 
     async def leases(self) -> list[Lease]:
-        calls = [
-            self._call(b, lua.LEASE, "list", "", "", 0, 0, 0, keys.scan_pattern(p, "lease:"))
-            for b, p in enumerate(self._prefixes)
-        ]
+        listed = await self._calls(
+            [
+                (b, lua.LEASE, ("list", "", "", 0, 0, 0, keys.scan_pattern(p, "lease:")))
+                for b, p in enumerate(self._prefixes)
+            ]
+        )
         found = [
             keys.held_lease(name.decode(), held, expires_ms)
-            for reply in await _gather(calls)
+            for reply in listed
             for name, held, expires_ms in zip(reply[::3], reply[1::3], reply[2::3], strict=True)
         ]
         return sorted(found, key=lambda lease: lease.execution_id)

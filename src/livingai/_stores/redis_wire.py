@@ -69,6 +69,11 @@ class Wire(Protocol):
     async def call(self, bucket: str | None, script: keys.Script, args: Sequence[keys.Arg]) -> Any:
         """One script call; bucket: KEYS[1] on a cluster, None on one server."""
 
+    async def call_many(
+        self, calls: Sequence[tuple[str, keys.Script, Sequence[keys.Arg]]]
+    ) -> list[Any]:
+        """Several calls, each (bucket, script, args), at once; their replies in order."""
+
     async def acknowledge(
         self, bucket: str | None, args: Sequence[keys.Arg], replicas: int, timeout_ms: int
     ) -> tuple[int, int]:
@@ -172,6 +177,11 @@ class Standalone(_PerLoop):
                     raise dropped.error from None
         raise AssertionError("unreachable")
 
+    async def call_many(
+        self, calls: Sequence[tuple[str, keys.Script, Sequence[keys.Arg]]]
+    ) -> list[Any]:
+        return [await self.call(bucket, script, args) for bucket, script, args in calls]
+
     async def acknowledge(
         self, bucket: str | None, args: Sequence[keys.Arg], replicas: int, timeout_ms: int
     ) -> tuple[int, int]:
@@ -268,6 +278,36 @@ class Cluster(_PerLoop):
             await asyncio.sleep(delay)  # the slot is being migrated: wait for the end
             delay = min(delay * 2, 0.2)
 
+    async def call_many(
+        self, calls: Sequence[tuple[str, keys.Script, Sequence[keys.Arg]]]
+    ) -> list[Any]:
+        """Calls on several buckets: one pipeline to each primary their slots are on, as
+        the client last saw the slots; a call that failed there (a script the node
+        lacks, a slot that moved, a node that went away, or an error of its own) is sent
+        again alone, where it is handled as `call` does (every script is safe to repeat)."""
+        client = self._current()
+        redis = redis_py()
+        if client.nodes_manager.default_node is None:
+            await client.initialize()  # the slots, at the first call
+        by_node: dict[str, tuple[Any, list[Any]]] = {}
+        commands = []
+        for n, (bucket, script, args) in enumerate(calls):
+            command = redis.PipelineCommand(n, "EVALSHA", script.sha, 1, bucket, *args)
+            commands.append(command)
+            try:
+                node = client.get_node_from_key(bucket)
+            except redis.errors.RedisClusterException:
+                continue  # sent alone below
+            by_node.setdefault(node.name, (node, []))[1].append(command)
+        await asyncio.gather(
+            *(node.execute_pipeline(queued) for node, queued in by_node.values()),
+            return_exceptions=True,  # what a node did not answer is sent alone below
+        )
+        return [
+            command.result if _answered(command) else await self.call(bucket, script, args)
+            for (bucket, script, args), command in zip(calls, commands, strict=True)
+        ]
+
     async def acknowledge(
         self, bucket: str | None, args: Sequence[keys.Arg], replicas: int, timeout_ms: int
     ) -> tuple[int, int]:
@@ -292,6 +332,16 @@ class Cluster(_PerLoop):
         client = self._taken()
         if client is not None:
             await client.aclose()
+
+
+def _answered(command: Any) -> bool:
+    """A pipeline command that got a reply, not an error (or no reply at all: its
+    result is still redis-py's placeholder, or None)."""
+    result = command.result
+    return not isinstance(result, BaseException) and type(result) in _REPLIES
+
+
+_REPLIES = (bytes, int, list, str, float, dict)  # what a script's reply can be
 
 
 def migrating(exc: BaseException) -> bool:
