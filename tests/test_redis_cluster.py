@@ -226,9 +226,9 @@ async def _until(condition: Callable[[], bool], what: str, seconds: float = SECO
 
 @pytest.fixture(scope="module")
 def replicated_cluster() -> Iterator[LocalRedisCluster]:
-    """3 primaries with a replica each; a silent primary is replaced after 2 s."""
+    """3 primaries with a replica each; a silent primary is replaced after 1 s."""
     need_binaries()
-    with LocalRedisCluster(masters=3, replicas=1, node_timeout_ms=2000) as cluster:
+    with LocalRedisCluster(masters=3, replicas=1, node_timeout_ms=1000) as cluster:
         yield cluster
 
 
