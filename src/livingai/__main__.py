@@ -1,5 +1,9 @@
 """`python -m livingai`: the livingai command line. Its libraries come with the `cli`
-extra; without them this says which one to install, in one line."""
+extra; without them this says which one to install, in one line.
+
+The documentation is in docs/ of livingai's repository (docs/index.md; the command line
+in docs/cli.md), built into a site by `mkdocs serve` or `mkdocs build` from the
+repository's root after `pip install -e ".[docs]"`; `livingai --help` says so too."""
 
 from __future__ import annotations
 

@@ -82,6 +82,11 @@ Store URLs (--store, or LIVINGAI_STORE):
   postgresql://[user[:password]@]host[:port]/database[?schema=livingai]
   tiered:<redis URL>|<postgresql URL>
 Passwords are masked in every message.
+
+\b
+Documentation: docs/ in livingai's repository (start at docs/index.md), or as a site,
+from the repository's root:
+  pip install -e ".[docs]" && mkdocs serve      then open http://127.0.0.1:8000/
 """
 
 
