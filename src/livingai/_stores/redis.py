@@ -25,20 +25,21 @@ acknowledged append survives a crash of Redis; with `everysec` (Redis's default)
 about a second of them may be lost; without persistence, all of them.
 
 Replication is asynchronous: a primary acknowledges a write before its replicas have it,
-so when a primary fails and a replica takes over (Sentinel, or a cluster's failover),
-the appends of the last moments before the failure may be missing on the new primary,
-though they were acknowledged. With `wait_replicas=N` an append returns only once N
-replicas hold the whole batch (CONFIRM, then WAIT N wait_timeout_ms, on the primary that
-serves it then): a save that returned True then survives the loss of the primary, as
-long as one of those replicas takes over (Redis promotes the most up-to-date one). When
-fewer replicas answer within wait_timeout_ms the append raises StoreError and the engine
-sends the batch again (stored once: versions are deduplicated by id).
+so when it fails and a replica takes over (Sentinel, or a cluster's failover) the appends
+of its last moments may be missing, though acknowledged. With `wait_replicas=N` an append
+returns only once N replicas hold the whole batch (CONFIRM, then WAIT N wait_timeout_ms,
+on the primary that serves it then): a save that returned True survives the loss of
+that primary, as long as one of those replicas takes over (Redis promotes the most
+up-to-date). When fewer replicas answer in time (a primary that lost its replica) the
+append raises StoreError and the engine sends the batch again: versions are
+deduplicated by id, so it is stored once.
 
-On a cluster, a batch is one APPEND per bucket it touches, each atomic on its own slot:
-a batch cut short (a primary failing, a timeout) may be stored in some buckets and not
-in others, which a retry of the batch completes, storing nothing twice. The versions of
-one execution are always in one bucket, so each execution's part of a batch is all or
-nothing, fences included.
+On a cluster a batch is one APPEND per bucket it touches, each atomic on its own slot: a
+batch cut short (a primary failing) may be stored in some buckets and not in others,
+which the retry completes. The versions of one execution are always in one bucket, so
+each execution's part of a batch is all or nothing, fences included; a fenced batch
+checks every fence before it writes any part. A call on a slot being migrated waits
+until the migration ends (redis_wire).
 """
 
 from __future__ import annotations
@@ -51,7 +52,6 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .._core.errors import (
-    CheckpointCorruptError,
     ClosedError,
     ConfigError,
     FencedError,
@@ -292,29 +292,7 @@ class RedisStore(Closable):
     # -- the store contract -------------------------------------------------------------
 
     def _records(self, reply: object, *, listing: bool = True) -> list[NodeRecord]:
-        """Records from a READ reply: a packed record, then its checkpoint, per record.
-
-        A record that cannot be read is corrupt in Redis: a listing logs it and goes on
-        (a version whose checkpoint is not the one saved is listed without it); a read
-        of that one record raises CheckpointCorruptError naming it."""
-        if reply is None:
-            return []
-        if not isinstance(reply, list) or len(reply) % 2:
-            raise StoreError(f"{self!r}: unexpected reply {type(reply).__name__} from Redis")
-        records = []
-        for head, blob in zip(reply[::2], reply[1::2], strict=True):
-            try:
-                if not isinstance(head, bytes) or not isinstance(blob, bytes | None):
-                    raise ValueError("not bytes")
-                records.append(keys.unpack(head, blob))
-            except (ValueError, UnicodeDecodeError) as exc:
-                error = CheckpointCorruptError(f"{self!r}: a stored record is corrupt: {exc}")
-                if not listing:
-                    raise error from exc
-                logger.error("%s; listed without it", error)
-                if isinstance(exc, keys.BlobMismatch):
-                    records.append(exc.record)
-        return records
+        return keys.records_of(reply, repr(self), listing=listing)
 
     async def _stamped(self, operation: str, node_id: str) -> list[Any]:
         """A node's versions from every bucket, oldest first: [packed, checkpoint, ...]."""

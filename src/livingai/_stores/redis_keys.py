@@ -78,14 +78,18 @@ upgrade them all.
 from __future__ import annotations
 
 import hashlib
+import logging
 import struct
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
+from .._core.errors import CheckpointCorruptError, StoreError
 from .._core.listing import agent_of, is_run_record
 from .._core.model import RECORD_COLUMNS, NodeRecord
 from .._core.store import Lease
 from .._core.usage import has_usage
+
+logger = logging.getLogger("livingai")
 
 FORMAT = 2  # first byte of every packed record; format 1 (no usage columns) still reads
 
@@ -234,6 +238,33 @@ def unpack(data: bytes, checkpoint: bytes | None) -> NodeRecord:
     else:
         return NodeRecord.from_row((*texts, checkpoint))
     raise BlobMismatch(NodeRecord.from_row((*texts, None)), problem)
+
+
+def records_of(reply: object, owner: str, *, listing: bool = True) -> list[NodeRecord]:
+    """Records from a READ reply: a packed record, then its checkpoint, per record.
+
+    A record that cannot be read is corrupt in Redis: a listing logs it and goes on
+    (a version whose checkpoint is not the one saved is listed without it); a read of
+    that one record raises CheckpointCorruptError naming it. `owner`: the store, for
+    messages."""
+    if reply is None:
+        return []
+    if not isinstance(reply, list) or len(reply) % 2:
+        raise StoreError(f"{owner}: unexpected reply {type(reply).__name__} from Redis")
+    records = []
+    for head, blob in zip(reply[::2], reply[1::2], strict=True):
+        try:
+            if not isinstance(head, bytes) or not isinstance(blob, bytes | None):
+                raise ValueError("not bytes")
+            records.append(unpack(head, blob))
+        except (ValueError, UnicodeDecodeError) as exc:
+            error = CheckpointCorruptError(f"{owner}: a stored record is corrupt: {exc}")
+            if not listing:
+                raise error from exc
+            logger.error("%s; listed without it", error)
+            if isinstance(exc, BlobMismatch):
+                records.append(exc.record)
+    return records
 
 
 class BlobMismatch(ValueError):
