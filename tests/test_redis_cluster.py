@@ -149,6 +149,9 @@ async def test_every_key_of_a_bucket_is_in_its_slot_and_the_load_is_spread(
     assert sum(per_primary) == len(prefix_keys(redis_cluster, prefix))
     # 12 buckets over 3 primaries: 4 each, and so about a third of the keys each.
     assert min(per_primary) > sum(per_primary) / 6, per_primary
+    load = redis_cluster.load()
+    assert len(load) == 3
+    assert all(node["keys"] > 0 and node["calls"] > 0 for node in load.values()), load
 
 
 # -- resharding -----------------------------------------------------------------------

@@ -251,6 +251,17 @@ class LocalRedisCluster:
                     return node
         raise RuntimeError(f"no primary serves slot {slot}")
 
+    def load(self) -> dict[str, dict[str, int]]:
+        """What each running primary holds and has done, by address: its keys (DBSIZE)
+        and the commands it ran since it started (INFO commandstats): how evenly the
+        load spreads."""
+        found = {}
+        for node in self.primaries():
+            stats = self._ask(node, "INFO", "commandstats")
+            calls = sum(int(entry["calls"]) for entry in stats.values())
+            found[node.address] = {"keys": int(self._ask(node, "DBSIZE")), "calls": calls}
+        return found
+
     def healthy(self) -> bool:
         """Every running node says cluster_state:ok, the primaries are as many as asked
         for, and every replica's link to its primary is up."""
@@ -333,13 +344,15 @@ class LocalRedisCluster:
 
 
 def _spare_ports(count: int) -> Iterator[int]:
-    """Ports p with p and p + 10000 (its cluster bus) free on loopback now."""
+    """Ports p with p and p + 10000 (its cluster bus) free on loopback now, both below
+    the kernel's range of ephemeral ports, which a client's connection could take."""
     rng = random.Random()
+    low = min(_ephemeral_low() - 10_000, 55_000)
     given: set[int] = set()
     for _ in range(10_000):
         if len(given) == count:
             break
-        port = rng.randrange(20_000, 45_000)
+        port = rng.randrange(10_000, max(low, 10_100))
         if {port, port + 10_000} & {p for g in given for p in (g, g + 10_000)}:
             continue
         if _free(port) and _free(port + 10_000):
@@ -347,6 +360,13 @@ def _spare_ports(count: int) -> Iterator[int]:
             yield port
     if len(given) < count:
         raise RuntimeError(f"found only {len(given)} spare port pairs of {count}")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
 
 
 def _free(port: int) -> bool:
