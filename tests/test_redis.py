@@ -925,7 +925,8 @@ async def test_retention_leaves_a_sound_layout_and_no_key_behind(prefix: str) ->
         # What is left is what no execution owns: the counters, which never go back, and
         # the mark that the index holds every execution.
         left = {key.decode() for key in prefix_keys(REDIS_URL, prefix)}
-        assert left <= {f"{prefix}:seq", f"{prefix}:fence", f"{prefix}:ixv"}, left
+        owned_by_none = {"seq", "fence", "ixv", "leasedv", "leased"}
+        assert left <= {f"{prefix}:{key}" for key in owned_by_none}, left
     finally:
         client.close()
         await store.close()
@@ -980,6 +981,31 @@ async def test_retention_refuses_a_damaged_key_and_changes_nothing(prefix: str) 
             assert {k: client.dump(k) for k in prefix_keys(REDIS_URL, prefix)} == saved, name
         assert await store.delete_executions(["x"]) == 2
         assert check_layout(REDIS_URL, prefix) == []
+    finally:
+        client.close()
+        await store.close()
+
+
+async def test_leases_are_listed_from_their_index_and_older_ones_found_once(prefix: str) -> None:
+    """leases() reads the lease index (no SCAN of the keyspace); a store whose leases
+    were taken before the index existed has them added once, by one SCAN."""
+    store = RedisStore(REDIS_URL, prefix=prefix)
+    client = sync_client(REDIS_URL)
+    try:
+        first = await store.acquire_lease("x1", "w", 30.0)
+        await store.acquire_lease("x2", "w", 30.0)
+        assert [lease.execution_id for lease in await store.leases()] == ["x1", "x2"]
+        assert client.zcard(f"{prefix}:leased") == 2
+        await store.release_lease(first)
+        assert [lease.execution_id for lease in await store.leases()] == ["x2"]
+        assert client.zcard(f"{prefix}:leased") == 1
+        client.delete(f"{prefix}:leased", f"{prefix}:leasedv")  # as before the index
+        assert [lease.execution_id for lease in await store.leases()] == ["x2"]
+        assert client.get(f"{prefix}:leasedv") == b"1"
+        short = await store.acquire_lease("x3", "w", 0.05)
+        await until(lambda: client.pttl(f"{prefix}:lease:x3") < 0, "the lease expired")
+        assert [lease.execution_id for lease in await store.leases()] == ["x2"]
+        assert client.zscore(f"{prefix}:leased", short.execution_id) is None  # pruned
     finally:
         client.close()
         await store.close()

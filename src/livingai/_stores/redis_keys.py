@@ -37,6 +37,10 @@ whatever colons it holds.
                                  its holder may renew it after the key above expired
                                  (a store outage), while no one else took it
     {p}:fence            string  the counter lease tokens come from; never expires
+    {p}:leased           zset    execution id -> expiry (ms) of its lease: what leases()
+                                 reads, not a SCAN (see LEASE)
+    {p}:leasedv          string  "1": every lease is in leased (those taken before it
+                                 existed were added once, by one SCAN)
     {p}:ie               hash    execution id -> its index entry (redis_index)
     {p}:ix, {p}:ia:{agent}, {p}:is:{status}, {p}:isa:{status}:{agent}
                          zsets   the index: "<started_at>\\0<x>" by bytes (redis_index)

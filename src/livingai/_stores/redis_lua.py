@@ -269,7 +269,10 @@ LEASE = Script(
 -- {prefix}:lease:{x} = "<token>:<worker id>", expiring by itself (PX); tokens come from
 -- the counter {prefix}:fence, which never expires, so a token is never given twice.
 -- {prefix}:held:{x} keeps the token until it is released or taken: an expired lease
--- no one took is still its holder's to renew (leases.py).
+-- no one took is still its holder's to renew (leases.py). {prefix}:leased (a zset:
+-- execution id -> expiry in ms) indexes the leases, so that 'list' costs the leases
+-- there are, not the keys; leases taken before it existed are added to it once, by a
+-- SCAN, and {prefix}:leasedv marks that done.
 -- Replies: {1 or 0, "<token>:<worker>" held, expiry in ms since the epoch}.
 local p, op, x, worker, token, ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
 local ttl = tonumber(ARGV[7])
@@ -279,11 +282,18 @@ local ttl = tonumber(ARGV[7])
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local mine = token .. ':' .. worker
+local leased = p .. ':leased'
 local function keep(value)
   if ttl > 0 then
     redis.call('SET', kept, value, 'EX', ttl)
   else
     redis.call('SET', kept, value)
+  end
+end
+local function listed(until_ms)
+  redis.call('ZADD', leased, until_ms, x)
+  if ttl > 0 then
+    redis.call('EXPIRE', leased, ttl)
   end
 end
 if op == 'acquire' then
@@ -294,40 +304,58 @@ if op == 'acquire' then
       return {0, held, now + redis.call('PTTL', key)}
     end
   end
+  if redis.call('EXISTS', p .. ':fence') == 0 then  -- the first lease: none to index
+    redis.call('SET', p .. ':leasedv', '1')
+  end
   local fresh = redis.call('INCR', p .. ':fence')
   redis.call('SET', key, fresh .. ':' .. worker, 'PX', ms)
   keep(fresh)
+  listed(now + tonumber(ms))
   return {1, fresh .. ':' .. worker, now + tonumber(ms)}
 elseif op == 'renew' then
   local held = redis.call('GET', key)
   if held == mine or (not held and redis.call('GET', kept) == token) then
     redis.call('SET', key, mine, 'PX', ms)
     keep(token)
+    listed(now + tonumber(ms))
     return {1, mine, now + tonumber(ms)}
   end
   return {0, '', 0}
 elseif op == 'release' then
   if redis.call('GET', key) == mine then
     redis.call('DEL', key)
+    redis.call('ZREM', leased, x)
   end
   if redis.call('GET', kept) == token then
     redis.call('DEL', kept)
   end
   return {1, '', 0}
 elseif op == 'list' then
-  local out, cursor = {}, '0'
-  repeat
-    local page = redis.call('SCAN', cursor, 'MATCH', ARGV[8], 'COUNT', 1000)
-    cursor = page[1]
-    for _, name in ipairs(page[2]) do
-      local held, left = redis.call('GET', name), redis.call('PTTL', name)
-      if held and left > 0 then
-        out[#out + 1] = string.sub(name, #p + 8)
-        out[#out + 1] = held
-        out[#out + 1] = now + left
+  if redis.call('EXISTS', p .. ':leasedv') == 0 then  -- leases from before the index
+    local cursor = '0'
+    repeat
+      local page = redis.call('SCAN', cursor, 'MATCH', ARGV[8], 'COUNT', 1000)
+      cursor = page[1]
+      for _, name in ipairs(page[2]) do
+        local left = redis.call('PTTL', name)
+        if left > 0 then
+          redis.call('ZADD', leased, now + left, string.sub(name, #p + 8))
+        end
       end
+    until cursor == '0'
+    redis.call('SET', p .. ':leasedv', '1')
+  end
+  redis.call('ZREMRANGEBYSCORE', leased, '-inf', now)  -- expired: not live any more
+  local out = {}
+  for _, name in ipairs(redis.call('ZRANGE', leased, 0, -1)) do
+    local lease = p .. ':lease:' .. name
+    local held, left = redis.call('GET', lease), redis.call('PTTL', lease)
+    if held and left > 0 then
+      out[#out + 1] = name
+      out[#out + 1] = held
+      out[#out + 1] = now + left
     end
-  until cursor == '0'
+  end
   return out
 end
 return redis.error_reply('livingai: unknown lease operation ' .. tostring(op))

@@ -199,6 +199,7 @@ if op == 'delete' then
     end
     redis.call('ZREM', p .. ':executions', exec)
     redis.call('ZREM', p .. ':touched', exec)
+    redis.call('ZREM', p .. ':leased', exec)
     ix_set(p, exec, plan.entry, nil)
   end
   return deleted
