@@ -1,11 +1,12 @@
 """The README's Pydantic AI quickstart runs as written (tests/quickstarts.py), with a
 scripted FunctionModel where it names "openai:gpt-5" (Pydantic AI's `infer_model`, which
-`Agent(...)` calls, answers with it): the flight is booked once, and a second run of the
-same execution makes no model request."""
+`Agent(...)` and its durable_exec layer build models by name with, answers with it): the
+flight is booked once, and a second run of the same execution makes no model request."""
 
 from __future__ import annotations
 
 import asyncio
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from pydantic_ai import models
 from pydantic_ai.messages import ModelMessage, ModelResponse, TextPart, ToolCallPart
 from pydantic_ai.models.function import AgentInfo, FunctionModel
 
+import livingai.adapters.pydantic_ai  # noqa: F401  (loads Pydantic AI's durable_exec)
 from tests.pydantic_ai.fakes import returns
 from tests.quickstarts import inside, run_quickstart
 
@@ -35,7 +37,11 @@ def test_the_pydantic_ai_quickstart_books_once_and_resumes_from_the_log(
         named.append(model)
         return FunctionModel(answer, model_name="scripted")
 
-    monkeypatch.setattr(models, "infer_model", scripted)
+    real = models.infer_model
+    for module in list(sys.modules.values()):  # wherever Pydantic AI imported it by name
+        name = getattr(module, "__name__", "")
+        if name.startswith("pydantic_ai") and getattr(module, "infer_model", None) is real:
+            monkeypatch.setattr(module, "infer_model", scripted)
     out, names = run_quickstart("pydantic-ai", tmp_path)
     assert named[0] == "openai:gpt-5"
     assert out.startswith("done: booked LH1 (key trip-1/pai:1:tool:"), out
