@@ -77,7 +77,6 @@ SECONDS = 300.0  # a child's timeout
 ADDED_P50_MS = 1.0
 ADDED_STORES = ("sqlite",)
 TARGET_STORES = ("sqlite", "postgres")
-RUNS_RATIO, P99_RATIO = runner.DBOS_RUNS_RATIO, runner.DBOS_P99_RATIO
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -417,22 +416,6 @@ def _checks(
     if row["store"] not in TARGET_STORES:
         return checks
     return checks + runner.against_dbos(row, dbos)
-    ours_ms, dbos_ms = row["turn_ms"], dbos["turn_ms"]
-    runs_ratio = row["runs_per_s"] / max(dbos["runs_per_s"], 1e-9)
-    p99_ratio = dbos_ms["p99"] / max(ours_ms["p99"], 1e-9)
-    checks += [
-        (
-            f"runs/s {row['runs_per_s']:.1f} = {runs_ratio:.2f}x DBOS's "
-            f"{dbos['runs_per_s']:.1f} (>= {RUNS_RATIO:g}x)",
-            runs_ratio >= RUNS_RATIO,
-        ),
-        (
-            f"p99 {ours_ms['p99']:.3f} ms = DBOS's {dbos_ms['p99']:.3f} / {p99_ratio:.2f} "
-            f"(<= 1/{P99_RATIO:g})",
-            p99_ratio >= P99_RATIO,
-        ),
-    ]
-    return checks
 
 
 def targets(rows: Sequence[Mapping[str, Any]]) -> list[str]:
