@@ -510,6 +510,8 @@ def _backfill(conn: sqlite3.Connection, path: str) -> None:
     """Fill the index rows of executions stored before it existed (migration 5), a chunk
     a transaction, so that writers in other processes wait at most one chunk; what is
     filled stays filled, so a process stopped half-way leaves the rest to the next."""
+    if conn.execute(schema.UNINDEXED).fetchone() is None:  # the usual case: no lock taken
+        return
     filled = 0
     while True:
         cursor = _in_transaction(conn, lambda: conn.execute(schema.BACKFILL))

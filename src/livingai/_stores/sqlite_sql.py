@@ -142,6 +142,7 @@ BACKFILL = _ENTRY.format(
     f"LIMIT {BACKFILL_CHUNK})"
 )
 REINDEX_EXECUTION = _ENTRY.format(target="execution_id = ?")  # parameter: the execution id
+UNINDEXED = "SELECT 1 FROM executions WHERE started_at IS NULL LIMIT 1"  # left to backfill?
 
 OPEN_RUNS = (
     "SELECT execution_id, started_at, agent, status FROM executions "
